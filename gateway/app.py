@@ -1,0 +1,152 @@
+"""The gateway's ASGI application: OpenAI-compatible endpoints, health, readiness and ``/metrics``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.metrics import GatewayMetrics
+from gateway.pricing import PriceTable
+from gateway.proxy import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint, Proxy
+from gateway.request_id import RequestIdMiddleware
+from gateway.routing import build_routes
+from gateway.upstream import UpstreamClient
+from llmops.config import Config
+
+log = logging.getLogger("llmops.gateway")
+
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+class Gateway:
+    """Everything one gateway process holds: config, routes, metrics, the upstream client, the FastAPI app."""
+
+    def __init__(self, config: Config, metrics: GatewayMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or GatewayMetrics()
+        self.price_table = PriceTable.load_default()
+        self.routes = build_routes(config, self.price_table)
+        self.client = UpstreamClient()
+        self.proxy = Proxy(self.routes, self.metrics, self.client, config.server.max_body_bytes)
+        self.created = int(time.time())
+        self._describe_routes()
+        self.fastapi = self._build_fastapi()
+        self.asgi: ASGIApp = RequestIdMiddleware(self.fastapi)
+
+    def _describe_routes(self) -> None:
+        for model in self.routes.values():
+            for dep in model.deployments:
+                self.metrics.info.labels(model.name, dep.name, dep.provider).set(1)
+                self.metrics.unpriced.labels(model.name, dep.name).set(0 if dep.cost.priced else 1)
+
+    def startup_messages(self) -> list[str]:
+        """What the gateway says at start: models, unpriced deployments, open access."""
+        lines = []
+        for model in self.routes.values():
+            deployments = ", ".join(f"{d.name} ({d.provider}, {d.config.base_url})" for d in model.deployments)
+            lines.append(f"model {model.name!r} -> {deployments}")
+            for dep in model.deployments:
+                if not dep.cost.priced:
+                    lines.append(
+                        f"model {model.name!r} deployment {dep.name!r} has no pricing and {dep.config.model!r} is not "
+                        f"in the price table (as of {self.price_table.as_of}): its cost counts as 0"
+                    )
+        if not self.config.keys:
+            lines.append("no API keys configured: the gateway is open to every client")
+        return lines
+
+    def _build_fastapi(self) -> FastAPI:
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.client.start()
+            for line in self.startup_messages():
+                log.info(line)
+            try:
+                yield
+            finally:
+                await self.client.close()
+
+        app = FastAPI(
+            title="llmops-stack gateway",
+            version="0.1.0",
+            lifespan=lifespan,
+            docs_url=None,
+            redoc_url=None,
+            openapi_url=None,
+        )
+
+        def proxied(endpoint: Endpoint):
+            async def handler(request: Request) -> Response:
+                return await self.proxy.handle(request, endpoint)
+
+            return handler
+
+        router = app.router
+        router.add_route("/v1/chat/completions", proxied(CHAT), methods=["POST"])
+        router.add_route("/v1/completions", proxied(COMPLETIONS), methods=["POST"])
+        router.add_route("/v1/embeddings", proxied(EMBEDDINGS), methods=["POST"])
+        router.add_route("/v1/models", self._list_models, methods=["GET"])
+        router.add_route("/v1/models/{model:path}", self._get_model, methods=["GET"])
+        router.add_route("/health", self._health, methods=["GET"])
+        router.add_route("/ready", self._ready, methods=["GET"])
+        router.add_route("/metrics", self._metrics, methods=["GET"])
+        app.add_exception_handler(HTTPException, self._http_exception)
+        return app
+
+    def _model_object(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": self.created, "owned_by": "llmops-gateway"}
+
+    async def _list_models(self, request: Request) -> Response:
+        return _json({"object": "list", "data": [self._model_object(name) for name in self.routes]})
+
+    async def _get_model(self, request: Request) -> Response:
+        name = request.path_params["model"]
+        if name not in self.routes:
+            return error_response(model_not_found(name))
+        return _json(self._model_object(name))
+
+    async def _health(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def _ready(self, request: Request) -> Response:
+        if not self.client.started:
+            return _json({"status": "starting"}, status=503)
+        return _json(
+            {
+                "status": "ready",
+                "models": {m.name: [d.name for d in m.deployments] for m in self.routes.values()},
+            }
+        )
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=_PROMETHEUS_TEXT)
+
+    async def _http_exception(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}."
+        elif exc.status_code == 404:
+            message = f"Unknown path {request.url.path}. The gateway serves the OpenAI API under /v1."
+        else:
+            message = str(exc.detail)
+        return error_response(GatewayError(exc.status_code, message, code=None, headers=dict(exc.headers or {})))
+
+
+def create_app(config: Config, metrics: GatewayMetrics | None = None) -> ASGIApp:
+    """The gateway as an ASGI app (for uvicorn and tests)."""
+    return Gateway(config, metrics).asgi

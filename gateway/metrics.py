@@ -1,0 +1,113 @@
+"""The gateway's Prometheus series (names and labels fixed by DESIGN.md), on a private registry.
+
+Buckets follow the OpenTelemetry GenAI metric advice (duration 0.01…81.92 s doubling; time to first token and time
+per output token as advised), so dashboards built on OTel-exported metrics and on these agree.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+UPSTREAM_ERROR_REASONS = ("timeout", "connect", "http_4xx", "http_5xx", "invalid_response")
+
+
+class GatewayMetrics:
+    """Every series the gateway exports. One instance per app; ``render()`` is the ``/metrics`` body."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, process_metrics: bool = True) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        if process_metrics:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        r = self.registry
+        self.requests = Counter(
+            "llm_gateway_requests",
+            "Requests handled, by outcome status (499: the client went away; errors inside a 200 stream are "
+            "counted with the error's status).",
+            ["model", "provider", "deployment", "endpoint", "stream", "status", "key"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "llm_gateway_request_duration_seconds",
+            "Time from the request's arrival to the last byte of the response.",
+            ["model", "provider", "endpoint", "stream"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "llm_gateway_time_to_first_token_seconds",
+            "Streaming requests: time from the request's arrival to the first event from the upstream.",
+            ["model", "provider"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "llm_gateway_time_per_output_token_seconds",
+            "Streaming requests: (duration - time to first token) / (output tokens - 1).",
+            ["model", "provider"],
+            buckets=TPOT_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "llm_gateway_overhead_seconds",
+            "The gateway's own time per request, the upstream exchange excluded.",
+            ["endpoint", "stream"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "llm_gateway_tokens",
+            "Tokens from the upstream's usage; types are disjoint: input (not cached), cached_input, output.",
+            ["model", "provider", "key", "type"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "llm_gateway_cost_usd",
+            "Cost in USD from the model's pricing (per-token prices or GPU time).",
+            ["model", "provider", "key"],
+            registry=r,
+        )
+        self.in_flight = Gauge("llm_gateway_requests_in_flight", "Requests being handled now.", ["model"], registry=r)
+        self.upstream_errors = Counter(
+            "llm_gateway_upstream_errors",
+            "Failed upstream exchanges, by reason.",
+            ["deployment", "reason"],
+            registry=r,
+        )
+        self.client_disconnects = Counter(
+            "llm_gateway_client_disconnects",
+            "Requests whose client went away before the response was complete (the upstream call is cancelled).",
+            ["model", "endpoint"],
+            registry=r,
+        )
+        self.unpriced = Gauge(
+            "llm_gateway_model_unpriced",
+            "1 for a model with neither a configured price nor an entry in the price table (its cost counts 0).",
+            ["model", "deployment"],
+            registry=r,
+        )
+        self.info = Gauge(
+            "llm_gateway_deployment_info",
+            "1 per configured deployment: which provider serves which model.",
+            ["model", "deployment", "provider"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The text exposition of every series."""
+        return generate_latest(self.registry)

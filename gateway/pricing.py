@@ -1,0 +1,194 @@
+"""Cost in USD of one request, from per-million-token prices or from the GPU time of a self-hosted deployment.
+
+Per-token prices come from the model's ``pricing`` in the config, else from the shipped table
+``gateway/data/prices.yaml`` (dated, with sources). Cached prompt tokens are charged at the cached price (the input
+price when none is given).
+
+GPU-priced (self-hosted) models: the deployment costs ``gpu_hour_usd * gpus / 3600`` USD per second whether it is
+busy or not. Each request is charged that cost per second divided by the tokens per second the deployment actually
+served over a sliding window (input + output tokens, measured by this gateway process), with a floor of
+``min_tokens_per_second`` so that a nearly idle deployment does not make one token infinitely dear::
+
+    usd_per_token = gpu_hour_usd * gpus / 3600 / max(served_tokens_per_second, min_tokens_per_second)
+    cost          = (input_tokens + output_tokens) * usd_per_token
+
+Worked example: 1 GPU at 2.50 USD/h costs 0.000694 USD/s. Serving 1,000 tokens/s, a token costs 0.000694 / 1000 =
+6.94e-7 USD (0.694 USD per million); a request with 500 input and 200 output tokens costs 700 * 6.94e-7 = 0.000486
+USD. At 100 tokens/s the same request costs ten times as much: an idle GPU makes each token dearer, as it really is.
+Over any busy window the charged costs add up to the GPU's cost for that window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from llmops.config import Pricing
+
+_WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one response: ``input`` counts all prompt tokens, cached ones included."""
+
+    input: int = 0
+    output: int = 0
+    cached_input: int = 0
+
+    @property
+    def uncached_input(self) -> int:
+        return max(self.input - self.cached_input, 0)
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> Usage | None:
+        """Read OpenAI's usage object (``prompt_tokens``, ``completion_tokens``,
+        ``prompt_tokens_details.cached_tokens``); ``None`` when it is missing or malformed."""
+        if not isinstance(usage, dict):
+            return None
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens", 0)
+        if not isinstance(prompt, int) or not isinstance(completion, int | None):
+            return None
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return cls(
+            input=max(prompt, 0),
+            output=max(completion or 0, 0),
+            cached_input=cached if isinstance(cached, int) and 0 <= cached <= prompt else 0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPrices:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cached_input: float
+
+    def cost(self, usage: Usage) -> float:
+        return (
+            usage.uncached_input * self.input + usage.cached_input * self.cached_input + usage.output * self.output
+        ) / 1_000_000
+
+
+class PriceTable:
+    """The shipped table of commercial prices, looked up by model name."""
+
+    def __init__(self, entries: dict[str, TokenPrices], as_of: str) -> None:
+        self.entries = entries
+        self.as_of = as_of
+
+    @classmethod
+    def load_default(cls) -> PriceTable:
+        text = resources.files("gateway").joinpath("data/prices.yaml").read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        entries = {
+            name: TokenPrices(
+                input=float(row["input"]),
+                output=float(row["output"]),
+                cached_input=float(row.get("cached_input", row["input"])),
+            )
+            for name, row in data["models"].items()
+        }
+        return cls(entries, str(data["as_of"]))
+
+    def lookup(self, name: str) -> TokenPrices | None:
+        """Exact name, else the longest entry that ``name`` extends with ``-`` (dated snapshots); a provider prefix
+        such as ``openai/`` is ignored."""
+        name = name.rsplit("/", 1)[-1]
+        if name in self.entries:
+            return self.entries[name]
+        best = max((key for key in self.entries if name.startswith(key + "-")), key=len, default=None)
+        return self.entries[best] if best else None
+
+
+class GpuTimeCost:
+    """Cost of requests to a GPU-priced deployment, from its served tokens per second over a sliding window."""
+
+    def __init__(
+        self,
+        gpu_hour_usd: float,
+        gpus: int,
+        min_tokens_per_second: float,
+        window_seconds: float = _WINDOW_SECONDS,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.usd_per_second = gpu_hour_usd * gpus / 3600.0
+        self.min_tokens_per_second = min_tokens_per_second
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._started = clock()
+        self._events: deque[tuple[float, int]] = deque()
+        self._tokens_in_window = 0
+
+    def served_tokens_per_second(self) -> float:
+        """Tokens per second over the window (or since start, when younger than the window)."""
+        now = self._clock()
+        self._expire(now)
+        span = min(self.window_seconds, max(now - self._started, 1.0))
+        return self._tokens_in_window / span
+
+    def usd_per_token(self) -> float:
+        return self.usd_per_second / max(self.served_tokens_per_second(), self.min_tokens_per_second)
+
+    def cost(self, usage: Usage) -> float:
+        """Record the request's tokens as served, then charge them at the current price per token."""
+        tokens = usage.input + usage.output
+        now = self._clock()
+        self._events.append((now, tokens))
+        self._tokens_in_window += tokens
+        return tokens * self.usd_per_token()
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.window_seconds
+        events = self._events
+        while events and events[0][0] < horizon:
+            self._tokens_in_window -= events.popleft()[1]
+
+
+class CostModel:
+    """Cost of one request to one deployment: per-token prices, GPU time, or nothing (unpriced: 0)."""
+
+    def __init__(self, prices: TokenPrices | None = None, gpu: GpuTimeCost | None = None) -> None:
+        self.prices = prices
+        self.gpu = gpu
+
+    @property
+    def priced(self) -> bool:
+        return self.prices is not None or self.gpu is not None
+
+    def cost(self, usage: Usage) -> float:
+        if self.prices is not None:
+            return self.prices.cost(usage)
+        if self.gpu is not None:
+            return self.gpu.cost(usage)
+        return 0.0
+
+    @classmethod
+    def build(cls, pricing: Pricing | None, names: list[str], table: PriceTable) -> CostModel:
+        """From the model's configured ``pricing``, else the first of ``names`` found in ``table``."""
+        if pricing is not None:
+            if pricing.gpu_hour_usd is not None:
+                return cls(gpu=GpuTimeCost(pricing.gpu_hour_usd, pricing.gpus, pricing.min_tokens_per_second))
+            input_price = pricing.input_per_mtok or 0.0
+            return cls(
+                prices=TokenPrices(
+                    input=input_price,
+                    output=pricing.output_per_mtok or 0.0,
+                    cached_input=input_price
+                    if pricing.cached_input_per_mtok is None
+                    else pricing.cached_input_per_mtok,
+                )
+            )
+        for name in names:
+            found = table.lookup(name)
+            if found is not None:
+                return cls(prices=found)
+        return cls()

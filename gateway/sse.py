@@ -1,0 +1,33 @@
+"""Incremental splitting of a Server-Sent Events byte stream into events."""
+
+from __future__ import annotations
+
+
+class SSEDecoder:
+    """Feed raw bytes as they arrive; get back each complete event (without its terminating blank line).
+
+    Events end at a blank line (``\\n\\n``; ``\\r\\n`` line endings are normalised). Bytes of an unfinished event are
+    kept until the rest arrives, so an event split across TCP reads is forwarded whole.
+    """
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buffer = self._buffer + data if self._buffer else data
+        if b"\n\n" not in buffer:
+            self._buffer = buffer
+            return []
+        parts = buffer.split(b"\n\n")
+        self._buffer = parts.pop()
+        return [part for part in parts if part.strip(b"\n")]
+
+    def flush(self) -> bytes | None:
+        """The last event when the stream ended without a blank line after it."""
+        rest = self._buffer.strip(b"\n")
+        self._buffer = b""
+        return rest or None

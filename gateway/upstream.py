@@ -1,0 +1,160 @@
+"""HTTP to OpenAI-compatible upstreams (vLLM, OpenAI, any compatible host): pooled connections, timeouts, and the
+classification of every failure into a client-facing error plus a bounded ``reason`` label."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import orjson
+
+from gateway.errors import GatewayError, normalise_upstream_error, upstream_error
+from gateway.routing import DeploymentRoute
+
+# Bounded read of an upstream error body: enough for any real error message.
+_MAX_ERROR_BODY = 64 * 1024
+# Shorter than the keep-alive of common upstream servers (uvicorn, vLLM: 5 s), so a pooled connection is never
+# reused just as the upstream closes it.
+_KEEPALIVE_SECONDS = 4.0
+
+
+class UpstreamFailure(Exception):
+    """The upstream exchange failed: ``error`` is what the client sees, ``reason`` the metric label."""
+
+    def __init__(self, reason: str, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.reason = reason
+        self.error = error
+
+
+class UpstreamClient:
+    """One pooled aiohttp session for every deployment of the gateway."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
+
+    @property
+    def started(self) -> bool:
+        return self._session is not None and not self._session.closed
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            keepalive_timeout=_KEEPALIVE_SECONDS,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=False,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            json_serialize=lambda obj: orjson.dumps(obj).decode(),
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _timeout(self, route: DeploymentRoute) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(route.name + "\0" + route.model)
+        if timeout is None:
+            t = route.config.timeouts
+            timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.first_byte)
+            self._timeouts[route.name + "\0" + route.model] = timeout
+        return timeout
+
+    async def post(self, route: DeploymentRoute, path: str, body: bytes, request_id: str) -> aiohttp.ClientResponse:
+        """POST ``body`` to the deployment; returns once the response headers arrived (the caller reads the body
+        and must release the response). Raises :class:`UpstreamFailure` for timeouts and connection failures."""
+        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        headers = dict(route.headers)
+        headers["X-Request-Id"] = request_id
+        try:
+            return await self._session.post(route.url(path), data=body, headers=headers, timeout=self._timeout(route))
+        except Exception as exc:  # classified below; anything unexpected is an invalid response
+            raise classify_exception(route, exc) from exc
+
+    async def read(self, route: DeploymentRoute, response: aiohttp.ClientResponse) -> bytes:
+        """The whole body of a unary response, failures classified."""
+        try:
+            return await response.read()
+        except Exception as exc:
+            raise classify_exception(route, exc) from exc
+        finally:
+            response.release()
+
+
+def classify_exception(route: DeploymentRoute, exc: BaseException) -> UpstreamFailure:
+    """Map a client-side exception to ``(reason, client error)``."""
+    name = route.name
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        t = route.config.timeouts
+        return UpstreamFailure(
+            "timeout",
+            upstream_error(
+                504,
+                f"Upstream deployment '{name}' timed out (timeouts: connect {t.connect:g} s, first byte "
+                f"{t.first_byte:g} s, total {t.total:g} s).",
+                "upstream_timeout",
+            ),
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamFailure(
+            "connect",
+            upstream_error(502, f"Could not connect to upstream deployment '{name}'.", "upstream_connect_error"),
+        )
+    return UpstreamFailure(
+        "invalid_response",
+        upstream_error(
+            502,
+            f"Upstream deployment '{name}' broke off the exchange ({type(exc).__name__}).",
+            "upstream_invalid_response",
+        ),
+    )
+
+
+def classify_http_error(route: DeploymentRoute, status: int, body: bytes, headers: dict[str, str]) -> UpstreamFailure:
+    """An upstream HTTP error status: 4xx reaches the client with its status and message (except 401/403, which
+    are the gateway's own credentials and become 502); 5xx becomes 502."""
+    try:
+        payload = orjson.loads(body[:_MAX_ERROR_BODY])
+    except orjson.JSONDecodeError:
+        payload = None
+    text = body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    message, err_type, param, code = normalise_upstream_error(payload, text)
+    if status in (401, 403):
+        return UpstreamFailure(
+            "http_4xx",
+            upstream_error(
+                502,
+                f"Upstream deployment '{route.name}' rejected the gateway's credentials (HTTP {status}); "
+                "check the deployment's api_key.",
+                "upstream_auth_error",
+            ),
+        )
+    if 400 <= status < 500:
+        extra = {}
+        retry_after = headers.get("Retry-After")
+        if retry_after:
+            extra["Retry-After"] = retry_after
+        return UpstreamFailure(
+            "http_4xx",
+            GatewayError(
+                status,
+                message,
+                type=err_type,
+                param=param,
+                code=None if code is None else str(code),
+                headers=extra,
+            ),
+        )
+    return UpstreamFailure(
+        "http_5xx",
+        upstream_error(
+            502,
+            f"Upstream deployment '{route.name}' failed with HTTP {status}: {message}",
+            "upstream_http_error",
+        ),
+    )

@@ -1,0 +1,1 @@
+"""llmops-stack: command line and shared configuration."""

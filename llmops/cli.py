@@ -1,0 +1,126 @@
+"""The ``llmops`` command line: one console script with a subcommand per component.
+
+Each subcommand imports its component lazily, so ``llmops gateway`` never pays for what the monitors import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from llmops.config import ConfigError
+
+
+def _add_gateway(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gateway", help="run the OpenAI-compatible gateway", description="Run the gateway.")
+    p.add_argument("--config", required=True, help="YAML configuration file (see docs/configuration.md)")
+    p.add_argument("--host", help="listen address (default: server.host from the config)")
+    p.add_argument("--port", type=int, help="listen port (default: server.port from the config)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=_run_gateway)
+
+
+def _run_gateway(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    serve(args.config, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    from llmops.simulator.settings import add_arguments
+
+    p = sub.add_parser(
+        "simulate",
+        help="run a vLLM-like upstream (no GPU) for demos, tests and benchmarks",
+        description="A vLLM-like OpenAI server at the wire level: chat, completions, embeddings, SSE streaming, "
+        "usage, /health and /metrics with vllm:* series, and fault injection.",
+    )
+    add_arguments(p)
+    p.set_defaults(handler=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from llmops.simulator.server import serve_from_args
+
+    serve_from_args(args)
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="start simulator + gateway on this machine, send traffic, print a summary",
+        description="The whole stack on embedded defaults, no GPU, no Docker: starts the simulator and the gateway, "
+        "sends traffic with the openai SDK, and prints what the gateway's /metrics measured.",
+    )
+    p.add_argument("--requests", type=int, default=300, help="how many requests to send (default 300)")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once (default 16)")
+    p.add_argument("--gateway-port", type=int, default=8080)
+    p.add_argument("--simulator-port", type=int, default=8000)
+    p.add_argument("--once", action="store_true", help="stop everything after the summary instead of staying up")
+    p.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from llmops.demo import run_demo
+
+    return run_demo(
+        requests=args.requests,
+        concurrency=args.concurrency,
+        gateway_port=args.gateway_port,
+        simulator_port=args.simulator_port,
+        stay_up=not args.once,
+    )
+
+
+def _add_gpu_exporter(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "gpu-exporter",
+        help="export NVML GPU readings to Prometheus (on a GPU host)",
+        description="Prometheus exporter of NVML readings (llm_gpu_* series). Without GPUs it exports llm_gpu_up 0.",
+    )
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=9835)
+    p.set_defaults(handler=_run_gpu_exporter)
+
+
+def _run_gpu_exporter(args: argparse.Namespace) -> int:
+    from llmops.gpu_exporter import serve
+
+    serve(host=args.host, port=args.port)
+    return 0
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_gateway,
+    _add_simulate,
+    _add_demo,
+    _add_gpu_exporter,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``llmops`` with every subcommand."""
+    parser = argparse.ArgumentParser(prog="llmops", description="llmops-stack: gateway, monitors and tools.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``llmops`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as error:
+        print(f"llmops {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The one YAML configuration file shared by the gateway and the monitors.
+
+Loaded with :func:`load_config`: ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) expands from the environment, then
+pydantic validates the whole tree. A bad file raises :class:`ConfigError` whose message names every field that is
+wrong and what is expected, so the command can stop at start with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Label values must stay bounded and printable: names become Prometheus label values.
+LabelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid; the message says what to fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
+
+
+class RedisConfig(_Strict):
+    url: str = "redis://127.0.0.1:6379/0"
+
+
+class TelemetryConfig(_Strict):
+    otlp_endpoint: str | None = None
+    service_name: str = "llm-gateway"
+    capture_content: bool = False
+
+
+class Timeouts(_Strict):
+    """Per-deployment upstream timeouts, in seconds."""
+
+    connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(60.0, gt=0, description="until the upstream's response headers arrive")
+    total: float = Field(600.0, gt=0, description="the whole upstream exchange, streams included")
+
+
+class Deployment(_Strict):
+    name: LabelName
+    provider: Literal["openai_compatible", "anthropic"] = "openai_compatible"
+    base_url: str
+    model: str = Field(min_length=1, description="the upstream's own model name")
+    api_key: str | None = Field(None, repr=False)
+    weight: float = Field(1.0, gt=0)
+    timeouts: Timeouts = Timeouts()
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://vllm:8000/v1")
+        return value.rstrip("/")
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class Pricing(_Strict):
+    """Per-million-token prices in USD, or the hourly cost of the GPUs of a self-hosted model."""
+
+    input_per_mtok: float | None = Field(None, ge=0)
+    output_per_mtok: float | None = Field(None, ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    gpu_hour_usd: float | None = Field(None, ge=0)
+    gpus: int = Field(1, ge=1)
+    min_tokens_per_second: float = Field(
+        50.0, gt=0, description="floor of the served-throughput estimate used for GPU-priced models"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Pricing:
+        per_token = self.input_per_mtok is not None or self.output_per_mtok is not None
+        if per_token and self.gpu_hour_usd is not None:
+            raise ValueError("give either per-token prices (input_per_mtok/output_per_mtok) or gpu_hour_usd, not both")
+        if not per_token and self.gpu_hour_usd is None:
+            raise ValueError("give input_per_mtok and output_per_mtok, or gpu_hour_usd (with gpus)")
+        return self
+
+
+class Sampling(_Strict):
+    rate: float = Field(0.0, ge=0, le=1)
+
+
+class ModelConfig(_Strict):
+    name: LabelName
+    deployments: list[Deployment] = Field(min_length=1)
+    pricing: Pricing | None = None
+    fallbacks: list[str] = []
+    sampling: Sampling = Sampling()
+
+    @model_validator(mode="after")
+    def _unique_deployments(self) -> ModelConfig:
+        names = [d.name for d in self.deployments]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"deployment names must be unique within a model; repeated: {', '.join(dupes)}")
+        return self
+
+
+class DriftConfig(_Strict):
+    window: int = Field(500, ge=10)
+    every: int = Field(100, ge=1)
+
+
+class MonitorsConfig(_Strict):
+    gateway_url: str = "http://127.0.0.1:8080/v1"
+    judge_model: str | None = None
+    judges: list[Literal["rules", "reference", "llm_single", "rag", "pairwise", "perplexity"]] = ["rules"]
+    drift: DriftConfig = DriftConfig()
+
+
+class KeyConfig(_Strict):
+    name: LabelName
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", repr=False)
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    budget_usd: float | None = Field(None, ge=0)
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    redis: RedisConfig | None = None
+    telemetry: TelemetryConfig | None = None
+    models: list[ModelConfig] = Field(min_length=1)
+    monitors: MonitorsConfig = MonitorsConfig()
+    keys: list[KeyConfig] = []
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        known = set(names)
+        for model in self.models:
+            for fallback in model.fallbacks:
+                if fallback not in known:
+                    raise ValueError(f"model {model.name!r}: fallback {fallback!r} is not a configured model name")
+        key_names = [k.name for k in self.keys]
+        if len(set(key_names)) != len(key_names):
+            raise ValueError("key names must be unique")
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        """The model configured under public name ``name``, if any."""
+        for model in self.models:
+            if model.name == name:
+                return model
+        return None
+
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` with environment values; an unset NAME without default is an
+    error, so a missing secret is caught at start rather than sent upstream as an empty string."""
+    env = os.environ if environ is None else environ
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    expanded = _ENV_PATTERN.sub(substitute, text)
+    if missing:
+        raise ConfigError(
+            "environment variable(s) used in the config are not set: "
+            + ", ".join(sorted(set(missing)))
+            + " (set them, or write ${NAME:-default})"
+        )
+    return expanded
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling and indentation)"
+        lines.append(f"  - {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate an already-parsed YAML/JSON document."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {source}: the top level must be a mapping with a 'models' list")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(source, error)) from None
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    """Read, expand and validate the configuration file at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {file}: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(expand_env(text, environ))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {file} is not valid YAML: {error}") from None
+    return parse_config(data, str(file))

@@ -1,0 +1,1 @@
+"""The monitors worker: judges and drift over sampled traffic."""

@@ -1,0 +1,185 @@
+"""Helpers for tests that run the real processes (simulator, gateway) on free local ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[1]
+LLMOPS = [sys.executable, "-m", "llmops.cli"]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers 200 (fail early if ``process`` died)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            out = process.stdout.read() if process.stdout else ""
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered:\n{out}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError) as error:
+            last = error
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout} s: {last}")
+
+
+@contextmanager
+def running(args: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``llmops ARGS`` until the block ends; ready once ``ready_url`` answers 200."""
+    process = subprocess.Popen(
+        [*LLMOPS, *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_http(ready_url, process=process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
+@contextmanager
+def simulator(*extra: str) -> Iterator[str]:
+    """A running ``llmops simulate``; yields its base URL (``http://127.0.0.1:PORT``)."""
+    port = free_port()
+    with running(["simulate", "--port", str(port), *extra], f"http://127.0.0.1:{port}/health"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def gateway_config(path: Path, models: list[dict[str, Any]], **sections: Any) -> Path:
+    """Write a gateway config with ``models`` (and other top-level sections) to ``path``."""
+    path.write_text(yaml.safe_dump({"models": models, **sections}, sort_keys=False))
+    return path
+
+
+@contextmanager
+def gateway(config: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A running ``llmops gateway``; yields its base URL."""
+    port = free_port()
+    args = ["gateway", "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with running(args, f"http://127.0.0.1:{port}/ready", env=env):
+        yield f"http://127.0.0.1:{port}"
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``GET url/metrics`` as ``{(sample name, sorted labels): value}``."""
+    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    """Sum of the samples named ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for (sample_name, sample_labels), value in samples.items():
+        if sample_name == name and all((k, v) in sample_labels for k, v in labels.items()):
+            total += value
+    return total
+
+
+class ScriptedUpstream:
+    """A real HTTP server (aiohttp, in a thread) that records what the gateway sends and answers as scripted.
+
+    ``reply`` is ``(status, headers, body_bytes)``, or a list of ``bytes`` chunks sent as a stream with a pause
+    between them. Used where the test must see the exact upstream request, or an upstream misbehaving in ways the
+    simulator does not (spaced JSON, legacy error shapes, auth failures).
+    """
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self.received: list[dict[str, Any]] = []
+        self.reply: Any = (200, {"Content-Type": "application/json"}, b"{}")
+        self._ready = threading.Event()
+        self._stop: Any = None
+        self._queue = queue.Queue()
+        self.port = free_port()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _run(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            import orjson
+
+            raw = await request.read()
+            self.received.append({"path": request.path, "headers": {k.lower(): v for k, v in request.headers.items()}, "body": orjson.loads(raw)})
+            reply = self.reply
+            if isinstance(reply, list):
+                response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await response.prepare(request)
+                for chunk in reply:
+                    await response.write(chunk)
+                    await asyncio.sleep(0.01)
+                return response
+            status, headers, body = reply
+            return web.Response(status=status, headers=headers, body=body)
+
+        async def main() -> None:
+            app = web.Application()
+            app.router.add_route("POST", "/{tail:.*}", handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self._stop = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            self._ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        asyncio.run(main())
+
+    def __enter__(self) -> ScriptedUpstream:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
