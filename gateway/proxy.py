@@ -71,7 +71,7 @@ class Exchange:
         "deployment",
         "disconnected",
         "endpoint",
-        "first_event_at",
+        "first_token_at",
         "key",
         "model",
         "own_seconds",
@@ -94,7 +94,7 @@ class Exchange:
         self.key = "anonymous"
         self.status = 200
         self.usage: Usage | None = None
-        self.first_event_at: float | None = None
+        self.first_token_at: float | None = None
         self.own_seconds = 0.0
         self.upstream_reason: str | None = None
         self.disconnected = False
@@ -295,8 +295,8 @@ class Proxy:
         total = now - ex.start
         m.duration.labels(model, provider, endpoint, stream).observe(total)
         m.overhead.labels(endpoint, stream).observe(ex.own_seconds)
-        if ex.first_event_at is not None:
-            ttft = ex.first_event_at - ex.start
+        if ex.first_token_at is not None:
+            ttft = ex.first_token_at - ex.start
             m.ttft.labels(model, provider).observe(ttft)
             if ex.usage is not None and ex.usage.output > 1 and ex.status == 200:
                 m.tpot.labels(model, provider).observe((total - ttft) / (ex.usage.output - 1))
@@ -399,8 +399,8 @@ class StreamRelay:
             self.saw_done = True
             return b"data: [DONE]\n\n"
         ex = self.ex
-        if ex.first_event_at is None:
-            ex.first_event_at = now
+        if ex.first_token_at is None and _carries_output(data):
+            ex.first_token_at = now
         if b'"error"' in data:
             error = _stream_error(data)
             if error is not None:
@@ -426,6 +426,29 @@ class StreamRelay:
                 chunk["model"] = route.model
                 rewritten = orjson.dumps(chunk)
         return b"data: " + rewritten + b"\n\n"
+
+
+def _carries_output(data: bytes) -> bool:
+    """Whether a chunk holds the first generated output (text, reasoning or a tool call), so that time to first
+    token is not fooled by a role-only first chunk some servers send before generation starts. Parses only the
+    chunks before the first token."""
+    chunk = _loads_or_none(data)
+    if not isinstance(chunk, dict):
+        return False
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("text"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and (
+            delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls")
+        ):
+            return True
+    return False
 
 
 def _loads_or_none(data: bytes) -> Any:

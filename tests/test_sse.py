@@ -15,3 +15,13 @@ def test_crlf_and_trailing_event_without_blank_line() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b": ping\r\n\r\ndata: x\r\n\r\ndata: tail") == [b": ping", b"data: x"]
     assert decoder.flush() == b"data: tail"
+
+
+def test_time_to_first_token_ignores_role_only_chunks() -> None:
+    from gateway.proxy import _carries_output
+
+    assert not _carries_output(b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
+    assert not _carries_output(b'{"choices":[],"usage":{"prompt_tokens":1}}')
+    assert _carries_output(b'{"choices":[{"index":0,"delta":{"content":"Hi"}}]}')
+    assert _carries_output(b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0}]}}]}')
+    assert _carries_output(b'{"choices":[{"index":0,"text":"Hi","finish_reason":null}]}')  # completions
