@@ -149,7 +149,13 @@ class ScriptedUpstream:
             import orjson
 
             raw = await request.read()
-            self.received.append({"path": request.path, "headers": {k.lower(): v for k, v in request.headers.items()}, "body": orjson.loads(raw)})
+            self.received.append(
+                {
+                    "path": request.path,
+                    "headers": {k.lower(): v for k, v in request.headers.items()},
+                    "body": orjson.loads(raw),
+                }
+            )
             reply = self.reply
             if isinstance(reply, list):
                 response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -1,0 +1,320 @@
+"""``llmops demo``: the stack on one machine with embedded defaults, real processes and real metrics.
+
+Starts the simulator (a vLLM-like upstream serving two models) and the gateway as child processes, sends traffic
+through the gateway with the official openai SDK (streaming and not, English and Korean prompts), then reads the
+gateway's own ``/metrics`` back and prints what it measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from llmops.promquery import histogram_quantile
+
+PROMPTS = [
+    "Summarise the benefits of continuous batching in two sentences.",
+    "What is the capital of France and why is it famous?",
+    "Write a haiku about GPUs running hot at night.",
+    "Explain time to first token to a product manager.",
+    "서울에서 가볼 만한 곳을 세 군데 추천해 주세요.",
+    "한국어로 짧은 인사말을 작성해 주세요.",
+    "List three ways to reduce the cost of serving large language models.",
+    "How does a KV cache speed up autoregressive decoding?",
+]
+
+#: The demo's models: one self-hosted (priced by GPU time) and one priced from the shipped price table.
+DEMO_MODELS = ("llama-3-8b", "gpt-4o-mini")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _pick_port(preferred: int) -> int:
+    if _port_free(preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def demo_config(simulator_url: str, gateway_port: int) -> dict:
+    """The embedded default configuration the demo runs the gateway with."""
+    return {
+        "server": {"host": "127.0.0.1", "port": gateway_port},
+        "models": [
+            {
+                "name": "llama-3-8b",
+                "deployments": [
+                    {"name": "sim-a", "base_url": f"{simulator_url}/v1", "model": "llama-3-8b", "weight": 3},
+                    {"name": "sim-b", "base_url": f"{simulator_url}/v1", "model": "llama-3-8b", "weight": 1},
+                ],
+                "pricing": {"gpu_hour_usd": 2.5, "gpus": 1},
+            },
+            {
+                # No pricing here: the cost comes from the shipped price table (gpt-4o-mini's list price).
+                "name": "gpt-4o-mini",
+                "deployments": [{"name": "sim-openai", "base_url": f"{simulator_url}/v1", "model": "gpt-4o-mini"}],
+            },
+        ],
+    }
+
+
+@dataclass
+class _Process:
+    name: str
+    args: list[str]
+    ready_url: str
+    log_path: Path
+    popen: subprocess.Popen | None = None
+    log_file: object = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log_file = self.log_path.open("w")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "llmops.cli", *self.args],
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.popen is not None
+            if self.popen.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with code {self.popen.returncode}; its log:\n{self.log_path.read_text()}"
+                )
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.ready_url, timeout=1) as response:
+                if response.status == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not become ready at {self.ready_url} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        if self.log_file is not None:
+            self.log_file.close()  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _processes(processes: list[_Process]) -> Iterator[None]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        for process in processes:
+            process.start(env)
+            process.wait_ready()
+        yield
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+async def _send_traffic(gateway_url: str, requests: int, concurrency: int, progress: Progress) -> dict[str, int]:
+    import openai
+
+    task = progress.add_task("sending requests through the gateway", total=requests)
+    outcomes = {"ok": 0, "error": 0}
+    rng = random.Random(7)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async with openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="demo", max_retries=0) as client:
+
+        async def one() -> None:
+            model = rng.choice(DEMO_MODELS)
+            messages = [{"role": "user", "content": rng.choice(PROMPTS)}]
+            max_tokens = rng.choice((16, 32, 64))
+            try:
+                if rng.random() < 0.5:
+                    stream = await client.chat.completions.create(
+                        model=model, messages=messages, max_tokens=max_tokens, stream=True
+                    )
+                    async for _ in stream:
+                        pass
+                else:
+                    await client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens)
+                outcomes["ok"] += 1
+            except openai.APIError:
+                outcomes["error"] += 1
+
+        async def worker() -> None:
+            while True:
+                try:
+                    queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await one()
+                progress.advance(task)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    return outcomes
+
+
+def _scrape(url: str) -> list:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return list(text_string_to_metric_families(response.read().decode()))
+
+
+def summarise(families: list) -> Table:
+    """A table of what the gateway's ``/metrics`` says, per model."""
+    by_name = {family.name: family for family in families}
+
+    def samples(name: str, suffix: str = "") -> list:
+        family = by_name.get(name)
+        return [s for s in family.samples if s.name == name + suffix] if family else []
+
+    def total(name: str, model: str, suffix: str = "_total", **labels: str) -> float:
+        return sum(
+            s.value
+            for s in samples(name, suffix)
+            if s.labels.get("model") == model and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def buckets(name: str, model: str) -> list[tuple[float, float]]:
+        merged: dict[float, float] = {}
+        for s in samples(name, "_bucket"):
+            if s.labels.get("model") == model:
+                le = float(s.labels["le"])
+                merged[le] = merged.get(le, 0.0) + s.value
+        return sorted(merged.items())
+
+    table = Table(title="What the gateway measured (from its own /metrics)")
+    for column in (
+        "model",
+        "requests",
+        "errors",
+        "p50 latency",
+        "p95 latency",
+        "p50 TTFT",
+        "p95 TTFT",
+        "tokens in/out",
+        "cost USD",
+    ):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for model in DEMO_MODELS:
+        requests = total("llm_gateway_requests", model)
+        ok = total("llm_gateway_requests", model, status="200")
+        latency = buckets("llm_gateway_request_duration_seconds", model)
+        ttft = buckets("llm_gateway_time_to_first_token_seconds", model)
+        tokens_in = total("llm_gateway_tokens", model, type="input") + total(
+            "llm_gateway_tokens", model, type="cached_input"
+        )
+        tokens_out = total("llm_gateway_tokens", model, type="output")
+        cost = total("llm_gateway_cost_usd", model)
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value * 1000:.0f} ms"
+
+        table.add_row(
+            model,
+            f"{requests:.0f}",
+            f"{requests - ok:.0f}",
+            ms(histogram_quantile(0.5, latency)),
+            ms(histogram_quantile(0.95, latency)),
+            ms(histogram_quantile(0.5, ttft)),
+            ms(histogram_quantile(0.95, ttft)),
+            f"{tokens_in:.0f}/{tokens_out:.0f}",
+            f"{cost:.6f}",
+        )
+    return table
+
+
+def run_demo(
+    requests: int = 300,
+    concurrency: int = 16,
+    gateway_port: int = 8080,
+    simulator_port: int = 8000,
+    stay_up: bool = True,
+) -> int:
+    """Run the demo; returns the process exit code."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)
+    gateway_port = _pick_port(gateway_port)
+    simulator_port = _pick_port(simulator_port)
+    simulator_url = f"http://127.0.0.1:{simulator_port}"
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    workdir = Path(tempfile.mkdtemp(prefix="llmops-demo-"))
+    config_path = workdir / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(demo_config(simulator_url, gateway_port), sort_keys=False))
+
+    simulator_args = [
+        "simulate",
+        "--port",
+        str(simulator_port),
+        "--ttft-ms",
+        "60",
+        "--tokens-per-second",
+        "400",
+        "--error-rate",
+        "0.02",
+        "--midstream-error-rate",
+        "0.01",
+        "--enable-prompt-tokens-details",
+        "--seed",
+        "7",
+    ]
+    for model in DEMO_MODELS:
+        simulator_args += ["--model", model]
+    processes = [
+        _Process("simulator", simulator_args, f"{simulator_url}/health", workdir / "simulator.log"),
+        _Process("gateway", ["gateway", "--config", str(config_path)], f"{gateway_url}/ready", workdir / "gateway.log"),
+    ]
+    console.print(
+        f"[bold]llmops demo[/bold]: simulator on {simulator_url}, gateway on {gateway_url}; "
+        f"config and logs in {workdir}"
+    )
+    with _processes(processes):
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
+            outcomes = asyncio.run(_send_traffic(gateway_url, requests, concurrency, progress))
+        console.print(
+            f"client side: {outcomes['ok']} succeeded, {outcomes['error']} failed "
+            "(the simulator injects ~3% faults on purpose)"
+        )
+        console.print(summarise(_scrape(f"{gateway_url}/metrics")))
+        console.print("Look at:")
+        console.print(f"  OpenAI-compatible endpoint  {gateway_url}/v1   (model: {' or '.join(DEMO_MODELS)})")
+        console.print(f"  gateway metrics             {gateway_url}/metrics")
+        console.print(f"  simulated vLLM metrics      {simulator_url}/metrics")
+        if stay_up:
+            console.print("The stack stays up; press Ctrl+C to stop it.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while all(p.popen is not None and p.popen.poll() is None for p in processes):
+                    time.sleep(0.5)
+    return 0

@@ -1,0 +1,118 @@
+"""What the simulator answers: the tokens and finish reason of each choice.
+
+The text of a choice comes from the first of: the request's ``simulate.response``; the first ``--script`` rule that
+matches the last user message (or the prompt); the last user message itself with ``--echo``; otherwise
+deterministic lorem-ipsum words (seeded by the prompt, ``--seed``, the request's ``seed`` and the choice index).
+
+Lengths: generated text is ``max_tokens`` (or ``max_completion_tokens``) words long and ends with finish reason
+``length``, as if the model ran into the limit; without ``max_tokens`` it is ``--output-tokens`` words long and ends
+with ``stop`` (``length`` if the context, ``--max-model-len`` minus the prompt, is shorter). Fixed texts (script,
+echo, ``simulate.response``) are cut at ``max_tokens`` words (finish ``length``). Any text is cut at the first
+``stop`` string (finish ``stop``, ``stop_reason`` = that string).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmops.simulator.protocol import GenerationRequest, Prompt, RequestError
+from llmops.simulator.script import find_rule
+from llmops.simulator.settings import SimulatorSettings
+from llmops.simulator.text import generate_tokens, split_tokens
+
+_MASK = (1 << 64) - 1
+
+
+@dataclass(slots=True)
+class Choice:
+    """One choice of an answer."""
+
+    index: int
+    prompt_index: int
+    tokens: list[str]
+    finish_reason: str
+    stop_reason: str | None = None
+    prefix: str = ""  # completions with echo=true: the prompt, sent before the first token
+
+    @property
+    def text(self) -> str:
+        """The whole answer text."""
+        return self.prefix + "".join(self.tokens)
+
+
+def check_context(settings: SimulatorSettings, request: GenerationRequest, param: str) -> None:
+    """400 when a prompt leaves no room in the context, or ``max_tokens`` does not fit, as vLLM says it."""
+    limit = settings.max_model_len
+    for prompt in request.prompts:
+        if prompt.tokens >= limit:
+            raise RequestError(
+                f"This model's maximum context length is {limit} tokens. However, your request has "
+                f"{prompt.tokens} input tokens. Please reduce the length of the input messages.",
+                param=param,
+            )
+        if request.max_tokens is not None and prompt.tokens + request.max_tokens > limit:
+            raise RequestError(
+                f"'max_tokens' or 'max_completion_tokens' is too large: {request.max_tokens}. This model's maximum "
+                f"context length is {limit} tokens and your request has {prompt.tokens} input tokens "
+                f"({request.max_tokens} > {limit} - {prompt.tokens}).",
+                param="max_tokens",
+            )
+
+
+def _fixed_text(
+    settings: SimulatorSettings, prompt: Prompt, response: str | None, finish: str | None
+) -> tuple[str | None, str | None]:
+    if response is not None:
+        return response, finish
+    if settings.script:
+        rule = find_rule(settings.script, prompt.text)
+        if rule is not None:
+            return rule.response, rule.finish_reason
+    if settings.echo:
+        return prompt.text, None
+    return None, None
+
+
+def _cut_at_stop(tokens: list[str], stops: tuple[str, ...]) -> tuple[list[str], str | None]:
+    text = "".join(tokens)
+    found = min(((text.find(stop), stop) for stop in stops if stop in text), default=None)
+    if found is None:
+        return tokens, None
+    return split_tokens(text[: found[0]]), found[1]
+
+
+def plan_choices(
+    settings: SimulatorSettings,
+    request: GenerationRequest,
+    response: str | None = None,
+    finish_reason: str | None = None,
+) -> list[Choice]:
+    """The choices of a request: ``n`` per prompt, indexed ``prompt_index * n + i`` as vLLM does."""
+    choices: list[Choice] = []
+    for p, prompt in enumerate(request.prompts):
+        fixed, fixed_finish = _fixed_text(settings, prompt, response, finish_reason)
+        limit = request.max_tokens if request.max_tokens is not None else settings.max_model_len - prompt.tokens
+        for i in range(request.n):
+            finish = fixed_finish or "stop"
+            if fixed is not None:
+                tokens = split_tokens(fixed)
+            else:
+                length = settings.output_tokens if request.max_tokens is None else request.max_tokens
+                length = max(length, request.min_tokens)
+                seed = (prompt.seed + 1_000_003 * settings.seed + 998_244_353 * (request.seed or 0) + 7919 * i) & _MASK
+                tokens = generate_tokens(seed, min(length, limit))
+                if length >= limit:
+                    finish = "length"
+            stop_reason = None
+            if request.stop:
+                tokens, stop_reason = _cut_at_stop(tokens, request.stop)
+                if stop_reason is not None:
+                    finish = "stop"
+            if len(tokens) > limit:
+                tokens = tokens[:limit]
+                finish, stop_reason = "length", None
+            choice = Choice(p * request.n + i, p, tokens, finish, stop_reason)
+            if request.echo_prompt:
+                choice.prefix = prompt.text
+            choices.append(choice)
+    return choices

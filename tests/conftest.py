@@ -1,0 +1,41 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from llmops.simulator.background import BackgroundSimulator
+from llmops.simulator.settings import build_settings
+
+# -- simulator ---------------------------------------------------------------------------------------------------
+
+SimulatorFactory = Callable[..., BackgroundSimulator]
+
+
+@pytest.fixture
+def simulator_factory() -> Iterator[SimulatorFactory]:
+    """Start in-process simulators (a thread each, on a free port) with settings overrides; stopped at teardown.
+
+    Defaults differ from the command line's for speed: ``ttft_ms=0`` and ``tokens_per_second=0``.
+    """
+    started: list[BackgroundSimulator] = []
+
+    def start(**overrides: Any) -> BackgroundSimulator:
+        values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "ttft_ms": 0, "tokens_per_second": 0}
+        values.update(overrides)
+        simulator = BackgroundSimulator(build_settings(**values)).start()
+        started.append(simulator)
+        return simulator
+
+    yield start
+    for simulator in started:
+        simulator.stop()
+
+
+@pytest.fixture
+def simulator_echo(simulator_factory: SimulatorFactory) -> BackgroundSimulator:
+    """A fast simulator in echo mode (answers with the last user message)."""
+    return simulator_factory(echo=True)

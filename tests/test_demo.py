@@ -1,0 +1,52 @@
+"""`llmops demo` end to end: real simulator and gateway processes, traffic, and a summary read from /metrics."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from llmops.promquery import histogram_quantile
+from tests.support import REPO, free_port
+
+
+def test_demo_runs_and_prints_measured_summary() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmops.cli",
+            "demo",
+            "--requests",
+            "40",
+            "--concurrency",
+            "8",
+            "--once",
+            "--gateway-port",
+            str(free_port()),
+            "--simulator-port",
+            str(free_port()),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "What the gateway measured" in out
+    rows = {m.group(1): m for m in re.finditer(r"│ (llama-3-8b|gpt-4o-mini)\s+│\s+(\d+) │\s+(\d+) │", out)}
+    assert set(rows) == {"llama-3-8b", "gpt-4o-mini"}
+    assert sum(int(m.group(2)) for m in rows.values()) == 40  # every request counted once
+    assert "/metrics" in out
+
+
+def test_histogram_quantile_matches_prometheus() -> None:
+    buckets = [(0.1, 10.0), (0.2, 30.0), (0.4, 40.0), (float("inf"), 40.0)]
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.15)  # rank 20 lies halfway through the (0.1, 0.2] bucket
+    assert histogram_quantile(0.25, buckets) == 0.1
+    assert histogram_quantile(1.0, buckets) == 0.4
+    assert histogram_quantile(0.5, [(float("inf"), 0.0)]) is None
+    assert histogram_quantile(0.99, [(1.0, 1.0), (float("inf"), 5.0)]) == 1.0  # rank in +Inf: last finite bound
