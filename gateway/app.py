@@ -21,6 +21,7 @@ from gateway.pricing import PriceTable
 from gateway.proxy import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint, Proxy
 from gateway.request_id import RequestIdMiddleware
 from gateway.routing import build_routes
+from gateway.sampling import SampleWriter
 from gateway.upstream import UpstreamClient
 from llmops.config import Config
 
@@ -42,11 +43,27 @@ class Gateway:
         self.price_table = PriceTable.load_default()
         self.routes = build_routes(config, self.price_table)
         self.client = UpstreamClient()
-        self.proxy = Proxy(self.routes, self.metrics, self.client, config.server.max_body_bytes)
+        self.sampler = self._build_sampler()
+        self.proxy = Proxy(self.routes, self.metrics, self.client, config.server.max_body_bytes, self.sampler)
         self.created = int(time.time())
         self._describe_routes()
         self.fastapi = self._build_fastapi()
         self.asgi: ASGIApp = RequestIdMiddleware(self.fastapi)
+
+    def _build_sampler(self) -> SampleWriter | None:
+        if self.config.redis is None:
+            return None
+        dropped = self.metrics.samples
+
+        def on_dropped(model: str, count: int) -> None:
+            dropped.labels(model, "dropped").inc(count)
+
+        return SampleWriter(
+            self.config.redis.url,
+            queue_size=self.config.redis.queue_size,
+            stream_maxlen=self.config.redis.stream_maxlen,
+            on_dropped=on_dropped,
+        )
 
     def _describe_routes(self) -> None:
         for model in self.routes.values():
@@ -68,17 +85,26 @@ class Gateway:
                     )
         if not self.config.keys:
             lines.append("no API keys configured: the gateway is open to every client")
+        if self.sampler is None:
+            lines.append("no redis configured: traffic is not sampled for the monitors")
+        else:
+            rates = ", ".join(f"{m.name}={m.config.sampling.rate:g}" for m in self.routes.values())
+            lines.append(f"sampling traffic into {self.sampler.stream} ({rates})")
         return lines
 
     def _build_fastapi(self) -> FastAPI:
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             await self.client.start()
+            if self.sampler is not None:
+                await self.sampler.start()
             for line in self.startup_messages():
                 log.info(line)
             try:
                 yield
             finally:
+                if self.sampler is not None:
+                    await self.sampler.close()
                 await self.client.close()
 
         app = FastAPI(

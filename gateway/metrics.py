@@ -89,6 +89,13 @@ class GatewayMetrics:
             ["deployment", "reason"],
             registry=r,
         )
+        self.samples = Counter(
+            "llm_gateway_samples",
+            "Traffic samples: queued (handed to the Redis writer), dropped (queue full or Redis unavailable), "
+            "skipped (not selected by the model's sampling rate, or judge traffic).",
+            ["model", "outcome"],
+            registry=r,
+        )
         self.client_disconnects = Counter(
             "llm_gateway_client_disconnects",
             "Requests whose client went away before the response was complete (the upstream call is cancelled).",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -32,6 +33,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.pricing import Usage
 from gateway.request_id import request_id_of
 from gateway.routing import DeploymentRoute, ModelRoute
+from gateway.sampling import SampleWriter, sampled
 from gateway.sse import SSEDecoder
 from gateway.upstream import UpstreamClient, UpstreamFailure, classify_exception, classify_http_error
 
@@ -43,6 +45,7 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+JUDGE_HEADER = "x-llmops-judge"  # judge traffic from the monitors: metered, never sampled again
 _NO_MODEL = "unknown"  # label value for requests that never reached a known model (typos stay out of labels)
 _NO_DEPLOYMENT = "none"
 
@@ -76,6 +79,7 @@ class Exchange:
         "model",
         "own_seconds",
         "request_id",
+        "sample",
         "start",
         "status",
         "stream",
@@ -98,6 +102,54 @@ class Exchange:
         self.own_seconds = 0.0
         self.upstream_reason: str | None = None
         self.disconnected = False
+        self.sample: SampleDraft | None = None  # set when this request is sampled
+
+
+class SampleDraft:
+    """What a sampled request collects for its traffic sample while it runs."""
+
+    __slots__ = ("finish_reason", "logprobs", "metadata", "request", "text", "ts")
+
+    def __init__(self, request: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self.ts = time.time()
+        self.request = request
+        self.metadata = metadata
+        self.text: list[str] = []
+        self.finish_reason: str | None = None
+        self.logprobs: list[float] | None = None
+
+    def collect_choice(self, choice: dict[str, Any]) -> None:
+        """Take text, finish reason and logprobs from one choice of a response or stream chunk (index 0 only)."""
+        if choice.get("index", 0) != 0:
+            return
+        delta = choice.get("delta")
+        message = delta if isinstance(delta, dict) else choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        if isinstance(text, str):
+            self.text.append(text)
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        logprobs = choice.get("logprobs")
+        if isinstance(logprobs, dict):
+            found = _logprob_values(logprobs)
+            if found:
+                self.logprobs = (self.logprobs or []) + found
+
+    def collect_response(self, data: dict[str, Any]) -> None:
+        choices = data.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict):
+                    self.collect_choice(choice)
+
+
+def _logprob_values(logprobs: dict[str, Any]) -> list[float]:
+    """Per-token logprobs from chat (``content[].logprob``) or completions (``token_logprobs``)."""
+    content = logprobs.get("content")
+    if isinstance(content, list):
+        return [v["logprob"] for v in content if isinstance(v, dict) and isinstance(v.get("logprob"), int | float)]
+    tokens = logprobs.get("token_logprobs")
+    return [v for v in tokens if isinstance(v, int | float)] if isinstance(tokens, list) else []
 
 
 class Proxy:
@@ -109,11 +161,13 @@ class Proxy:
         metrics: GatewayMetrics,
         client: UpstreamClient,
         max_body_bytes: int,
+        sampler: SampleWriter | None = None,
     ) -> None:
         self.routes = routes
         self.metrics = metrics
         self.client = client
         self.max_body_bytes = max_body_bytes
+        self.sampler = sampler
 
     # ---- entry point -------------------------------------------------------------------------------------------
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
@@ -122,7 +176,7 @@ class Proxy:
         in_flight = None
         try:
             payload = await self._read_payload(request)
-            body = self._prepare(ex, payload)
+            body = self._prepare(ex, payload, request.headers.get(JUDGE_HEADER) is not None)
             in_flight = self.metrics.in_flight.labels(ex.model.name)  # type: ignore[union-attr]
             in_flight.inc()
             if ex.stream:
@@ -186,8 +240,8 @@ class Proxy:
             raise bad_request("The request body must be a JSON object.")
         return payload
 
-    def _prepare(self, ex: Exchange, payload: dict[str, Any]) -> bytes:
-        """Validate what the gateway itself relies on, route, and build the upstream body."""
+    def _prepare(self, ex: Exchange, payload: dict[str, Any], judge_traffic: bool = False) -> bytes:
+        """Validate what the gateway itself relies on, decide sampling, route, and build the upstream body."""
         endpoint = ex.endpoint
         name = payload.get("model")
         if not isinstance(name, str) or not name:
@@ -208,6 +262,14 @@ class Proxy:
         options = payload.get("stream_options")
         if options is not None and not isinstance(options, dict):
             raise bad_request("'stream_options' must be an object.", param="stream_options")
+        metadata = payload.pop("metadata", None)  # ours (reference, contexts, tags): never sent upstream
+        if metadata is not None and not isinstance(metadata, dict):
+            raise bad_request("'metadata' must be an object.", param="metadata")
+        if self.sampler is not None:
+            if not judge_traffic and sampled(ex.request_id, model.config.sampling.rate):
+                ex.sample = SampleDraft(dict(payload), metadata or {})
+            else:
+                self.metrics.samples.labels(model.name, "skipped").inc()
         deployment = model.choose()
         ex.deployment = deployment
         payload["model"] = deployment.config.model
@@ -243,6 +305,8 @@ class Proxy:
                 ),
             )
         ex.usage = Usage.from_openai(data.get("usage"))
+        if ex.sample is not None:
+            ex.sample.collect_response(data)
         out = raw.replace(route.upstream_model_field, route.public_model_field, 1)
         if out is raw and "model" in data:  # the upstream spaced its JSON differently: rewrite properly
             data["model"] = route.model
@@ -312,6 +376,43 @@ class Proxy:
             cost = route.cost.cost(usage)
             if cost:
                 m.cost.labels(model, provider, key).inc(cost)
+        else:
+            cost = 0.0
+        if ex.sample is not None and self.sampler is not None:
+            self._offer_sample(ex, total, cost)
+
+    def _offer_sample(self, ex: Exchange, total: float, cost: float) -> None:
+        """Hand the finished request's sample to the writer (never waits)."""
+        draft, route, usage = ex.sample, ex.deployment, ex.usage
+        assert draft is not None and route is not None and self.sampler is not None
+        ttft = ex.first_token_at - ex.start if ex.first_token_at is not None else None
+        per_token = None
+        if ttft is not None and usage is not None and usage.output > 1:
+            per_token = (total - ttft) / (usage.output - 1)
+        sample = {
+            "id": ex.request_id,
+            "ts": draft.ts,
+            "model": route.model,
+            "provider": route.provider,
+            "deployment": route.name,
+            "variant": None,
+            "endpoint": ex.endpoint.label,
+            "key": ex.key,
+            "request": draft.request,
+            "response": {"text": "".join(draft.text), "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
+            "usage": {
+                "input": usage.input if usage else 0,
+                "output": usage.output if usage else 0,
+                "cached": usage.cached_input if usage else 0,
+            },
+            "latency": {"total": total, "ttft": ttft, "per_output_token": per_token},
+            "cost_usd": cost,
+            "status": ex.status,
+            "trace_id": None,
+            "metadata": draft.metadata,
+        }
+        if self.sampler.offer(route.model, ex.request_id, sample):
+            self.metrics.samples.labels(route.model, "queued").inc()
 
 
 class StreamRelay:
@@ -409,8 +510,16 @@ class StreamRelay:
                 ex.status = int(code) if code and str(code).isdigit() and 400 <= int(code) < 600 else 502
                 ex.upstream_reason = "http_4xx" if ex.status < 500 else "http_5xx"
                 return b"data: " + orjson.dumps(error) + b"\n\n"
-        if b'"usage"' in data and b'"usage":null' not in data:
+        chunk: Any = None
+        if ex.sample is not None:
             chunk = _loads_or_none(data)
+            if isinstance(chunk, dict) and isinstance(chunk.get("choices"), list):
+                for choice in chunk["choices"]:
+                    if isinstance(choice, dict):
+                        ex.sample.collect_choice(choice)
+        if b'"usage"' in data and b'"usage":null' not in data:
+            if chunk is None:
+                chunk = _loads_or_none(data)
             if isinstance(chunk, dict):
                 usage = Usage.from_openai(chunk.get("usage"))
                 if usage is not None:

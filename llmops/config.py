@@ -35,12 +35,19 @@ class ServerConfig(_Strict):
 
 class RedisConfig(_Strict):
     url: str = "redis://127.0.0.1:6379/0"
+    stream_maxlen: int = Field(100_000, ge=100, description="approximate cap of the samples stream (XADD MAXLEN ~)")
+    queue_size: int = Field(10_000, ge=1, description="samples waiting in the gateway's memory before they are dropped")
 
 
 class TelemetryConfig(_Strict):
     otlp_endpoint: str | None = None
     service_name: str = "llm-gateway"
     capture_content: bool = False
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _empty_endpoint_is_off(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
 
 
 class Timeouts(_Strict):
@@ -120,11 +127,42 @@ class DriftConfig(_Strict):
     every: int = Field(100, ge=1)
 
 
+JudgeName = Literal["rules", "reference", "llm_single", "rag", "pairwise", "perplexity"]
+MODEL_JUDGES = frozenset({"llm_single", "rag", "pairwise"})
+
+
+class JudgeSpec(_Strict):
+    """Which judge runs, on which models (all when empty), on what share of their samples."""
+
+    name: JudgeName
+    models: list[str] = []
+    rate: float = Field(1.0, ge=0, le=1)
+
+
 class MonitorsConfig(_Strict):
     gateway_url: str = "http://127.0.0.1:8080/v1"
     judge_model: str | None = None
-    judges: list[Literal["rules", "reference", "llm_single", "rag", "pairwise", "perplexity"]] = ["rules"]
+    judge_api_key: str | None = Field(None, repr=False, description="gateway key the judges use, when keys are on")
+    judges: list[JudgeName | JudgeSpec] = ["rules"]
     drift: DriftConfig = DriftConfig()
+    metrics_port: int = Field(9101, ge=1, le=65535)
+    consumer_group: str = "llmops-monitors"
+    concurrency: int = Field(8, ge=1, le=256, description="samples judged at once by one worker")
+    claim_idle_seconds: float = Field(60.0, gt=0, description="entries pending this long in a dead worker are claimed")
+    max_deliveries: int = Field(5, ge=1, description="after this many failed tries an entry goes to the dead letters")
+    results_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="how long judge results are kept in Redis")
+
+    @property
+    def judge_specs(self) -> list[JudgeSpec]:
+        """``judges`` with plain names expanded to specs."""
+        return [JudgeSpec(name=j) if isinstance(j, str) else j for j in self.judges]
+
+    @model_validator(mode="after")
+    def _judge_model_when_needed(self) -> MonitorsConfig:
+        needing = sorted({s.name for s in self.judge_specs} & MODEL_JUDGES)
+        if needing and not self.judge_model:
+            raise ValueError(f"judges {', '.join(needing)} need monitors.judge_model (a model name of this gateway)")
+        return self
 
 
 class KeyConfig(_Strict):

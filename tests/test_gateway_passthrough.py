@@ -64,10 +64,16 @@ def test_every_field_reaches_the_upstream_unchanged(gw: str, upstream: ScriptedU
         "temperature": 0.3,
         "some_vendor_field": {"nested": [1, 2.5, None]},
     }
-    response = httpx.post(f"{gw}/v1/chat/completions", json=request, headers={"Authorization": "Bearer client-key"})
+    metadata = {"reference": "ok", "contexts": ["c1"], "tags": {"team": "a"}}
+    response = httpx.post(
+        f"{gw}/v1/chat/completions",
+        json={**request, "metadata": metadata},
+        headers={"Authorization": "Bearer client-key"},
+    )
     assert response.status_code == 200
     sent = upstream.received[-1]
     assert sent["path"] == "/v1/chat/completions"
+    # everything but `model` unchanged; our `metadata` (kept for the monitors) never reaches the upstream
     assert sent["body"] == {**request, "model": "upstream/model-x"}
     # the gateway's own upstream key is used; the client's credentials are not forwarded
     assert sent["headers"]["authorization"] == "Bearer sk-up-123"

@@ -1,0 +1,139 @@
+"""Traffic sampling: which requests are sampled, and the non-blocking writer that puts samples in Redis.
+
+The decision is a pure function of the request id, so every component that knows the id agrees on whether it was
+sampled. Samples are written after the response is complete and off the request path: ``offer`` puts the sample in
+a bounded in-memory queue (never waits); a background task drains it into the Redis stream with ``XADD ... MAXLEN ~``.
+A full queue or an unreachable Redis drops samples and counts them (``llm_gateway_samples_total{outcome="dropped"}``);
+user requests never wait for Redis and never fail because of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from monitors.sample import STREAM
+
+log = logging.getLogger("llmops.gateway.sampling")
+
+_BATCH = 256
+_RETRY_SECONDS = 1.0
+_SCALE = float(1 << 64)
+
+
+def sampled(request_id: str, rate: float) -> bool:
+    """Whether the request with this id is in the ``rate`` share of sampled traffic (deterministic)."""
+    if rate <= 0.0:
+        return False
+    if rate >= 1.0:
+        return True
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SCALE < rate
+
+
+class SampleWriter:
+    """Bounded queue + background drain into the samples stream."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        queue_size: int,
+        stream_maxlen: int,
+        on_dropped: Callable[[str, int], None],
+        stream: str = STREAM,
+    ) -> None:
+        self.redis_url = redis_url
+        self.stream = stream
+        self.stream_maxlen = stream_maxlen
+        self._queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue(maxsize=queue_size)
+        self._on_dropped = on_dropped
+        self._task: asyncio.Task[None] | None = None
+        self._redis: Any = None
+        self._outage = False
+
+    def offer(self, model: str, request_id: str, sample: dict[str, Any]) -> bool:
+        """Queue a sample without waiting; False (and counted as dropped) when the queue is full."""
+        try:
+            self._queue.put_nowait((model, request_id, orjson.dumps(sample)))
+        except asyncio.QueueFull:
+            self._on_dropped(model, 1)
+            return False
+        return True
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(
+            self.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, health_check_interval=30
+        )
+        self._task = asyncio.create_task(self._drain(), name="llmops-sample-writer")
+
+    async def close(self, flush_seconds: float = 2.0) -> None:
+        """Give queued samples a moment to reach Redis, then stop."""
+        if self._task is not None:
+            if not self._outage:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queue.join(), flush_seconds)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def _drain(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < _BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for _, request_id, data in batch:
+                    pipe.xadd(
+                        self.stream,
+                        {"id": request_id, "sample": data},
+                        maxlen=self.stream_maxlen,
+                        approximate=True,
+                    )
+                await pipe.execute()
+                self._done(len(batch))
+                if self._outage:
+                    self._outage = False
+                    log.warning("Redis is reachable again: traffic samples are written again")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # Redis down, timeouts, OOM...: drop, count, say it once per outage
+                for model, _, _ in batch:
+                    self._on_dropped(model, 1)
+                self._done(len(batch))
+                if not self._outage:
+                    self._outage = True
+                    log.warning(
+                        "cannot write traffic samples to Redis (%s: %s); dropping samples until it is back",
+                        type(error).__name__,
+                        error,
+                    )
+                await self._drop_while_down()
+
+    async def _drop_while_down(self) -> None:
+        """During an outage, drop what piles up for a while instead of hammering Redis, then try again."""
+        await asyncio.sleep(_RETRY_SECONDS)
+        while not self._queue.empty():
+            model, _, _ = self._queue.get_nowait()
+            self._on_dropped(model, 1)
+            self._done(1)
+
+    def _done(self, count: int) -> None:
+        for _ in range(count):
+            self._queue.task_done()

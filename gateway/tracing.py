@@ -1,0 +1,462 @@
+"""OpenTelemetry tracing of gateway requests, with the GenAI semantic conventions.
+
+One **SERVER** span per client request, named ``"{operation} {public model}"``, continues the caller's W3C
+``traceparent``/``tracestate`` when it sends one. Each try against an upstream deployment is a **CLIENT** child span,
+named ``"{operation} {upstream model}"``: that is the span the GenAI conventions describe (a client call to a model),
+so it carries ``server.address``/``server.port`` and the upstream's own model name, and a retried or fallen-back
+request shows as several CLIENT children under one SERVER span. Both spans carry the ``gen_ai.*`` request attributes;
+the response attributes (model, id, finish reasons, token usage) go on the SERVER span and on the attempt that
+produced them.
+
+Prompt and answer text are never recorded unless ``telemetry.capture_content`` is true; then they go on the SERVER span
+as ``gen_ai.input.messages`` / ``gen_ai.output.messages`` (JSON, the conventions' message/parts shape).
+
+Without an ``otlp_endpoint`` (and no exporter given) the tracer is disabled: :meth:`GatewayTracer.start_request`
+returns a shared no-op object whose methods do nothing, so the request path pays one method call and no span,
+context or header work. The tracer uses its own :class:`~opentelemetry.sdk.trace.TracerProvider`; the global provider
+is left alone. Spans are never made current (no context attach), so a span may be used from any task: the streaming
+relay ends it in its own task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from llmops.config import TelemetryConfig
+
+__all__ = [
+    "NOOP_ATTEMPT",
+    "NOOP_REQUEST",
+    "AttemptSpan",
+    "GatewayTracer",
+    "RequestSpan",
+    "provider_name",
+]
+
+# Our config's provider names → `gen_ai.provider.name` well-known values.
+_PROVIDER_NAMES = {"openai_compatible": "openai", "anthropic": "anthropic"}
+# Longest text kept per message part when content capture is on (spans are not a transcript store).
+_MAX_PART_CHARS = 32 * 1024
+_PROPAGATOR = TraceContextTextMapPropagator()
+_EMPTY_CONTEXT = Context()
+_INSTRUMENTATION = "llmops.gateway"
+
+
+def provider_name(provider: str) -> str:
+    """``gen_ai.provider.name`` for one of our deployment providers (unknown ones pass through)."""
+    return _PROVIDER_NAMES.get(provider, provider)
+
+
+def _traceparent(span: trace.Span) -> str | None:
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def _parent_context(headers: Iterable[tuple[bytes, bytes]]) -> Context:
+    """The caller's trace context from ASGI headers (lower-case names), or an empty context (a new trace)."""
+    carrier: dict[str, str] | None = None
+    for name, value in headers:
+        if name == b"traceparent" or name == b"tracestate":
+            if carrier is None:
+                carrier = {}
+            carrier[name.decode("latin-1")] = value.decode("latin-1")
+    if carrier is None or "traceparent" not in carrier:
+        return _EMPTY_CONTEXT
+    return _PROPAGATOR.extract(carrier, context=_EMPTY_CONTEXT)
+
+
+# ---- content capture (opt-in) -----------------------------------------------------------------------------------
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_PART_CHARS else text[:_MAX_PART_CHARS] + "…[truncated]"
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    """OpenAI message content (a string or a list of typed parts) → GenAI convention parts."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "content": _clip(content)}]
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, list):
+        for part in content:
+            if isinstance(part, str):
+                parts.append({"type": "text", "content": _clip(part)})
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append({"type": "text", "content": _clip(part["text"])})
+            elif isinstance(part, dict):  # images, audio, files: record the kind, not the payload
+                parts.append({"type": str(part.get("type", "unknown"))})
+    return parts
+
+
+def _input_messages(prompt: Any) -> list[dict[str, Any]]:
+    """Chat ``messages``, a completion ``prompt`` (string or list) or embeddings ``input`` → GenAI input messages."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "parts": _parts(prompt)}]
+    messages: list[dict[str, Any]] = []
+    if not isinstance(prompt, list):
+        return messages
+    for message in prompt:
+        if not isinstance(message, dict):
+            messages.append({"role": "user", "parts": _parts(message if isinstance(message, str) else str(message))})
+            continue
+        role = str(message.get("role", "user"))
+        parts = _parts(message.get("content"))
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, dict):
+                function = call.get("function") or {}
+                parts.append(
+                    {
+                        "type": "tool_call",
+                        "id": call.get("id"),
+                        "name": function.get("name"),
+                        "arguments": function.get("arguments"),
+                    }
+                )
+        if role == "tool":
+            response = parts[0].get("content") if parts else None
+            parts = [{"type": "tool_call_response", "id": message.get("tool_call_id"), "response": response}]
+        messages.append({"role": role, "parts": parts})
+    return messages
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# ---- spans ------------------------------------------------------------------------------------------------------
+class AttemptSpan:
+    """One try against one upstream deployment: a CLIENT span, child of the request span."""
+
+    __slots__ = ("_ended", "_errored", "_span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+        self._ended = False
+        self._errored = False
+
+    def traceparent(self) -> str | None:
+        """The W3C ``traceparent`` value to send upstream with this attempt (this span as the parent)."""
+        return _traceparent(self._span)
+
+    def set_error(self, error_type: str) -> None:
+        """Mark the attempt failed: ``error.type`` (e.g. ``timeout``, ``connect``, ``http_5xx``), status ERROR."""
+        if self._ended:
+            return
+        self._errored = True
+        self._span.set_attribute("error.type", error_type)
+        self._span.set_status(Status(StatusCode.ERROR))
+
+    def end(self, status: int | None = None) -> None:
+        """End the attempt with the upstream's HTTP status, if one arrived (>= 400 without a prior
+        :meth:`set_error` sets ``error.type`` to the status code). Ending twice does nothing."""
+        if self._ended:
+            return
+        span = self._span
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 400 and not self._errored:
+                span.set_attribute("error.type", str(status))
+                span.set_status(Status(StatusCode.ERROR))
+        self._ended = True
+        span.end()
+
+
+class RequestSpan:
+    """One client request through the gateway: a SERVER span and its attempts."""
+
+    __slots__ = (
+        "_attempt",
+        "_capture",
+        "_ended",
+        "_finish_reasons",
+        "_operation",
+        "_request_attributes",
+        "_span",
+        "_status_set",
+        "_tracer",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        span: trace.Span,
+        operation: str,
+        request_attributes: dict[str, Any],
+        capture_content: bool,
+    ) -> None:
+        self._tracer = tracer
+        self._span = span
+        self._operation = operation
+        self._request_attributes = request_attributes  # copied onto each attempt
+        self._capture = capture_content
+        self._attempt: AttemptSpan | None = None
+        self._ended = False
+        self._status_set = False
+        self._finish_reasons: list[str] | None = None
+        ctx = span.get_span_context()
+        #: The trace id (32 hex digits): for the ``x-trace-id`` response header and the traffic sample.
+        self.trace_id: str | None = f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+    def start_attempt(
+        self,
+        *,
+        deployment: str,
+        upstream_model: str,
+        server_address: str,
+        server_port: int | None,
+        attempt: int,
+        provider: str | None = None,
+    ) -> AttemptSpan:
+        """Start the CLIENT span of one upstream try (``attempt`` 1 for the first, 2 for the first retry, ...).
+        A previous attempt still open is ended first. ``provider`` (our config's name) overrides the request's
+        provider, for a fallback to a model served elsewhere."""
+        previous = self._attempt
+        if previous is not None:
+            previous.end()
+        attributes = dict(self._request_attributes)
+        attributes["gen_ai.request.model"] = upstream_model
+        if provider is not None:
+            attributes["gen_ai.provider.name"] = provider_name(provider)
+        attributes["server.address"] = server_address
+        if server_port is not None:
+            attributes["server.port"] = server_port
+        attributes["llmops.deployment"] = deployment
+        attributes["llmops.attempt"] = attempt
+        span = self._tracer.start_span(
+            f"{self._operation} {upstream_model}",
+            context=trace.set_span_in_context(self._span, _EMPTY_CONTEXT),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        self._attempt = AttemptSpan(span)
+        return self._attempt
+
+    def traceparent(self) -> str | None:
+        """The W3C ``traceparent`` to send upstream: the current attempt's span, or the request span before any."""
+        attempt = self._attempt
+        return _traceparent(attempt._span if attempt is not None else self._span)
+
+    def set_response(
+        self,
+        *,
+        response_model: str | None,
+        response_id: str | None,
+        finish_reasons: Sequence[str] | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+    ) -> None:
+        """Record what the upstream answered, on the request span and on the current attempt if it is still open
+        (call it before ending the attempt to annotate both). ``None`` values are left out."""
+        attributes: dict[str, Any] = {}
+        if response_model:
+            attributes["gen_ai.response.model"] = response_model
+        if response_id:
+            attributes["gen_ai.response.id"] = response_id
+        if finish_reasons:
+            self._finish_reasons = [str(reason) for reason in finish_reasons]
+            attributes["gen_ai.response.finish_reasons"] = self._finish_reasons
+        if input_tokens is not None:
+            attributes["gen_ai.usage.input_tokens"] = input_tokens
+        if output_tokens is not None:
+            attributes["gen_ai.usage.output_tokens"] = output_tokens
+        if not attributes or self._ended:
+            return
+        self._span.set_attributes(attributes)
+        attempt = self._attempt
+        if attempt is not None and not attempt._ended:
+            attempt._span.set_attributes(attributes)
+
+    def set_content(self, prompt_messages: Any, completion_text: str | None) -> None:
+        """Record the prompt (chat ``messages``, a completion ``prompt`` or embeddings ``input``) and the answer
+        text as ``gen_ai.input.messages`` / ``gen_ai.output.messages``, only when ``capture_content`` is on."""
+        if not self._capture or self._ended:
+            return
+        self._span.set_attribute("gen_ai.input.messages", _json(_input_messages(prompt_messages)))
+        if completion_text is not None:
+            output: dict[str, Any] = {"role": "assistant", "parts": _parts(completion_text)}
+            if self._finish_reasons:
+                output["finish_reason"] = self._finish_reasons[0]
+            self._span.set_attribute("gen_ai.output.messages", _json([output]))
+
+    def set_error(self, error_type: str, status: int) -> None:
+        """Mark the request failed: ``error.type``, ``http.response.status_code``, status ERROR."""
+        if self._ended:
+            return
+        span = self._span
+        span.set_attribute("error.type", error_type)
+        span.set_attribute("http.response.status_code", status)
+        span.set_status(Status(StatusCode.ERROR))
+        self._status_set = True
+
+    def end(self, status: int | None = None) -> None:
+        """End the request span (and an attempt left open); ``status`` is the HTTP status sent to the client, if
+        :meth:`set_error` did not record one. Ending twice does nothing."""
+        if self._ended:
+            return
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.end()
+        if status is not None and not self._status_set:
+            self._span.set_attribute("http.response.status_code", status)
+        self._ended = True
+        self._span.end()
+
+
+class _NoopAttemptSpan:
+    """The attempt of a disabled tracer: every method does nothing."""
+
+    __slots__ = ()
+
+    def traceparent(self) -> None:
+        return None
+
+    def set_error(self, error_type: str) -> None:
+        return None
+
+    def end(self, status: int | None = None) -> None:
+        return None
+
+
+class _NoopRequestSpan:
+    """The request of a disabled tracer: every method does nothing; ``trace_id`` is ``None``."""
+
+    __slots__ = ()
+    trace_id: str | None = None
+
+    def start_attempt(
+        self,
+        *,
+        deployment: str,
+        upstream_model: str,
+        server_address: str,
+        server_port: int | None,
+        attempt: int,
+        provider: str | None = None,
+    ) -> _NoopAttemptSpan:
+        return NOOP_ATTEMPT
+
+    def traceparent(self) -> None:
+        return None
+
+    def set_response(
+        self,
+        *,
+        response_model: str | None,
+        response_id: str | None,
+        finish_reasons: Sequence[str] | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+    ) -> None:
+        return None
+
+    def set_content(self, prompt_messages: Any, completion_text: str | None) -> None:
+        return None
+
+    def set_error(self, error_type: str, status: int) -> None:
+        return None
+
+    def end(self, status: int | None = None) -> None:
+        return None
+
+
+NOOP_ATTEMPT = _NoopAttemptSpan()
+NOOP_REQUEST = _NoopRequestSpan()
+
+
+class GatewayTracer:
+    """Starts request spans for the gateway; disabled (all no-ops) when telemetry is not configured."""
+
+    __slots__ = ("_capture", "_provider", "_tracer", "enabled")
+
+    def __init__(self, provider: TracerProvider | None = None, *, capture_content: bool = False) -> None:
+        self._provider = provider
+        self._tracer = provider.get_tracer(_INSTRUMENTATION) if provider is not None else None
+        self._capture = capture_content
+        #: False when every call is a no-op.
+        self.enabled = provider is not None
+
+    @classmethod
+    def from_config(cls, telemetry: TelemetryConfig | None, *, exporter: SpanExporter | None = None) -> GatewayTracer:
+        """A tracer for ``telemetry``. With ``exporter`` (tests), spans go to it synchronously; with an
+        ``otlp_endpoint``, they are batched to ``{otlp_endpoint}/v1/traces`` over OTLP/HTTP (protobuf); with
+        neither (or an empty endpoint), the tracer is disabled."""
+        endpoint = (telemetry.otlp_endpoint or "").strip() if telemetry is not None else ""
+        if exporter is None and not endpoint:
+            return cls(None)
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+        service_name = telemetry.service_name if telemetry is not None else "llm-gateway"
+        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+        if exporter is not None:
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            otlp = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
+            provider.add_span_processor(BatchSpanProcessor(otlp))
+        capture = telemetry.capture_content if telemetry is not None else False
+        return cls(provider, capture_content=capture)
+
+    def start_request(
+        self,
+        *,
+        operation: str,
+        request_model: str,
+        provider: str,
+        stream: bool,
+        headers: Iterable[tuple[bytes, bytes]],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> RequestSpan | _NoopRequestSpan:
+        """Start the SERVER span of one request (``operation``: ``chat``, ``text_completion`` or ``embeddings``;
+        ``request_model``: the public name the client sent; ``provider``: our config's provider name), continuing
+        a W3C ``traceparent`` found in the ASGI ``headers``."""
+        tracer = self._tracer
+        if tracer is None:
+            return NOOP_REQUEST
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": provider_name(provider),
+            "gen_ai.request.model": request_model,
+            "gen_ai.request.stream": stream,
+        }
+        if max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = max_tokens
+        if temperature is not None:
+            attributes["gen_ai.request.temperature"] = temperature
+        span = tracer.start_span(
+            f"{operation} {request_model}",
+            context=_parent_context(headers),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+        return RequestSpan(tracer, span, operation, attributes, self._capture)
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        """Export every finished span now (True when done in time, or when disabled)."""
+        return self._provider.force_flush(timeout_millis) if self._provider is not None else True
+
+    def shutdown(self) -> None:
+        """Flush and stop the exporter; later spans are dropped. Safe to call when disabled or twice."""
+        provider = self._provider
+        if provider is not None:
+            self._provider = None
+            self._tracer = None
+            self.enabled = False
+            provider.shutdown()

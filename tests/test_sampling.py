@@ -1,0 +1,170 @@
+"""Traffic sampling: deterministic selection, samples in the Redis stream after the response, metadata kept for the
+monitors but never sent upstream, judge traffic never sampled, and a Redis outage never failing a user request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import pytest
+import redis
+
+from gateway.sampling import sampled
+from monitors.sample import STREAM, Sample
+from tests.support import gateway, gateway_config, metric, redis_server, scrape, simulator
+
+
+def test_sampling_decision_is_deterministic_and_proportional() -> None:
+    ids = [f"req-{i:06d}" for i in range(20_000)]
+    chosen = [i for i in ids if sampled(i, 0.3)]
+    assert 0.28 <= len(chosen) / len(ids) <= 0.32
+    assert chosen == [i for i in ids if sampled(i, 0.3)]  # same answer every time, in every process
+    assert all(sampled(i, 1.0) for i in ids[:100])
+    assert not any(sampled(i, 0.0) for i in ids[:100])
+    assert set(i for i in ids if sampled(i, 0.1)) <= set(chosen)  # a lower rate samples a subset
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[str]:
+    with simulator("--echo", "--ttft-ms", "0", "--tokens-per-second", "0", "--model", "sim-model") as url:
+        yield url
+
+
+def _config(path: Path, sim: str, redis_url: str, rate: float = 1.0) -> Path:
+    return gateway_config(
+        path,
+        [
+            {
+                "name": "echo",
+                "deployments": [{"name": "sim", "base_url": f"{sim}/v1", "model": "sim-model"}],
+                "pricing": {"input_per_mtok": 1, "output_per_mtok": 2},
+                "sampling": {"rate": rate},
+            }
+        ],
+        redis={"url": redis_url},
+    )
+
+
+def _samples(redis_url: str, count: int, timeout: float = 5.0) -> list[Sample]:
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = client.xrange(STREAM)
+        if len(entries) >= count or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    samples = []
+    for _, fields in entries:
+        sample = Sample.from_json(fields[b"sample"])
+        assert fields[b"id"].decode() == sample.id
+        samples.append(sample)
+    return samples
+
+
+def test_samples_reach_the_stream_with_metadata_and_measurements(sim: str, tmp_path: Path) -> None:
+    with redis_server() as redis_url, gateway(_config(tmp_path / "c.yaml", sim, redis_url)) as gw:
+        client = openai.OpenAI(base_url=f"{gw}/v1", api_key="x", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="echo",
+            messages=[{"role": "user", "content": "the capital of France is Paris"}],
+            temperature=0,
+            extra_body={"metadata": {"reference": "Paris is the capital.", "contexts": ["Paris is in France."]}},
+        )
+        unary_id = raw.headers["x-request-id"]
+        stream = client.chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": "stream me back"}], stream=True, logprobs=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "stream me back"
+        client.chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": "judge call"}], extra_headers={"x-llmops-judge": "1"}
+        )
+        samples = {s.request["messages"][0]["content"]: s for s in _samples(redis_url, 2)}
+        time.sleep(0.2)
+        assert len(_samples(redis_url, 2)) == 2, "judge traffic must not be sampled"
+        unary = samples["the capital of France is Paris"]
+        assert unary.id == unary_id
+        assert unary.model == "echo" and unary.deployment == "sim" and unary.endpoint == "chat"
+        assert unary.request["model"] == "echo" and unary.request["temperature"] == 0
+        assert "metadata" not in unary.request
+        assert unary.reference == "Paris is the capital." and unary.contexts == ["Paris is in France."]
+        assert unary.answer == "the capital of France is Paris" and unary.finish_reason == "stop"
+        assert unary.usage == {"input": 6, "output": 6, "cached": 0}
+        assert unary.cost_usd == pytest.approx((6 * 1 + 6 * 2) / 1e6)
+        assert unary.status == 200 and unary.latency["total"] > 0 and unary.latency["ttft"] is None
+        streamed = samples["stream me back"]
+        assert streamed.answer == "stream me back" and streamed.finish_reason == "stop"
+        assert streamed.usage["output"] == 3 and streamed.latency["ttft"] is not None
+        assert streamed.response["logprobs"] and len(streamed.response["logprobs"]) == 3
+        after = scrape(gw)
+        assert metric(after, "llm_gateway_samples_total", model="echo", outcome="queued") == 2
+        assert metric(after, "llm_gateway_samples_total", model="echo", outcome="skipped") == 1
+
+
+def test_redis_outage_never_fails_a_request_and_drops_are_counted(sim: str, tmp_path: Path) -> None:
+    with redis_server() as redis_url:
+        config = _config(tmp_path / "c.yaml", sim, redis_url)
+        with gateway(config) as gw:
+            with httpx.Client(timeout=10) as http:
+                body = {"model": "echo", "messages": [{"role": "user", "content": "before the outage"}]}
+                assert http.post(f"{gw}/v1/chat/completions", json=body).status_code == 200
+                assert len(_samples(redis_url, 1)) == 1
+                # Redis goes away (the context manager kills it when we leave it) ...
+                redis.Redis.from_url(redis_url).shutdown(nosave=True)
+                started = time.monotonic()
+                statuses = [
+                    http.post(f"{gw}/v1/chat/completions", json={**body, "stream": i % 2 == 0}).status_code
+                    for i in range(40)
+                ]
+                elapsed = time.monotonic() - started
+            assert statuses == [200] * 40
+            assert elapsed < 10, "requests must not wait for Redis"
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                dropped = metric(scrape(gw), "llm_gateway_samples_total", model="echo", outcome="dropped")
+                if dropped == 40:
+                    break
+                time.sleep(0.1)
+            assert dropped == 40
+
+
+def test_gateway_starts_and_serves_when_redis_is_down_from_the_start(sim: str, tmp_path: Path) -> None:
+    from tests.support import free_port
+
+    config = _config(tmp_path / "c.yaml", sim, f"redis://127.0.0.1:{free_port()}/0")
+    with gateway(config) as gw:
+        response = httpx.post(
+            f"{gw}/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert response.status_code == 200
+        deadline = time.monotonic() + 5
+        while metric(scrape(gw), "llm_gateway_samples_total", outcome="dropped") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(scrape(gw), "llm_gateway_samples_total", outcome="dropped") == 1
+
+
+def test_samples_stream_is_capped(sim: str, tmp_path: Path) -> None:
+    with redis_server() as redis_url:
+        config = gateway_config(
+            tmp_path / "c.yaml",
+            [
+                {
+                    "name": "echo",
+                    "deployments": [{"name": "sim", "base_url": f"{sim}/v1", "model": "sim-model"}],
+                    "sampling": {"rate": 1.0},
+                }
+            ],
+            redis={"url": redis_url, "stream_maxlen": 100},
+        )
+        with gateway(config) as gw, httpx.Client() as http:
+            for _ in range(600):
+                http.post(
+                    f"{gw}/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "x"}]}
+                )
+            time.sleep(0.3)
+            length = redis.Redis.from_url(redis_url).xlen(STREAM)
+            assert 100 <= length < 600  # MAXLEN ~ trims in whole macro-nodes, so a little over the cap is expected
+            assert orjson.loads(redis.Redis.from_url(redis_url).xrevrange(STREAM, count=1)[0][1][b"sample"])["id"]
