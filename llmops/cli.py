@@ -28,6 +28,44 @@ def _run_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_monitors(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "monitors",
+        help="run a monitors worker (judges over sampled traffic), or show one request's results",
+        description="Run a monitors worker in the Redis consumer group (several may run side by side), or "
+        "`llmops monitors show REQUEST_ID` to print every judge result kept for one sampled request.",
+    )
+    p.add_argument("--config", help="YAML configuration file (the gateway's; its monitors and redis sections)")
+    p.add_argument("--metrics-port", type=int, help="port of /metrics (default: monitors.metrics_port, 9101)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    show = actions.add_parser("show", help="print every judge result kept for one sampled request")
+    show.add_argument("request_id", help="the request id (the x-request-id response header)")
+    show.add_argument("--config", dest="show_config", help="config file to take redis.url from")
+    show.add_argument("--redis-url", help="Redis URL (default: redis.url from --config, or redis://127.0.0.1:6379/0)")
+    p.set_defaults(handler=_run_monitors)
+
+
+def _run_monitors(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        from monitors.server import show
+
+        redis_url = args.redis_url
+        config_path = args.show_config or args.config
+        if redis_url is None and config_path:
+            from llmops.config import load_config
+
+            config = load_config(config_path)
+            redis_url = config.redis.url if config.redis else None
+        return show(args.request_id, redis_url or "redis://127.0.0.1:6379/0")
+    if not args.config:
+        raise ConfigError("--config FILE is required to run a monitors worker")
+    from monitors.server import serve
+
+    serve(args.config, metrics_port=args.metrics_port, log_level=args.log_level)
+    return 0
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     from llmops.simulator.settings import add_arguments
 
@@ -95,6 +133,7 @@ def _run_gpu_exporter(args: argparse.Namespace) -> int:
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_gateway,
+    _add_monitors,
     _add_simulate,
     _add_demo,
     _add_gpu_exporter,

@@ -1,8 +1,9 @@
 """``llmops demo``: the stack on one machine with embedded defaults, real processes and real metrics.
 
-Starts the simulator (a vLLM-like upstream serving two models) and the gateway as child processes, sends traffic
-through the gateway with the official openai SDK (streaming and not, English and Korean prompts), then reads the
-gateway's own ``/metrics`` back and prints what it measured.
+Starts a private Redis, the simulator (a vLLM-like upstream serving two models), a second simulator as the judge
+model (scripted verdicts), the gateway and a monitors worker as child processes; sends traffic through the gateway
+with the official openai SDK (streaming and not, English and Korean prompts, some with a reference answer); then
+reads the gateway's and the worker's ``/metrics`` back and prints what they measured.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +22,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -62,11 +65,29 @@ def _pick_port(preferred: int) -> int:
         return sock.getsockname()[1]
 
 
-def demo_config(simulator_url: str, gateway_port: int) -> dict:
-    """The embedded default configuration the demo runs the gateway with."""
+REFERENCES = {
+    "What is the capital of France and why is it famous?": "Paris is the capital of France, famous for its art.",
+    "서울에서 가볼 만한 곳을 세 군데 추천해 주세요.": "경복궁, 남산타워, 북촌 한옥마을을 추천합니다.",
+}
+
+
+def demo_config(simulator_url: str, judge_url: str, gateway_port: int, redis_url: str, monitors_port: int) -> dict:
+    """The embedded default configuration the demo runs the gateway and the monitors with."""
     return {
         "server": {"host": "127.0.0.1", "port": gateway_port},
+        "redis": {"url": redis_url},
+        "monitors": {
+            "gateway_url": f"http://127.0.0.1:{gateway_port}/v1",
+            "judge_model": "judge",
+            "judges": ["rules", "reference", "llm_single", "perplexity"],
+            "metrics_port": monitors_port,
+        },
         "models": [
+            {
+                "name": "judge",
+                "deployments": [{"name": "sim-judge", "base_url": f"{judge_url}/v1", "model": "judge"}],
+                "pricing": {"input_per_mtok": 0.15, "output_per_mtok": 0.60},
+            },
             {
                 "name": "llama-3-8b",
                 "deployments": [
@@ -74,11 +95,13 @@ def demo_config(simulator_url: str, gateway_port: int) -> dict:
                     {"name": "sim-b", "base_url": f"{simulator_url}/v1", "model": "llama-3-8b", "weight": 1},
                 ],
                 "pricing": {"gpu_hour_usd": 2.5, "gpus": 1},
+                "sampling": {"rate": 1.0},
             },
             {
                 # No pricing here: the cost comes from the shipped price table (gpt-4o-mini's list price).
                 "name": "gpt-4o-mini",
                 "deployments": [{"name": "sim-openai", "base_url": f"{simulator_url}/v1", "model": "gpt-4o-mini"}],
+                "sampling": {"rate": 0.5},
             },
         ],
     }
@@ -156,17 +179,22 @@ async def _send_traffic(gateway_url: str, requests: int, concurrency: int, progr
 
         async def one() -> None:
             model = rng.choice(DEMO_MODELS)
-            messages = [{"role": "user", "content": rng.choice(PROMPTS)}]
-            max_tokens = rng.choice((16, 32, 64))
+            prompt = rng.choice(PROMPTS)
+            messages = [{"role": "user", "content": prompt}]
+            options: dict = {"logprobs": rng.random() < 0.3}
+            if rng.random() < 0.2:  # a short limit: these answers end truncated (finish_reason "length")
+                options["max_tokens"] = 16
+            if prompt in REFERENCES:
+                options["extra_body"] = {"metadata": {"reference": REFERENCES[prompt]}}
             try:
                 if rng.random() < 0.5:
                     stream = await client.chat.completions.create(
-                        model=model, messages=messages, max_tokens=max_tokens, stream=True
+                        model=model, messages=messages, stream=True, **options
                     )
                     async for _ in stream:
                         pass
                 else:
-                    await client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens)
+                    await client.chat.completions.create(model=model, messages=messages, **options)
                 outcomes["ok"] += 1
             except openai.APIError:
                 outcomes["error"] += 1
@@ -253,6 +281,79 @@ def summarise(families: list) -> Table:
     return table
 
 
+def judge_summary(families: list) -> Table:
+    """A table of the judge scores the monitors worker exported."""
+    sums: dict[tuple[str, str, str], list[float]] = {}
+    for family in families:
+        if family.name != "llm_judge_score":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                key = (sample.labels["model"], sample.labels["judge"], sample.labels["criterion"])
+                slot = sums.setdefault(key, [0.0, 0.0])
+                slot[0 if sample.name.endswith("_sum") else 1] += sample.value
+    table = Table(title="What the monitors judged (from the worker's /metrics; scores 0..1, 1 = best)")
+    for column in ("model", "judge", "criterion", "samples", "mean score"):
+        table.add_column(column, justify="right" if column in ("samples", "mean score") else "left")
+    for (model, judge, criterion), (total, count) in sorted(sums.items()):
+        if count:
+            table.add_row(model, judge, criterion, f"{count:.0f}", f"{total / count:.3f}")
+    return table
+
+
+def _metric_value(families: list, name: str) -> float:
+    return sum(s.value for f in families for s in f.samples if s.name == name)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _redis(workdir: Path, console: Console) -> Iterator[str]:
+    """A private redis-server when the binary is installed, else the local Redis on 6379 when it answers."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if not _port_open(6379):
+            raise RuntimeError(
+                "the demo needs Redis for traffic samples: install redis-server (apt-get install redis-server) "
+                "or start one on 127.0.0.1:6379"
+            )
+        console.print("Redis: using the Redis that answers on 127.0.0.1:6379 (database 15)")
+        yield "redis://127.0.0.1:6379/15"
+        return
+    port = _pick_port(16379)
+    with (workdir / "redis.log").open("w") as log:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not _port_open(port):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start; see {workdir / 'redis.log'}")
+                time.sleep(0.05)
+            console.print(f"Redis: a private redis-server on 127.0.0.1:{port}")
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait()
+
+
+@dataclass(frozen=True)
+class _Urls:
+    gateway: str
+    simulator: str
+    judge: str
+    monitors: str
+
+
 def run_demo(
     requests: int = 300,
     concurrency: int = 16,
@@ -264,57 +365,78 @@ def run_demo(
     console = Console()
     if not console.is_terminal:
         console = Console(width=150)
-    gateway_port = _pick_port(gateway_port)
     simulator_port = _pick_port(simulator_port)
-    simulator_url = f"http://127.0.0.1:{simulator_port}"
-    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    urls = _Urls(
+        gateway=f"http://127.0.0.1:{_pick_port(gateway_port)}",
+        simulator=f"http://127.0.0.1:{simulator_port}",
+        judge=f"http://127.0.0.1:{_pick_port(simulator_port + 1)}",
+        monitors=f"http://127.0.0.1:{_pick_port(9101)}",
+    )
     workdir = Path(tempfile.mkdtemp(prefix="llmops-demo-"))
-    config_path = workdir / "gateway.yaml"
-    config_path.write_text(yaml.safe_dump(demo_config(simulator_url, gateway_port), sort_keys=False))
-
-    simulator_args = [
-        "simulate",
-        "--port",
-        str(simulator_port),
-        "--ttft-ms",
-        "60",
-        "--tokens-per-second",
-        "400",
-        "--error-rate",
-        "0.02",
-        "--midstream-error-rate",
-        "0.01",
-        "--enable-prompt-tokens-details",
-        "--seed",
-        "7",
-    ]
+    config_path = workdir / "config.yaml"
+    judge_script = workdir / "judge.yaml"
+    judge_script.write_text(resources.files("llmops").joinpath("data/demo_judge.yaml").read_text(encoding="utf-8"))
+    simulator_args = ["simulate", "--port", urls.simulator.rsplit(":", 1)[1], "--ttft-ms", "60"]
+    simulator_args += ["--tokens-per-second", "400", "--error-rate", "0.02", "--midstream-error-rate", "0.01"]
+    simulator_args += ["--enable-prompt-tokens-details", "--seed", "7"]
     for model in DEMO_MODELS:
         simulator_args += ["--model", model]
-    processes = [
-        _Process("simulator", simulator_args, f"{simulator_url}/health", workdir / "simulator.log"),
-        _Process("gateway", ["gateway", "--config", str(config_path)], f"{gateway_url}/ready", workdir / "gateway.log"),
-    ]
-    console.print(
-        f"[bold]llmops demo[/bold]: simulator on {simulator_url}, gateway on {gateway_url}; "
-        f"config and logs in {workdir}"
-    )
-    with _processes(processes):
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-        ) as progress:
-            outcomes = asyncio.run(_send_traffic(gateway_url, requests, concurrency, progress))
-        console.print(
-            f"client side: {outcomes['ok']} succeeded, {outcomes['error']} failed "
-            "(the simulator injects ~3% faults on purpose)"
-        )
-        console.print(summarise(_scrape(f"{gateway_url}/metrics")))
-        console.print("Look at:")
-        console.print(f"  OpenAI-compatible endpoint  {gateway_url}/v1   (model: {' or '.join(DEMO_MODELS)})")
-        console.print(f"  gateway metrics             {gateway_url}/metrics")
-        console.print(f"  simulated vLLM metrics      {simulator_url}/metrics")
-        if stay_up:
-            console.print("The stack stays up; press Ctrl+C to stop it.")
-            with contextlib.suppress(KeyboardInterrupt):
-                while all(p.popen is not None and p.popen.poll() is None for p in processes):
-                    time.sleep(0.5)
+    judge_args = ["simulate", "--port", urls.judge.rsplit(":", 1)[1], "--model", "judge"]
+    judge_args += ["--script", str(judge_script), "--ttft-ms", "20", "--tokens-per-second", "0"]
+    console.print(f"[bold]llmops demo[/bold]: config and logs in {workdir}")
+    with _redis(workdir, console) as redis_url:
+        gateway_port_used = int(urls.gateway.rsplit(":", 1)[1])
+        monitors_port_used = int(urls.monitors.rsplit(":", 1)[1])
+        config = demo_config(urls.simulator, urls.judge, gateway_port_used, redis_url, monitors_port_used)
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        processes = [
+            _Process("simulator", simulator_args, f"{urls.simulator}/health", workdir / "simulator.log"),
+            _Process("judge simulator", judge_args, f"{urls.judge}/health", workdir / "judge-simulator.log"),
+            _Process(
+                "gateway", ["gateway", "--config", str(config_path)], f"{urls.gateway}/ready", workdir / "gateway.log"
+            ),
+            _Process(
+                "monitors",
+                ["monitors", "--config", str(config_path)],
+                f"{urls.monitors}/health",
+                workdir / "monitors.log",
+            ),
+        ]
+        with _processes(processes):
+            _drive(console, urls, requests, concurrency)
+            if stay_up:
+                console.print("The stack stays up; press Ctrl+C to stop it.")
+                with contextlib.suppress(KeyboardInterrupt):
+                    while all(p.popen is not None and p.popen.poll() is None for p in processes):
+                        time.sleep(0.5)
     return 0
+
+
+def _drive(console: Console, urls: _Urls, requests: int, concurrency: int) -> None:
+    """Send the traffic, wait for the monitors to catch up, print both summaries and where to look."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        outcomes = asyncio.run(_send_traffic(urls.gateway, requests, concurrency, progress))
+    console.print(
+        f"client side: {outcomes['ok']} succeeded, {outcomes['error']} failed "
+        "(the simulator injects ~3% faults on purpose)"
+    )
+    console.print(summarise(_scrape(f"{urls.gateway}/metrics")))
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("monitors judging the sampled traffic", total=None)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            families = _scrape(f"{urls.monitors}/metrics")
+            backlog = _metric_value(families, "llm_monitor_stream_backlog")
+            done = _metric_value(families, "llm_monitor_samples_processed_total")
+            progress.update(task, completed=done, total=done + backlog)
+            if done and backlog == 0:
+                break
+            time.sleep(0.5)
+    console.print(judge_summary(_scrape(f"{urls.monitors}/metrics")))
+    console.print("Look at:")
+    console.print(f"  OpenAI-compatible endpoint  {urls.gateway}/v1   (model: {' or '.join(DEMO_MODELS)})")
+    console.print(f"  gateway metrics             {urls.gateway}/metrics")
+    console.print(f"  simulated vLLM metrics      {urls.simulator}/metrics")
+    console.print(f"  monitors metrics            {urls.monitors}/metrics")
+    console.print("  one request's judge results: llmops monitors show REQUEST_ID --redis-url <the Redis above>")

@@ -88,9 +88,9 @@ def gateway_config(path: Path, models: list[dict[str, Any]], **sections: Any) ->
 
 
 @contextmanager
-def gateway(config: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+def gateway(config: Path, env: dict[str, str] | None = None, port: int | None = None) -> Iterator[str]:
     """A running ``llmops gateway``; yields its base URL."""
-    port = free_port()
+    port = port or free_port()
     args = ["gateway", "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     with running(args, f"http://127.0.0.1:{port}/ready", env=env):
         yield f"http://127.0.0.1:{port}"
@@ -220,3 +220,23 @@ def redis_server() -> Iterator[str]:
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+@contextmanager
+def monitors(config: Path, port: int | None = None) -> Iterator[str]:
+    """A running ``llmops monitors`` worker; yields the base URL of its /metrics endpoint."""
+    port = port or free_port()
+    with running(["monitors", "--config", str(config), "--metrics-port", str(port)], f"http://127.0.0.1:{port}/health"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; returns that, or raises TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s (last value {value!r})")
+        time.sleep(interval)

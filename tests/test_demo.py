@@ -41,6 +41,12 @@ def test_demo_runs_and_prints_measured_summary() -> None:
     assert set(rows) == {"llama-3-8b", "gpt-4o-mini"}
     assert sum(int(m.group(2)) for m in rows.values()) == 40  # every request counted once
     assert "/metrics" in out
+    assert "What the monitors judged" in out
+    judged = re.findall(r"│ (?:llama-3-8b|gpt-4o-mini)\s+│ (\w+)\s+│ (\w+)\s+│\s+(\d+) │\s+([\d.]+) │", out)
+    judges = {judge for judge, *_ in judged}
+    assert {"rules", "llm_single"} <= judges, out
+    single = [float(score) for judge, _, _, score in judged if judge == "llm_single"]
+    assert single and all(5 / 9 - 0.001 <= s <= 6 / 9 + 0.001 for s in single)  # scripted [[6]]/[[7]] verdicts
 
 
 def test_histogram_quantile_matches_prometheus() -> None:

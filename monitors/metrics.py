@@ -1,0 +1,77 @@
+"""The monitors worker's Prometheus series (names and labels from DESIGN.md), on a private registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+class MonitorMetrics:
+    """Every series one worker exports; ``render()`` is the ``/metrics`` body."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.processed = Counter(
+            "llm_monitor_samples_processed",
+            "Samples this worker finished: ok, or error (malformed, or given up after repeated failures).",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "llm_monitor_samples_duplicate",
+            "Entries delivered again whose sample another delivery had already processed (acknowledged, not counted).",
+            ["stream"],
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "llm_monitor_stream_backlog",
+            "Entries of the stream the consumer group has not finished: not yet delivered plus pending.",
+            ["stream"],
+            registry=r,
+        )
+        self.claimed = Counter(
+            "llm_monitor_entries_claimed",
+            "Entries taken over from a consumer that left them pending too long (XAUTOCLAIM).",
+            ["stream"],
+            registry=r,
+        )
+        self.judge_score = Histogram(
+            "llm_judge_score",
+            "Judge scores, normalised to 0..1 (1 = best).",
+            ["model", "judge", "criterion"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.judge_errors = Counter(
+            "llm_judge_errors",
+            "Judge runs that produced no score, by reason.",
+            ["judge", "reason"],
+            registry=r,
+        )
+        self.pairwise = Counter(
+            "llm_judge_pairwise",
+            "Pairwise verdicts between variants answering the same prompt (position-swapped; a disagreement is a tie).",
+            ["model", "variant_a", "variant_b", "winner"],
+            registry=r,
+        )
+        self.variant_rating = Gauge(
+            "llm_judge_variant_rating",
+            "Bradley-Terry rating of each variant from pairwise verdicts and feedback (Elo-like scale, 1000 = even).",
+            ["model", "variant"],
+            registry=r,
+        )
+        self.last_processed = Gauge(
+            "llm_monitor_last_processed_timestamp_seconds",
+            "When this worker last finished a sample.",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,118 @@
+"""Running a monitors worker: its HTTP endpoint (``/metrics``, ``/health``), signals, and ``monitors show``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from llmops.config import Config, ConfigError, load_config
+from monitors.judge_llm import GatewayJudgeLLM
+from monitors.metrics import MonitorMetrics
+from monitors.store import SampleStore, fetch_results
+from monitors.worker import Worker, consumer_name
+
+log = logging.getLogger("llmops.monitors")
+
+
+def build_http_app(metrics: MonitorMetrics) -> web.Application:
+    """The worker's own HTTP endpoint."""
+
+    async def render_metrics(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", render_metrics)
+    app.router.add_get("/health", health)
+    return app
+
+
+def _redis_url(config: Config) -> str:
+    if config.redis is None:
+        raise ConfigError("the monitors read samples from Redis: set redis.url in the config")
+    return config.redis.url
+
+
+async def run_worker(config: Config, metrics_host: str = "0.0.0.0", metrics_port: int | None = None) -> None:
+    """Run one worker with its HTTP endpoint until SIGINT/SIGTERM."""
+    metrics = MonitorMetrics()
+    store = SampleStore.connect(_redis_url(config), config.monitors.consumer_group, consumer_name())
+    llm = None
+    if config.monitors.judge_model:
+        llm = GatewayJudgeLLM(config.monitors.gateway_url, config.monitors.judge_model, config.monitors.judge_api_key)
+    worker = Worker(config, store, metrics=metrics, llm=llm)
+    runner = web.AppRunner(build_http_app(metrics), access_log=None)
+    await runner.setup()
+    port = metrics_port or config.monitors.metrics_port
+    await web.TCPSite(runner, metrics_host, port).start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.stop)
+    judges = ", ".join(f"{s.name}@{s.rate:g}" for s in config.monitors.judge_specs)
+    log.info("monitors worker metrics on http://%s:%d/metrics; judges: %s", metrics_host, port, judges)
+    try:
+        await worker.run()
+    finally:
+        await runner.cleanup()
+        if llm is not None:
+            await llm.close()
+        await store.close()
+
+
+def serve(config_path: str, metrics_port: int | None = None, log_level: str = "info") -> None:
+    """``llmops monitors --config FILE``."""
+    config = load_config(config_path)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _redis_url(config)
+    try:
+        import uvloop
+
+        uvloop.run(run_worker(config, metrics_port=metrics_port))
+    except ImportError:
+        asyncio.run(run_worker(config, metrics_port=metrics_port))
+
+
+def show(request_id: str, redis_url: str) -> int:
+    """``llmops monitors show REQUEST_ID``: every judge result kept for one sampled request."""
+    import redis.asyncio as aioredis
+    from rich.console import Console
+    from rich.table import Table
+
+    async def load() -> dict | None:
+        client = aioredis.from_url(redis_url)
+        try:
+            return await fetch_results(client, request_id)
+        finally:
+            await client.aclose()
+
+    console = Console()
+    results = asyncio.run(load())
+    if results is None:
+        console.print(f"no judge results kept for request {request_id} (not sampled, not processed yet, or expired)")
+        return 1
+    meta = results.pop("_meta", {})
+    console.print(
+        f"[bold]request {request_id}[/bold]  model {meta.get('model')}  variant {meta.get('variant')}  "
+        f"trace {meta.get('trace_id')}  judged by {meta.get('worker')}"
+    )
+    if meta.get("question"):
+        console.print(f"[dim]question:[/dim] {meta['question']}")
+    if meta.get("answer"):
+        console.print(f"[dim]answer:[/dim] {meta['answer']}")
+    table = Table("judge:criterion", "score / verdict", "explanation")
+    for name in sorted(results):
+        value = results[name]
+        if "score" in value:
+            verdict = f"{value['score']:.3f}"
+        elif "winner" in value:
+            verdict = f"winner: {value['winner']}"
+        else:
+            verdict = f"error: {value.get('reason')}"
+        table.add_row(name, verdict, str(value.get("explanation") or value.get("message") or ""))
+    console.print(table)
+    return 0

@@ -1,0 +1,157 @@
+"""Redis side of the monitors: the consumer group on the samples stream, claiming, atomic commit of results, and
+the per-request results kept for people (``llmops monitors show``).
+
+At-least-once with idempotent effects: an entry is acknowledged only in the same atomic step (a Lua script) that
+marks its sample id processed and stores its results; a second delivery of an already processed sample finds the
+mark, is acknowledged, and exports nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from monitors.sample import STREAM
+
+PROCESSED = "llmops:processed:"
+RESULTS = "llmops:results:"
+ATTEMPTS = "llmops:attempts"
+DEAD_LETTERS = STREAM + ":dead"
+
+# KEYS: processed mark, results hash, stream. ARGV: group, entry id, worker, ttl, then field/value pairs.
+_COMMIT = """
+if redis.call('SET', KEYS[1], ARGV[3], 'NX', 'EX', ARGV[4]) then
+  if #ARGV > 4 then
+    redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
+  end
+  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('HDEL', KEYS[4], ARGV[2])
+  return 1
+end
+redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[2])
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry: its stream id and raw fields."""
+
+    entry_id: str
+    request_id: str
+    raw: bytes | None
+
+
+class SampleStore:
+    """The worker's view of Redis."""
+
+    def __init__(self, redis: aioredis.Redis, group: str, consumer: str, stream: str = STREAM) -> None:
+        self.redis = redis
+        self.group = group
+        self.consumer = consumer
+        self.stream = stream
+        self._commit = redis.register_script(_COMMIT)
+
+    @classmethod
+    def connect(cls, url: str, group: str, consumer: str, stream: str = STREAM) -> SampleStore:
+        return cls(aioredis.from_url(url, socket_connect_timeout=2.0), group, consumer, stream)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (from the stream's start, so samples written before any worker are judged)."""
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    @staticmethod
+    def _entries(raw: list[Any]) -> list[Entry]:
+        entries = []
+        for entry_id, fields in raw:
+            if fields is None:  # deleted from the stream (trimmed) while pending
+                entries.append(Entry(_text(entry_id), "", None))
+                continue
+            entries.append(Entry(_text(entry_id), _text(fields.get(b"id", b"")), fields.get(b"sample")))
+        return entries
+
+    async def read(self, count: int, block_ms: int) -> list[Entry]:
+        """New entries for this consumer (waits up to ``block_ms``)."""
+        reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms)
+        return self._entries(reply[0][1]) if reply else []
+
+    async def claim(self, min_idle_ms: int, count: int) -> list[Entry]:
+        """Entries left pending longer than ``min_idle_ms`` by any consumer (a dead worker), now ours."""
+        _, claimed, *_ = await self.redis.xautoclaim(
+            self.stream, self.group, self.consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+        )
+        return self._entries(claimed)
+
+    async def attempt(self, entry_id: str) -> int:
+        """Count one more processing attempt of ``entry_id``; returns how many there were."""
+        return int(await self.redis.hincrby(ATTEMPTS, entry_id, 1))
+
+    async def commit(self, entry: Entry, results: dict[str, Any], ttl_seconds: int) -> bool:
+        """Atomically: mark the sample processed, store its results, acknowledge the entry. False when another
+        delivery had already processed it (then only the acknowledgement happens)."""
+        args: list[Any] = [self.group, entry.entry_id, self.consumer, ttl_seconds]
+        for field, value in results.items():
+            args += [field, orjson.dumps(value)]
+        keys = [PROCESSED + entry.request_id, RESULTS + entry.request_id, self.stream, ATTEMPTS]
+        return bool(await self._commit(keys=keys, args=args))
+
+    async def dead_letter(self, entry: Entry, reason: str) -> None:
+        """Give up on an entry: keep it in the dead-letter stream and acknowledge it."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(
+            DEAD_LETTERS,
+            {"entry": entry.entry_id, "id": entry.request_id, "reason": reason, "sample": entry.raw or b""},
+            maxlen=10_000,
+            approximate=True,
+        )
+        pipe.xack(self.stream, self.group, entry.entry_id)
+        pipe.hdel(ATTEMPTS, entry.entry_id)
+        await pipe.execute()
+
+    async def backlog(self) -> int:
+        """Entries not yet delivered to the group plus entries delivered but not acknowledged."""
+        for group in await self.redis.xinfo_groups(self.stream):
+            name = _text(group.get("name", b""))
+            if name == self.group:
+                lag = group.get("lag")
+                pending = int(group.get("pending") or 0)
+                if lag is None:  # Redis < 7 or an unknown lag: count what is after the last delivered id
+                    lag = 0
+                return int(lag) + pending
+        return 0
+
+    # ---- pairing answers of variants to the same prompt (pairwise judge) ----------------------------------------
+    async def pair_candidates(self, model: str, prompt_hash: str, variant: str, sample: bytes) -> dict[str, bytes]:
+        """Remember this variant's latest answer to the prompt; return the other variants' latest answers."""
+        key = f"llmops:pairs:{model}:{prompt_hash}"
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(key)
+        pipe.hset(key, variant, sample)
+        pipe.expire(key, 3600)
+        others, *_ = await pipe.execute()
+        return {_text(k): v for k, v in others.items() if _text(k) != variant}
+
+
+async def fetch_results(redis: aioredis.Redis, request_id: str) -> dict[str, Any] | None:
+    """Every result kept for one request id, or None."""
+    raw = await redis.hgetall(RESULTS + request_id)
+    if not raw:
+        return None
+    return {_text(k): orjson.loads(v) for k, v in raw.items()}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

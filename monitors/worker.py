@@ -1,0 +1,282 @@
+"""``llmops monitors``: a worker in the Redis consumer group that judges sampled traffic and exports the scores.
+
+Each entry: count the attempt, parse the sample, run the judges that apply (per config: which judges, on which
+models, at what rate), pair it with other variants' answers to the same prompt for the pairwise judge, then commit
+atomically (mark processed + store results + acknowledge) and only then export to Prometheus. Entries a dead worker
+left pending are claimed after ``claim_idle_seconds``; an entry that keeps failing goes to the dead letters after
+``max_deliveries`` attempts. Several workers share the load through the consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.sampling import sampled
+from llmops.config import Config, JudgeSpec
+from monitors.judges.base import Judge, JudgeError, JudgeLLM, JudgeResult, PairwiseResult
+from monitors.metrics import MonitorMetrics
+from monitors.sample import Sample
+from monitors.store import Entry, SampleStore
+
+log = logging.getLogger("llmops.monitors")
+
+_UNKNOWN_MODEL = "unknown"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What judging one sample produced: fields to store, and what to export once committed."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    scores: list[JudgeResult] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (judge, reason)
+    pairwise: list[tuple[str, str, str]] = field(default_factory=list)  # (variant_a, variant_b, winner)
+
+
+def prompt_hash(sample: Sample) -> str:
+    """Identifies 'the same prompt' across variants: the request's messages (or prompt), hashed."""
+    basis = sample.request.get("messages", sample.request.get("prompt"))
+    return hashlib.blake2b(orjson.dumps(basis, option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()
+
+
+class Worker:
+    """One monitors worker process."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: SampleStore,
+        *,
+        metrics: MonitorMetrics | None = None,
+        judges: dict[str, Judge] | None = None,
+        pairwise: Any = None,
+        llm: JudgeLLM | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = config.monitors
+        self.store = store
+        self.metrics = metrics or MonitorMetrics()
+        self.specs: list[JudgeSpec] = self.settings.judge_specs
+        if judges is None:
+            from monitors.judges.registry import build_judges
+
+            judges = build_judges([s.name for s in self.specs if s.name != "pairwise"])
+        self.judges = judges
+        if pairwise is None and any(s.name == "pairwise" for s in self.specs):
+            from monitors.judges.pairwise import PairwiseJudge
+
+            pairwise = PairwiseJudge()
+        self.pairwise = pairwise
+        self.llm = llm
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ---- main loop ----------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; finishes the entries in hand before returning."""
+        await self.store.ensure_group()
+        backlog = asyncio.create_task(self._watch_backlog())
+        claim_every = max(min(self.settings.claim_idle_seconds / 2, 30.0), 0.2)
+        next_claim = 0.0
+        concurrency = self.settings.concurrency
+        log.info(
+            "monitors worker %s consuming %s as group %s", self.store.consumer, self.store.stream, self.store.group
+        )
+        try:
+            while not self._stop.is_set():
+                try:
+                    entries: list[Entry] = []
+                    if time.monotonic() >= next_claim:
+                        next_claim = time.monotonic() + claim_every
+                        entries = await self.store.claim(int(self.settings.claim_idle_seconds * 1000), concurrency)
+                        if entries:
+                            self.metrics.claimed.labels(self.store.stream).inc(len(entries))
+                            log.info("claimed %d entries left pending by another consumer", len(entries))
+                    if not entries:
+                        entries = await self.store.read(concurrency, block_ms=500)
+                    if entries:
+                        await asyncio.gather(*(self.process(entry) for entry in entries))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # Redis hiccup: entries stay pending and are claimed later
+                    log.warning("monitors loop error (%s: %s); retrying in 1 s", type(error).__name__, error)
+                    await asyncio.sleep(1.0)
+        finally:
+            backlog.cancel()
+            await asyncio.gather(backlog, return_exceptions=True)
+
+    async def _watch_backlog(self) -> None:
+        gauge = self.metrics.backlog.labels(self.store.stream)
+        while True:
+            try:
+                gauge.set(await self.store.backlog())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # no stream yet, Redis away: try again later
+                pass
+            await asyncio.sleep(1.0)
+
+    # ---- one entry ----------------------------------------------------------------------------------------------
+    async def process(self, entry: Entry) -> None:
+        """Judge one entry and commit it; failures leave it pending for a later attempt."""
+        try:
+            attempts = await self.store.attempt(entry.entry_id)
+            if entry.raw is None:
+                await self._give_up(entry, _UNKNOWN_MODEL, "trimmed from the stream before it was processed")
+                return
+            try:
+                sample = Sample.from_json(entry.raw)
+            except (ValueError, KeyError, TypeError) as error:
+                await self._give_up(entry, _UNKNOWN_MODEL, f"malformed sample: {error}")
+                return
+            if attempts > self.settings.max_deliveries:
+                await self._give_up(entry, sample.model, f"failed {attempts - 1} times")
+                return
+            outcome = await self.judge(sample)
+            outcome.fields["_meta"] = {
+                "model": sample.model,
+                "variant": sample.variant,
+                "trace_id": sample.trace_id,
+                "worker": self.store.consumer,
+                "processed_at": time.time(),
+                "question": sample.question[:2000],
+                "answer": sample.answer[:2000],
+            }
+            if await self.store.commit(entry, outcome.fields, self.settings.results_ttl_seconds):
+                self._export(sample, outcome)
+            else:
+                self.metrics.duplicates.labels(self.store.stream).inc()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning(
+                "sample %s (entry %s) failed: %s: %s; it stays pending and will be retried",
+                entry.request_id,
+                entry.entry_id,
+                type(error).__name__,
+                error,
+            )
+
+    async def _give_up(self, entry: Entry, model: str, reason: str) -> None:
+        log.warning(
+            "giving up on entry %s (%s): %s; kept in the dead letters", entry.entry_id, entry.request_id, reason
+        )
+        await self.store.dead_letter(entry, reason)
+        self.metrics.processed.labels(model, "error").inc()
+
+    def _applicable(self, sample: Sample) -> list[JudgeSpec]:
+        return [
+            spec
+            for spec in self.specs
+            if (not spec.models or sample.model in spec.models) and sampled(f"{sample.id}:{spec.name}", spec.rate)
+        ]
+
+    async def judge(self, sample: Sample) -> Outcome:
+        """Run every applicable judge on ``sample`` concurrently."""
+        outcome = Outcome()
+        if sample.status != 200 or sample.endpoint == "embeddings":
+            return outcome  # failed requests and embeddings have no answer to judge
+        specs = self._applicable(sample)
+        runs = []
+        for spec in specs:
+            if spec.name == "pairwise":
+                continue
+            judge = self.judges.get(spec.name)
+            if judge is not None and judge.applies(sample):
+                runs.append((spec.name, judge.evaluate(sample, self.llm)))
+        results = await asyncio.gather(*(run for _, run in runs), return_exceptions=True)
+        for (name, _), result in zip(runs, results, strict=True):
+            self._collect(outcome, name, result)
+        if self.pairwise is not None and sample.variant and any(s.name == "pairwise" for s in specs):
+            await self._pairwise(sample, outcome)
+        return outcome
+
+    @staticmethod
+    def _collect(outcome: Outcome, name: str, result: Any) -> None:
+        if isinstance(result, JudgeError):
+            outcome.errors.append((name, result.reason))
+            outcome.fields[f"{name}:error"] = {"reason": result.reason, "message": str(result)}
+        elif isinstance(result, BaseException):
+            log.warning("judge %s raised %s: %s", name, type(result).__name__, result)
+            outcome.errors.append((name, "exception"))
+            outcome.fields[f"{name}:error"] = {"reason": "exception", "message": f"{type(result).__name__}: {result}"}
+        else:
+            for score in result:
+                outcome.scores.append(score)
+                outcome.fields[f"{score.judge}:{score.criterion}"] = {
+                    "score": score.score,
+                    "explanation": score.explanation,
+                    "details": score.details,
+                }
+
+    async def _pairwise(self, sample: Sample, outcome: Outcome) -> None:
+        assert sample.variant is not None
+        others = await self.store.pair_candidates(sample.model, prompt_hash(sample), sample.variant, sample.to_json())
+        for variant, raw in sorted(others.items()):
+            other = Sample.from_json(raw)
+            a, b = (sample, other) if sample.variant < variant else (other, sample)
+            try:
+                verdict: PairwiseResult = await self.pairwise.compare(a, b, self.llm)
+            except JudgeError as error:
+                outcome.errors.append(("pairwise", error.reason))
+                outcome.fields[f"pairwise:{a.variant}:{b.variant}:error"] = {"reason": error.reason}
+                continue
+            outcome.pairwise.append((str(a.variant), str(b.variant), verdict.winner))
+            outcome.fields[f"pairwise:{a.variant}:{b.variant}"] = {
+                "winner": verdict.winner,
+                "against": other.id,
+                "explanation": verdict.explanation,
+                "details": verdict.details,
+            }
+
+    # ---- export (only after the commit) -------------------------------------------------------------------------
+    def _export(self, sample: Sample, outcome: Outcome) -> None:
+        m = self.metrics
+        for score in outcome.scores:
+            m.judge_score.labels(sample.model, score.judge, score.criterion).observe(score.score)
+        for judge, reason in outcome.errors:
+            m.judge_errors.labels(judge, reason).inc()
+        for variant_a, variant_b, winner in outcome.pairwise:
+            m.pairwise.labels(sample.model, variant_a, variant_b, winner).inc()
+        if outcome.pairwise:
+            asyncio.get_running_loop().create_task(self._update_ratings(sample.model, outcome.pairwise))
+        m.processed.labels(sample.model, "ok").inc()
+        m.last_processed.set(time.time())
+
+    async def _update_ratings(self, model: str, verdicts: list[tuple[str, str, str]]) -> None:
+        """Add the verdicts to the shared tally in Redis and export the Bradley-Terry ratings from it."""
+        from monitors.judges.rating import bradley_terry
+
+        key = f"llmops:pairwise:{model}"
+        try:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for a, b, winner in verdicts:
+                pipe.hincrby(key, f"{a}|{b}|{winner}", 1)
+            pipe.hgetall(key)
+            *_, tally = await pipe.execute()
+        except Exception as error:
+            log.warning("cannot update variant ratings: %s", error)
+            return
+        outcomes: list[tuple[str, str, float]] = []
+        for field_name, count in tally.items():
+            a, b, winner = field_name.decode().split("|")
+            score = {"a": 1.0, "b": 0.0, "tie": 0.5}[winner]
+            outcomes += [(a, b, score)] * int(count)
+        for variant, rating in bradley_terry(outcomes).items():
+            self.metrics.variant_rating.labels(model, variant).set(rating)
+
+
+def consumer_name() -> str:
+    """A consumer name unique to this process on this host."""
+    return f"{socket.gethostname()}-{os.getpid()}"

@@ -1,0 +1,229 @@
+"""The monitors worker against a real Redis: at-least-once with idempotent effects, claiming from a killed worker,
+several workers sharing the load, dead letters, the backlog gauge, and `llmops monitors show`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from monitors.sample import STREAM, Sample
+from monitors.store import DEAD_LETTERS, PROCESSED, RESULTS
+from tests.support import (
+    LLMOPS,
+    REPO,
+    free_port,
+    gateway_config,
+    metric,
+    monitors,
+    redis_server,
+    scrape,
+    simulator,
+    wait_for,
+)
+
+
+def make_sample(i: int, *, model: str = "app", answer: str | None = None, **extra: object) -> Sample:
+    question = f"question number {i}"
+    return Sample(
+        id=f"req-{i:05d}",
+        ts=time.time(),
+        model=model,
+        provider="openai_compatible",
+        deployment="sim",
+        endpoint="chat",
+        key="anonymous",
+        request={"model": model, "messages": [{"role": "user", "content": question}]},
+        response={"text": question if answer is None else answer, "finish_reason": "stop", "logprobs": None},
+        usage={"input": 3, "output": 3, "cached": 0},
+        latency={"total": 0.1, "ttft": None, "per_output_token": None},
+        cost_usd=0.0,
+        status=200,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def add_samples(url: str, samples: list[Sample]) -> None:
+    client = redis.Redis.from_url(url)
+    for sample in samples:
+        client.xadd(STREAM, {"id": sample.id, "sample": sample.to_json()})
+
+
+def write_config(tmp_path: Path, redis_url: str, **monitors_section: object) -> Path:
+    return gateway_config(
+        tmp_path / "config.yaml",
+        [{"name": "app", "deployments": [{"name": "sim", "base_url": "http://127.0.0.1:9/v1", "model": "m"}]}],
+        redis={"url": redis_url},
+        monitors={"judges": ["rules"], "claim_idle_seconds": 1, **monitors_section},
+    )
+
+
+@pytest.fixture()
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+def test_worker_judges_commits_and_exports(tmp_path: Path, redis_url: str) -> None:
+    samples = [make_sample(i) for i in range(10)] + [make_sample(10, answer="")]  # one empty answer
+    add_samples(redis_url, samples)  # written before any worker exists: the group reads from the start
+    with monitors(write_config(tmp_path, redis_url)) as worker:
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total", outcome="ok") == 11)
+        after = scrape(worker)
+        assert metric(after, "llm_judge_score_count", model="app", judge="rules", criterion="empty_answer") == 11
+        assert metric(after, "llm_judge_score_sum", model="app", judge="rules", criterion="empty_answer") == 10
+        assert metric(after, "llm_judge_score_sum", model="app", judge="rules", criterion="truncated") == 11
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_stream_backlog", stream=STREAM) == 0)
+    client = redis.Redis.from_url(redis_url)
+    assert client.xpending(STREAM, "llmops-monitors")["pending"] == 0
+    assert len(client.keys(PROCESSED + "*")) == 11
+    result = client.hgetall(RESULTS + "req-00010")
+    assert b"rules:empty_answer" in result and b"_meta" in result
+
+
+def test_monitors_show_prints_results(tmp_path: Path, redis_url: str) -> None:
+    add_samples(redis_url, [make_sample(1, answer="")])
+    config = write_config(tmp_path, redis_url)
+    with monitors(config) as worker:
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 1)
+    shown = subprocess.run(
+        [*LLMOPS, "monitors", "show", "req-00001", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "rules:empty_answer" in shown.stdout and "0.000" in shown.stdout
+    assert "question number 1" in shown.stdout
+    missing = subprocess.run(
+        [*LLMOPS, "monitors", "show", "nope", "--redis-url", redis_url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "no judge results" in missing.stdout
+
+
+def test_redelivered_sample_is_not_counted_twice(tmp_path: Path, redis_url: str) -> None:
+    """The same sample id arriving twice (a retried write, or a claim after a commit) is exported once."""
+    sample = make_sample(1)
+    add_samples(redis_url, [sample, sample])
+    with monitors(write_config(tmp_path, redis_url)) as worker:
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_duplicate_total") == 1)
+        after = scrape(worker)
+        assert metric(after, "llm_monitor_samples_processed_total") == 1
+        assert metric(after, "llm_judge_score_count", criterion="empty_answer") == 1
+
+
+def test_malformed_entries_go_to_dead_letters(tmp_path: Path, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.xadd(STREAM, {"id": "bad-1", "sample": b"{not json"})
+    add_samples(redis_url, [make_sample(2)])
+    with monitors(write_config(tmp_path, redis_url)) as worker:
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 2)
+        after = scrape(worker)
+        assert metric(after, "llm_monitor_samples_processed_total", model="unknown", outcome="error") == 1
+        assert metric(after, "llm_monitor_samples_processed_total", model="app", outcome="ok") == 1
+    dead = client.xrange(DEAD_LETTERS)
+    assert len(dead) == 1 and dead[0][1][b"id"] == b"bad-1"
+    assert client.xpending(STREAM, "llmops-monitors")["pending"] == 0
+
+
+def test_two_workers_share_the_load(tmp_path: Path, redis_url: str) -> None:
+    config = write_config(tmp_path, redis_url, concurrency=2)
+    with monitors(config) as first, monitors(config) as second:
+        add_samples(redis_url, [make_sample(i) for i in range(200)])
+
+        def done() -> tuple[float, float] | None:
+            a = metric(scrape(first), "llm_monitor_samples_processed_total")
+            b = metric(scrape(second), "llm_monitor_samples_processed_total")
+            return (a, b) if a + b == 200 else None
+
+        a, b = wait_for(done)
+        assert a > 0 and b > 0, "both workers take entries"
+        assert (
+            metric(scrape(first), "llm_monitor_samples_duplicate_total")
+            + metric(scrape(second), "llm_monitor_samples_duplicate_total")
+            == 0
+        )
+
+
+def test_killed_worker_loses_nothing_and_nothing_counts_twice(tmp_path: Path, redis_url: str) -> None:
+    """SIGKILL a worker in the middle of a batch of slow judge calls; a second worker claims what it left pending;
+    every sample ends up processed exactly once."""
+    script = tmp_path / "judge.yaml"
+    script.write_text('- {match: ".*", response: "Consistent and correct. Rating: [[8]]"}\n')
+    with simulator("--script", str(script), "--ttft-ms", "400", "--tokens-per-second", "0", "--model", "judge") as sim:
+        gw_port = free_port()
+        config = gateway_config(
+            tmp_path / "config.yaml",
+            [{"name": "judge", "deployments": [{"name": "judge-sim", "base_url": f"{sim}/v1", "model": "judge"}]}],
+            redis={"url": redis_url},
+            monitors={
+                "gateway_url": f"http://127.0.0.1:{gw_port}/v1",
+                "judge_model": "judge",
+                "judges": ["llm_single"],
+                "concurrency": 4,
+                "claim_idle_seconds": 1,
+            },
+        )
+        from tests.support import gateway
+
+        with gateway(config, port=gw_port):
+            add_samples(redis_url, [make_sample(i) for i in range(24)])
+            port = free_port()
+            first = subprocess.Popen(
+                [*LLMOPS, "monitors", "--config", str(config), "--metrics-port", str(port)],
+                cwd=REPO,
+                env={**os.environ},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            client = redis.Redis.from_url(redis_url)
+            try:
+                wait_for(lambda: len(client.keys(PROCESSED + "*")) >= 4)
+                pending = client.xpending(STREAM, "llmops-monitors")["pending"]
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+            finally:
+                if first.poll() is None:
+                    first.kill()
+            assert pending > 0, "the worker was killed with entries in hand"
+            by_first = len(client.keys(PROCESSED + "*"))
+            assert by_first < 24
+            with monitors(config) as second:
+                wait_for(lambda: len(client.keys(PROCESSED + "*")) == 24, timeout=60)
+                wait_for(lambda: metric(scrape(second), "llm_monitor_samples_processed_total") == 24 - by_first)
+                after = scrape(second)
+                assert metric(after, "llm_monitor_entries_claimed_total") >= 1
+                assert metric(after, "llm_judge_score_count", judge="llm_single") == 24 - by_first
+                assert metric(after, "llm_judge_score_sum", judge="llm_single") == pytest.approx(
+                    (24 - by_first) * 7 / 9
+                )
+            assert client.xpending(STREAM, "llmops-monitors")["pending"] == 0
+            workers = {client.hget(RESULTS + f"req-{i:05d}", "_meta") is not None for i in range(24)}
+            assert workers == {True}
+
+
+def test_monitors_without_redis_says_what_to_fix(tmp_path: Path) -> None:
+    config = gateway_config(
+        tmp_path / "c.yaml",
+        [{"name": "app", "deployments": [{"name": "sim", "base_url": "http://127.0.0.1:9/v1", "model": "m"}]}],
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "llmops.cli", "monitors", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "redis.url" in result.stderr
