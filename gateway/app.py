@@ -16,9 +16,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from gateway.errors import GatewayError, error_response, model_not_found
+from gateway.exchange import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import PriceTable
-from gateway.proxy import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint, Proxy
+from gateway.proxy import Proxy
 from gateway.request_id import RequestIdMiddleware
 from gateway.routing import build_routes
 from gateway.sampling import SampleWriter
@@ -44,7 +45,14 @@ class Gateway:
         self.routes = build_routes(config, self.price_table)
         self.client = UpstreamClient()
         self.sampler = self._build_sampler()
-        self.proxy = Proxy(self.routes, self.metrics, self.client, config.server.max_body_bytes, self.sampler)
+        self.proxy = Proxy(
+            self.routes,
+            self.metrics,
+            self.client,
+            config.server.max_body_bytes,
+            sampler=self.sampler,
+            routing=config.routing,
+        )
         self.created = int(time.time())
         self._describe_routes()
         self.fastapi = self._build_fastapi()

@@ -39,7 +39,7 @@ class GatewayMetrics:
             "llm_gateway_requests",
             "Requests handled, by outcome status (499: the client went away; errors inside a 200 stream are "
             "counted with the error's status).",
-            ["model", "provider", "deployment", "endpoint", "stream", "status", "key"],
+            ["model", "provider", "deployment", "endpoint", "stream", "status", "key", "variant"],
             registry=r,
         )
         self.duration = Histogram(
@@ -79,7 +79,7 @@ class GatewayMetrics:
         self.cost = Counter(
             "llm_gateway_cost_usd",
             "Cost in USD from the model's pricing (per-token prices or GPU time).",
-            ["model", "provider", "key"],
+            ["model", "provider", "key", "variant"],
             registry=r,
         )
         self.in_flight = Gauge("llm_gateway_requests_in_flight", "Requests being handled now.", ["model"], registry=r)
@@ -94,6 +94,53 @@ class GatewayMetrics:
             "Traffic samples: queued (handed to the Redis writer), dropped (queue full or Redis unavailable), "
             "skipped (not selected by the model's sampling rate, or judge traffic).",
             ["model", "outcome"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "llm_gateway_retries",
+            "Requests tried again on another deployment after this deployment failed (connect, timeout, 429, 5xx).",
+            ["deployment"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "llm_gateway_fallbacks",
+            "Requests handed to a fallback model after the model's own deployments failed.",
+            ["model", "fallback_model"],
+            registry=r,
+        )
+        self.deployment_healthy = Gauge(
+            "llm_gateway_deployment_healthy",
+            "1 while a deployment takes traffic, 0 while it cools down after failures (passive health).",
+            ["model", "deployment"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "llm_gateway_rate_limited", "Requests refused by a key's rpm or tpm limit.", ["key"], registry=r
+        )
+        self.budget_exceeded = Counter(
+            "llm_gateway_budget_exceeded",
+            "Requests refused because the key's spend budget is used up.",
+            ["key"],
+            registry=r,
+        )
+        self.limits_unavailable = Counter(
+            "llm_gateway_limits_unavailable",
+            "Requests let through without rate-limit and budget checks because Redis was unreachable (fail open).",
+            registry=r,
+        )
+        self.key_spend = Gauge(
+            "llm_gateway_key_spend_usd",
+            "Spend of a key in its current budget period (from Redis).",
+            ["key"],
+            registry=r,
+        )
+        self.key_budget = Gauge(
+            "llm_gateway_key_budget_usd", "A key's configured spend budget per period (0: none).", ["key"], registry=r
+        )
+        self.feedback = Counter(
+            "llm_gateway_feedback",
+            "User feedback (thumbs) on answers, by the answering model and variant.",
+            ["model", "variant", "rating"],
             registry=r,
         )
         self.client_disconnects = Counter(

@@ -1,30 +1,34 @@
-"""Public model names → deployments, with everything the request path needs precomputed once at start."""
+"""Public model names → deployments, with everything the request path needs precomputed once at start: the
+weighted choice, the A/B variants, and the ordered plan of attempts (deployments, then fallback models)."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from itertools import accumulate
 
 import orjson
 
+from gateway.health import DeploymentHealth
 from gateway.pricing import CostModel, PriceTable
-from llmops.config import Config, Deployment, ModelConfig
+from gateway.providers.anthropic import request_headers as anthropic_headers
+from llmops.config import Config, Deployment, ModelConfig, Variant
 
-_PROVIDER_LABEL = {"openai_compatible": "openai_compatible", "anthropic": "anthropic"}
+_SCALE = float(1 << 64)
 
 
 @dataclass(slots=True)
 class DeploymentRoute:
     """One upstream deployment of a public model."""
 
-    model: str  # public name
+    model: str  # the public name of the model this deployment belongs to
     config: Deployment
     cost: CostModel
     headers: dict[str, str]
-    # `"model":"<upstream name>"` as the upstream writes it, and the public name to put in its place.
+    key: str = ""  # "model/deployment": the health key
+    # `"model":"<upstream name>"` as the upstream writes it
     upstream_model_field: bytes = b""
-    public_model_field: bytes = b""
 
     @property
     def name(self) -> str:
@@ -32,22 +36,35 @@ class DeploymentRoute:
 
     @property
     def provider(self) -> str:
-        return _PROVIDER_LABEL[self.config.provider]
+        return self.config.provider
+
+    @property
+    def is_anthropic(self) -> bool:
+        return self.config.provider == "anthropic"
 
     def url(self, path: str) -> str:
         return self.config.base_url + path
 
 
+def _weighted(items: list[tuple[float, object]], pick: float) -> int:
+    bounds = list(accumulate(weight for weight, _ in items))
+    target = pick * bounds[-1]
+    for index, bound in enumerate(bounds):
+        if target < bound:
+            return index
+    return len(items) - 1
+
+
 @dataclass(slots=True)
 class ModelRoute:
-    """A public model: its deployments and the weighted choice among them."""
+    """A public model: its deployments, variants, fallbacks and the weighted choice among them."""
 
     config: ModelConfig
     deployments: list[DeploymentRoute]
-    _cumulative: list[float] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._cumulative = list(accumulate(d.config.weight for d in self.deployments))
+    public_model_field: bytes = b""  # `"model":"<public name>"`, written into every answer
+    variants: list[Variant] = field(default_factory=list)
+    fallbacks: list[ModelRoute] = field(default_factory=list)
+    variant_targets: dict[str, ModelRoute] = field(default_factory=dict)  # variant name → the model serving it
 
     @property
     def name(self) -> str:
@@ -57,15 +74,44 @@ class ModelRoute:
         """A deployment chosen at random in proportion to the deployments' weights."""
         if len(self.deployments) == 1:
             return self.deployments[0]
-        pick = (rng or random).random() * self._cumulative[-1]
-        for route, bound in zip(self.deployments, self._cumulative, strict=True):
-            if pick < bound:
-                return route
-        return self.deployments[-1]
+        index = _weighted([(d.config.weight, d) for d in self.deployments], (rng or random).random())
+        return self.deployments[index]
+
+    def choose_variant(self, sticky_id: str) -> Variant | None:
+        """The A/B variant for a request: a stable function of ``sticky_id`` (the ``user`` field when given, so a
+        user keeps their variant; else the request id)."""
+        if not self.variants:
+            return None
+        digest = hashlib.blake2b(f"{self.name}\0{sticky_id}".encode(), digest_size=8).digest()
+        pick = int.from_bytes(digest, "big") / _SCALE
+        return self.variants[_weighted([(v.weight, v) for v in self.variants], pick)]
+
+    def ordered(self, health: DeploymentHealth, limit: int, subset: list[str] | None = None) -> list[DeploymentRoute]:
+        """Deployments in the order to try: a weighted pick among the available ones first, the other available
+        ones by weight, then those cooling down (tried only when nothing else is left); at most ``limit``."""
+        pool = [d for d in self.deployments if subset is None or d.name in subset]
+        ready = [d for d in pool if health.available(d.key)]
+        cooling = [d for d in pool if d not in ready]
+        first: list[DeploymentRoute] = []
+        if ready:
+            first = [ready.pop(_weighted([(d.config.weight, d) for d in ready], random.random()))]
+        ready.sort(key=lambda d: -d.config.weight)
+        cooling.sort(key=lambda d: -d.config.weight)
+        return (first + ready + cooling)[:limit]
 
 
-def _json_string(value: str) -> bytes:
-    return orjson.dumps(value)
+def attempt_plan(
+    model: ModelRoute, variant: Variant | None, health: DeploymentHealth, max_attempts: int
+) -> list[DeploymentRoute]:
+    """Every deployment to try for one request, in order: the model's (or the variant's), then each fallback
+    model's in the configured order."""
+    if variant is not None and variant.model is not None:
+        plan = model.variant_targets[variant.name].ordered(health, max_attempts)
+    else:
+        plan = model.ordered(health, max_attempts, variant.deployments if variant is not None else None)
+    for fallback in model.fallbacks:
+        plan += fallback.ordered(health, max_attempts)
+    return plan
 
 
 def build_routes(config: Config, table: PriceTable) -> dict[str, ModelRoute]:
@@ -74,18 +120,29 @@ def build_routes(config: Config, table: PriceTable) -> dict[str, ModelRoute]:
     for model in config.models:
         deployments = []
         for dep in model.deployments:
-            headers = {"Content-Type": "application/json"}
-            if dep.api_key:
-                headers["Authorization"] = f"Bearer {dep.api_key}"
+            if dep.provider == "anthropic":
+                headers = anthropic_headers(dep.api_key)
+            else:
+                headers = {"Content-Type": "application/json"}
+                if dep.api_key:
+                    headers["Authorization"] = f"Bearer {dep.api_key}"
             deployments.append(
                 DeploymentRoute(
                     model=model.name,
                     config=dep,
                     cost=CostModel.build(model.pricing, [dep.model, model.name], table),
                     headers=headers,
-                    upstream_model_field=b'"model":' + _json_string(dep.model),
-                    public_model_field=b'"model":' + _json_string(model.name),
+                    key=f"{model.name}/{dep.name}",
+                    upstream_model_field=b'"model":' + orjson.dumps(dep.model),
                 )
             )
-        routes[model.name] = ModelRoute(config=model, deployments=deployments)
+        routes[model.name] = ModelRoute(
+            config=model,
+            deployments=deployments,
+            public_model_field=b'"model":' + orjson.dumps(model.name),
+            variants=list(model.variants),
+        )
+    for route in routes.values():
+        route.fallbacks = [routes[name] for name in route.config.fallbacks]
+        route.variant_targets = {v.name: routes[v.model] for v in route.variants if v.model is not None}
     return routes

@@ -4,6 +4,7 @@ classification of every failure into a client-facing error plus a bounded ``reas
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 import orjson
@@ -19,12 +20,28 @@ _KEEPALIVE_SECONDS = 4.0
 
 
 class UpstreamFailure(Exception):
-    """The upstream exchange failed: ``error`` is what the client sees, ``reason`` the metric label."""
+    """The upstream exchange failed: ``error`` is what the client sees, ``reason`` the metric label, ``retryable``
+    whether another deployment may be tried (connect errors, timeouts, a dropped connection, 429, 5xx), and
+    ``retry_after`` the upstream's ``Retry-After`` in seconds, if it sent one."""
 
-    def __init__(self, reason: str, error: GatewayError) -> None:
+    def __init__(
+        self, reason: str, error: GatewayError, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(error.message)
         self.reason = reason
         self.error = error
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None  # an HTTP date: rare from model APIs; the default cooldown applies
 
 
 class UpstreamClient:
@@ -65,12 +82,16 @@ class UpstreamClient:
             self._timeouts[route.name + "\0" + route.model] = timeout
         return timeout
 
-    async def post(self, route: DeploymentRoute, path: str, body: bytes, request_id: str) -> aiohttp.ClientResponse:
+    async def post(
+        self, route: DeploymentRoute, path: str, body: bytes, request_id: str, traceparent: str | None = None
+    ) -> aiohttp.ClientResponse:
         """POST ``body`` to the deployment; returns once the response headers arrived (the caller reads the body
         and must release the response). Raises :class:`UpstreamFailure` for timeouts and connection failures."""
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         headers = dict(route.headers)
         headers["X-Request-Id"] = request_id
+        if traceparent:
+            headers["traceparent"] = traceparent
         try:
             return await self._session.post(route.url(path), data=body, headers=headers, timeout=self._timeout(route))
         except Exception as exc:  # classified below; anything unexpected is an invalid response
@@ -99,11 +120,13 @@ def classify_exception(route: DeploymentRoute, exc: BaseException) -> UpstreamFa
                 f"{t.first_byte:g} s, total {t.total:g} s).",
                 "upstream_timeout",
             ),
+            retryable=True,
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamFailure(
             "connect",
             upstream_error(502, f"Could not connect to upstream deployment '{name}'.", "upstream_connect_error"),
+            retryable=True,
         )
     return UpstreamFailure(
         "invalid_response",
@@ -112,12 +135,15 @@ def classify_exception(route: DeploymentRoute, exc: BaseException) -> UpstreamFa
             f"Upstream deployment '{name}' broke off the exchange ({type(exc).__name__}).",
             "upstream_invalid_response",
         ),
+        retryable=isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError),
     )
 
 
-def classify_http_error(route: DeploymentRoute, status: int, body: bytes, headers: dict[str, str]) -> UpstreamFailure:
+def classify_http_error(route: DeploymentRoute, status: int, body: bytes, headers: Any) -> UpstreamFailure:
     """An upstream HTTP error status: 4xx reaches the client with its status and message (except 401/403, which
     are the gateway's own credentials and become 502); 5xx becomes 502."""
+    if route.is_anthropic:
+        return _anthropic_http_error(route, status, body, headers)
     try:
         payload = orjson.loads(body[:_MAX_ERROR_BODY])
     except orjson.JSONDecodeError:
@@ -149,6 +175,8 @@ def classify_http_error(route: DeploymentRoute, status: int, body: bytes, header
                 code=None if code is None else str(code),
                 headers=extra,
             ),
+            retryable=status == 429,
+            retry_after=_retry_after(headers) if status == 429 else None,
         )
     return UpstreamFailure(
         "http_5xx",
@@ -157,4 +185,22 @@ def classify_http_error(route: DeploymentRoute, status: int, body: bytes, header
             f"Upstream deployment '{route.name}' failed with HTTP {status}: {message}",
             "upstream_http_error",
         ),
+        retryable=True,
+        retry_after=_retry_after(headers),
     )
+
+
+def _anthropic_http_error(route: DeploymentRoute, status: int, body: bytes, headers: Any) -> UpstreamFailure:
+    from gateway.providers.anthropic import anthropic_error
+
+    client_status, payload = anthropic_error(status, body[:_MAX_ERROR_BODY])
+    inner = payload["error"]
+    extra = {}
+    retry_after = _retry_after(headers)
+    if status == 429 and headers is not None and headers.get("Retry-After"):
+        extra["Retry-After"] = headers["Retry-After"]
+    error = GatewayError(
+        client_status, inner["message"], type=inner["type"], param=inner["param"], code=inner["code"], headers=extra
+    )
+    reason = "http_5xx" if status >= 500 else "http_4xx"
+    return UpstreamFailure(reason, error, retryable=status == 429 or status >= 500, retry_after=retry_after)

@@ -106,12 +106,28 @@ class Sampling(_Strict):
     rate: float = Field(0.0, ge=0, le=1)
 
 
+class Variant(_Strict):
+    """One arm of an A/B split: a subset of this model's deployments, or another public model."""
+
+    name: LabelName
+    weight: float = Field(1.0, gt=0)
+    model: str | None = Field(None, description="another public model that serves this variant")
+    deployments: list[str] = Field([], description="names of this model's deployments that serve this variant")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Variant:
+        if (self.model is None) == (not self.deployments):
+            raise ValueError(f"variant {self.name!r}: give either `model` or `deployments`, exactly one of them")
+        return self
+
+
 class ModelConfig(_Strict):
     name: LabelName
-    deployments: list[Deployment] = Field(min_length=1)
+    deployments: list[Deployment] = []
     pricing: Pricing | None = None
     fallbacks: list[str] = []
     sampling: Sampling = Sampling()
+    variants: list[Variant] = []
 
     @model_validator(mode="after")
     def _unique_deployments(self) -> ModelConfig:
@@ -119,12 +135,70 @@ class ModelConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"deployment names must be unique within a model; repeated: {', '.join(dupes)}")
+        if not self.deployments and not (self.variants and all(v.model for v in self.variants)):
+            raise ValueError("a model needs at least one deployment (or variants that all name other models)")
+        variant_names = [v.name for v in self.variants]
+        if len(set(variant_names)) != len(variant_names):
+            raise ValueError("variant names must be unique within a model")
+        for variant in self.variants:
+            unknown = sorted(set(variant.deployments) - set(names))
+            if unknown:
+                raise ValueError(f"variant {variant.name!r} names unknown deployments: {', '.join(unknown)}")
         return self
 
 
+class RoutingConfig(_Strict):
+    """Retries, fallbacks and passive health of deployments."""
+
+    max_attempts: int = Field(3, ge=1, le=10, description="deployments tried per model before its fallbacks")
+    backoff_seconds: float = Field(0.05, ge=0, description="base of the jittered exponential backoff")
+    backoff_max_seconds: float = Field(2.0, ge=0)
+    failure_threshold: int = Field(3, ge=1, description="consecutive failures that put a deployment in cooldown")
+    cooldown_seconds: float = Field(30.0, gt=0, description="first cooldown; doubles while probes keep failing")
+    max_cooldown_seconds: float = Field(300.0, gt=0)
+
+
 class DriftConfig(_Strict):
-    window: int = Field(500, ge=10)
-    every: int = Field(100, ge=1)
+    """Drift detection in the monitors (docs/drift.md)."""
+
+    enabled: bool = True
+    window: int = Field(500, ge=10, description="current window: the last this many samples per model")
+    window_minutes: float | None = Field(None, gt=0, description="also leave out samples older than this")
+    every: int = Field(100, ge=1, description="run every this many samples per model")
+    every_seconds: float | None = Field(
+        300.0, gt=0, description="also run when this long passed since the last run (with traffic); null = off"
+    )
+    min_samples: int = Field(100, ge=10, description="fewer rows in a window, or values of a feature: skip")
+    significance: float = Field(
+        0.05, gt=0, lt=0.5, description="family-wise false-alarm rate of one run (Holm over the p-value tests)"
+    )
+    drift_share_threshold: float = Field(
+        0.0, ge=0, le=1, description="drift when at least one feature drifted and this share of the features did"
+    )
+    stattests: dict[str, str] = Field({}, description="feature -> stat test, overriding the pinned default")
+    thresholds: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        {}, description="feature -> threshold of a distance stat test (default: Evidently's)"
+    )
+    reports_dir: str | None = Field(None, description="where HTML reports are kept (default: <tmp>/llmops-drift)")
+    report_every_seconds: float = Field(
+        900.0, ge=0, description="refresh a model's report at most this often unless its drift verdict changed"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DriftConfig:
+        if self.min_samples > self.window:
+            raise ValueError(f"min_samples ({self.min_samples}) must not exceed window ({self.window})")
+        if self.stattests or self.thresholds:
+            from monitors.drift import FEATURES, check_stattest  # plain data: no numpy, no Evidently
+
+            for feature, stattest in self.stattests.items():
+                problem = check_stattest(feature, stattest)
+                if problem:
+                    raise ValueError(f"stattests: {problem}")
+            unknown = sorted(set(self.thresholds) - set(FEATURES))
+            if unknown:
+                raise ValueError(f"thresholds: unknown feature(s) {', '.join(unknown)}")
+        return self
 
 
 JudgeName = Literal["rules", "reference", "llm_single", "rag", "pairwise", "perplexity"]
@@ -167,10 +241,11 @@ class MonitorsConfig(_Strict):
 
 class KeyConfig(_Strict):
     name: LabelName
-    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", repr=False)
-    rpm: int | None = Field(None, ge=1)
-    tpm: int | None = Field(None, ge=1)
-    budget_usd: float | None = Field(None, ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", repr=False, description="hex SHA-256 of the key")
+    rpm: int | None = Field(None, ge=1, description="requests per minute")
+    tpm: int | None = Field(None, ge=1, description="tokens (input + output) per minute")
+    budget_usd: float | None = Field(None, ge=0, description="spend allowed per budget_period")
+    budget_period: Literal["day", "month", "total"] = "month"
 
 
 class Config(_Strict):
@@ -178,6 +253,7 @@ class Config(_Strict):
     redis: RedisConfig | None = None
     telemetry: TelemetryConfig | None = None
     models: list[ModelConfig] = Field(min_length=1)
+    routing: RoutingConfig = RoutingConfig()
     monitors: MonitorsConfig = MonitorsConfig()
     keys: list[KeyConfig] = []
 
@@ -188,10 +264,26 @@ class Config(_Strict):
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
         known = set(names)
+        by_name = {m.name: m for m in self.models}
         for model in self.models:
             for fallback in model.fallbacks:
                 if fallback not in known:
                     raise ValueError(f"model {model.name!r}: fallback {fallback!r} is not a configured model name")
+            for variant in model.variants:
+                if variant.model is None:
+                    continue
+                target = by_name.get(variant.model)
+                if target is None:
+                    raise ValueError(
+                        f"model {model.name!r}: variant {variant.name!r} names {variant.model!r}: unknown model"
+                    )
+                if target.variants or target.name == model.name:
+                    raise ValueError(
+                        f"model {model.name!r}: variant {variant.name!r} must name a model without variants of its own"
+                    )
+        judge = self.monitors.judge_model
+        if judge is not None and judge not in known:
+            raise ValueError(f"monitors.judge_model {judge!r} is not a configured model name")
         key_names = [k.name for k in self.keys]
         if len(set(key_names)) != len(key_names):
             raise ValueError("key names must be unique")
@@ -240,6 +332,7 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field (check its spelling and indentation)"
+        message = message.removeprefix("Value error, ")
         lines.append(f"  - {where}: {message}")
     return "\n".join(lines)
 

@@ -74,9 +74,9 @@ def running(args: list[str], ready_url: str, env: dict[str, str] | None = None) 
 
 
 @contextmanager
-def simulator(*extra: str) -> Iterator[str]:
+def simulator(*extra: str, port: int | None = None) -> Iterator[str]:
     """A running ``llmops simulate``; yields its base URL (``http://127.0.0.1:PORT``)."""
-    port = free_port()
+    port = port or free_port()
     with running(["simulate", "--port", str(port), *extra], f"http://127.0.0.1:{port}/health"):
         yield f"http://127.0.0.1:{port}"
 

@@ -109,7 +109,7 @@ def test_gateway_command_stops_on_bad_config(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "models.0.deployments" in result.stderr
+    assert "models.0: a model needs at least one deployment" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -1,0 +1,186 @@
+"""The official openai SDK through a real gateway to the wire-faithful Anthropic simulator: plain, streaming (with
+usage and cost), tool call, and errors mapped to OpenAI's shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from llmops.simulator.anthropic import BackgroundAnthropicSimulator
+from tests.support import gateway, gateway_config, metric, scrape
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with BackgroundAnthropicSimulator(echo=True, api_key="sk-ant-test") as sim:
+        config = gateway_config(
+            tmp_path_factory.mktemp("gw") / "config.yaml",
+            [
+                {
+                    "name": "claude",
+                    "deployments": [
+                        {
+                            "name": "anthropic-sim",
+                            "provider": "anthropic",
+                            "base_url": sim.base_url,
+                            "model": "claude-sonnet-4-5",
+                            "api_key": "sk-ant-test",
+                        }
+                    ],
+                    "pricing": {"input_per_mtok": 3.0, "output_per_mtok": 15.0},
+                },
+                {
+                    "name": "claude-badkey",
+                    "deployments": [
+                        {
+                            "name": "anthropic-badkey",
+                            "provider": "anthropic",
+                            "base_url": sim.base_url,
+                            "model": "claude-sonnet-4-5",
+                            "api_key": "wrong",
+                        }
+                    ],
+                },
+            ],
+        )
+        with gateway(config) as url:
+            yield url
+
+
+@pytest.fixture()
+def client(gw: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw}/v1", api_key="x", max_retries=0)
+
+
+def test_plain_chat_with_system_prompt(gw: str, client: openai.OpenAI) -> None:
+    before = scrape(gw)
+    completion = client.chat.completions.create(
+        model="claude",
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "hello from the openai sdk"},
+        ],
+    )
+    assert completion.model == "claude"
+    assert completion.choices[0].message.content == "hello from the openai sdk"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.completion_tokens == 5
+    after = scrape(gw)
+    prompt = completion.usage.prompt_tokens
+    cost = metric(after, "llm_gateway_cost_usd_total", model="claude") - metric(
+        before, "llm_gateway_cost_usd_total", model="claude"
+    )
+    assert cost == pytest.approx((prompt * 3.0 + 5 * 15.0) / 1e6)
+    assert metric(after, "llm_gateway_requests_total", model="claude", provider="anthropic", status="200") >= 1
+
+
+def test_streaming_with_usage(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="claude",
+            messages=[{"role": "user", "content": "stream these four words"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "stream these four words"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 4
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert all(c.model == "claude" for c in chunks)
+
+
+def test_streaming_without_usage_strips_it(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "a b"}], stream=True)
+    )
+    assert all(c.choices for c in chunks)
+
+
+def test_tool_call_round_trip(client: openai.OpenAI) -> None:
+    first = client.chat.completions.create(
+        model="claude",
+        messages=[{"role": "user", "content": 'call tool get_weather {"city": "Seoul"}'}],
+        tools=TOOLS,
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Seoul"}
+    second = client.chat.completions.create(
+        model="claude",
+        messages=[
+            {"role": "user", "content": 'call tool get_weather {"city": "Seoul"}'},
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"},
+            {"role": "user", "content": "thanks"},
+        ],
+        tools=TOOLS,
+    )
+    assert second.choices[0].message.content == "thanks"
+
+
+def test_streamed_tool_call(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="claude",
+            messages=[{"role": "user", "content": 'call tool get_weather {"city": "Busan"}'}],
+            tools=TOOLS,
+            stream=True,
+        )
+    )
+    calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert calls[0].function.name == "get_weather"
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"city": "Busan"}
+
+
+def test_errors_are_openai_shaped(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}], n=2)
+    assert "n" in str(bad.value)
+    with pytest.raises(openai.InternalServerError) as overloaded:
+        client.chat.completions.create(
+            model="claude",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"simulate": {"fault": "error", "status": 529}},
+        )
+    assert overloaded.value.status_code == 502
+    with pytest.raises(openai.InternalServerError) as auth:
+        client.chat.completions.create(model="claude-badkey", messages=[{"role": "user", "content": "x"}])
+    assert auth.value.status_code == 502 and "credentials" in str(auth.value)
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="claude", input="embed me")
+
+
+def test_error_inside_a_stream(gw: str, client: openai.OpenAI) -> None:
+    before = scrape(gw)
+    stream = client.chat.completions.create(
+        model="claude",
+        messages=[{"role": "user", "content": "one two three four five"}],
+        stream=True,
+        extra_body={"simulate": {"fault": "midstream_error", "after_tokens": 2}},
+    )
+    with pytest.raises(openai.APIError):
+        list(stream)
+    after = scrape(gw)
+    failed = metric(after, "llm_gateway_requests_total", model="claude", stream="true") - metric(
+        before, "llm_gateway_requests_total", model="claude", stream="true"
+    )
+    ok = metric(after, "llm_gateway_requests_total", model="claude", stream="true", status="200") - metric(
+        before, "llm_gateway_requests_total", model="claude", stream="true", status="200"
+    )
+    assert failed == 1 and ok == 0

@@ -1,0 +1,198 @@
+"""Retries on another deployment, fallbacks to other models, passive health with cooldown and probing, A/B
+variants sticky per user, and streams that are never retried once started — against real simulators."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.support import ScriptedUpstream, free_port, gateway, gateway_config, metric, scrape, simulator
+
+USER = [{"role": "user", "content": "one two three"}]
+PRICING = {"input_per_mtok": 1.0, "output_per_mtok": 1.0}
+
+
+@pytest.fixture(scope="module")
+def sims() -> Iterator[tuple[str, str]]:
+    """A healthy echo simulator and one that fails every request with HTTP 500."""
+    common = ["--ttft-ms", "0", "--tokens-per-second", "0", "--model", "sim-model"]
+    with simulator("--echo", *common) as ok, simulator("--echo", "--error-rate", "1.0", *common) as failing:
+        yield ok, failing
+
+
+@pytest.fixture(scope="module")
+def dead_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def gw(sims: tuple[str, str], dead_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    ok, failing = sims
+    dead = f"http://127.0.0.1:{dead_port}/v1"
+
+    def dep(name: str, url: str, weight: float = 1) -> dict:
+        return {"name": name, "base_url": url, "model": "sim-model", "weight": weight}
+
+    config = gateway_config(
+        tmp_path_factory.mktemp("gw") / "config.yaml",
+        [
+            {
+                "name": "resilient",
+                "deployments": [dep("dead", dead, 1000), dep("alive", f"{ok}/v1")],
+                "pricing": PRICING,
+            },
+            {"name": "flaky", "deployments": [dep("failing", f"{failing}/v1", 1000), dep("steady", f"{ok}/v1")]},
+            {"name": "primary-down", "deployments": [dep("gone", dead)], "fallbacks": ["backup"], "pricing": PRICING},
+            {"name": "backup", "deployments": [dep("backup-sim", f"{ok}/v1")], "pricing": PRICING},
+            {"name": "probe", "deployments": [dep("revivable", dead)]},
+            {
+                "name": "chat",
+                "deployments": [dep("control-sim", f"{ok}/v1")],
+                "variants": [
+                    {"name": "control", "weight": 1, "deployments": ["control-sim"]},
+                    {"name": "candidate", "weight": 1, "model": "backup"},
+                ],
+            },
+        ],
+        routing={"failure_threshold": 3, "cooldown_seconds": 30, "backoff_seconds": 0.001},
+    )
+    with gateway(config) as url:
+        yield url
+
+
+def _delta(before: dict, after: dict, name: str, **labels: str) -> float:
+    return metric(after, name, **labels) - metric(before, name, **labels)
+
+
+def _chat(gw: str, model: str, **extra: object) -> httpx.Response:
+    return httpx.post(f"{gw}/v1/chat/completions", json={"model": model, "messages": USER, **extra}, timeout=10)
+
+
+def test_connect_errors_are_retried_and_the_dead_deployment_cools_down(gw: str) -> None:
+    before = scrape(gw)
+    responses = [_chat(gw, "resilient") for _ in range(20)]
+    assert [r.status_code for r in responses] == [200] * 20
+    assert {r.headers["x-llmops-deployment"] for r in responses} == {"alive"}
+    after = scrape(gw)
+    # three failures put "dead" in cooldown; afterwards it is not tried at all
+    assert _delta(before, after, "llm_gateway_upstream_errors_total", deployment="dead", reason="connect") == 3
+    assert _delta(before, after, "llm_gateway_retries_total", deployment="dead") == 3
+    assert metric(after, "llm_gateway_deployment_healthy", model="resilient", deployment="dead") == 0
+    assert metric(after, "llm_gateway_deployment_healthy", model="resilient", deployment="alive") == 1
+    # nothing is double-charged: 20 requests of 3 input + 3 output tokens at 1 USD per million
+    assert _delta(before, after, "llm_gateway_cost_usd_total", model="resilient") == pytest.approx(20 * 6 / 1e6)
+    assert _delta(before, after, "llm_gateway_requests_total", model="resilient", status="200") == 20
+
+
+def test_5xx_is_retried_on_another_deployment(gw: str) -> None:
+    before = scrape(gw)
+    assert [_chat(gw, "flaky").status_code for _ in range(5)] == [200] * 5
+    after = scrape(gw)
+    assert 1 <= _delta(before, after, "llm_gateway_upstream_errors_total", deployment="failing", reason="http_5xx") <= 3
+
+
+def test_client_errors_are_not_retried(gw: str) -> None:
+    before = scrape(gw)
+    response = _chat(gw, "backup", simulate={"fault": "error", "status": 400, "message": "bad request"})
+    assert response.status_code == 400
+    after = scrape(gw)
+    assert _delta(before, after, "llm_gateway_retries_total") == 0
+
+
+def test_fallback_model_serves_when_all_deployments_fail(gw: str) -> None:
+    before = scrape(gw)
+    client = openai.OpenAI(base_url=f"{gw}/v1", api_key="x", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="primary-down", messages=USER)
+    completion = raw.parse()
+    assert completion.model == "primary-down"  # the client sees the name it asked for ...
+    assert raw.headers["x-llmops-deployment"] == "backup-sim"  # ... and the headers say who served
+    assert raw.headers["x-llmops-served-by-model"] == "backup"
+    after = scrape(gw)
+    assert _delta(before, after, "llm_gateway_fallbacks_total", model="primary-down", fallback_model="backup") == 1
+    assert _delta(before, after, "llm_gateway_requests_total", model="primary-down", deployment="backup-sim") == 1
+    assert _delta(before, after, "llm_gateway_cost_usd_total", model="primary-down") == pytest.approx(6 / 1e6)
+
+
+def test_a_started_stream_is_never_retried(gw: str) -> None:
+    before = scrape(gw)
+    client = openai.OpenAI(base_url=f"{gw}/v1", api_key="x", max_retries=0)
+    stream = client.chat.completions.create(
+        model="backup",
+        messages=[{"role": "user", "content": "a b c d e f"}],
+        stream=True,
+        extra_body={"simulate": {"fault": "midstream_error", "after_tokens": 2}},
+    )
+    with pytest.raises(openai.APIError):
+        list(stream)
+    after = scrape(gw)
+    assert _delta(before, after, "llm_gateway_retries_total") == 0
+    assert _delta(before, after, "llm_gateway_upstream_errors_total", deployment="backup-sim") == 1
+
+
+def test_cooling_deployment_is_probed_back(sims: tuple[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    config = gateway_config(
+        tmp_path / "config.yaml",
+        [
+            {
+                "name": "probe",
+                "deployments": [{"name": "revivable", "base_url": f"http://127.0.0.1:{port}/v1", "model": "sim-model"}],
+            }
+        ],
+        routing={"failure_threshold": 1, "cooldown_seconds": 0.5, "backoff_seconds": 0},
+    )
+    with gateway(config) as gw:
+        assert _chat(gw, "probe").status_code == 502
+        assert metric(scrape(gw), "llm_gateway_deployment_healthy", deployment="revivable") == 0
+        # the deployment comes back; after the cooldown one request probes it and restores it
+        with simulator("--echo", "--ttft-ms", "0", "--tokens-per-second", "0", "--model", "sim-model", port=port):
+            time.sleep(0.6)
+            assert _chat(gw, "probe").status_code == 200
+            assert metric(scrape(gw), "llm_gateway_deployment_healthy", deployment="revivable") == 1
+
+
+def test_429_with_retry_after_cools_down_at_once(sims: tuple[str, str], tmp_path: Path) -> None:
+    ok, _ = sims
+    with ScriptedUpstream() as limited:
+        limited.reply = (
+            429,
+            {"Content-Type": "application/json", "Retry-After": "30"},
+            orjson.dumps({"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}),
+        )
+        config = gateway_config(
+            tmp_path / "config.yaml",
+            [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {"name": "limited", "base_url": limited.url, "model": "sim-model", "weight": 1000},
+                        {"name": "spare", "base_url": f"{ok}/v1", "model": "sim-model"},
+                    ],
+                }
+            ],
+            routing={"backoff_seconds": 0},
+        )
+        with gateway(config) as gw:
+            assert [_chat(gw, "m").status_code for _ in range(5)] == [200] * 5
+            assert len(limited.received) == 1, "after a 429 with Retry-After the deployment rests"
+            assert metric(scrape(gw), "llm_gateway_deployment_healthy", deployment="limited") == 0
+
+
+def test_variants_split_traffic_and_stick_to_a_user(gw: str) -> None:
+    before = scrape(gw)
+    sticky = {_chat(gw, "chat", user="user-42").headers["x-llmops-variant"] for _ in range(10)}
+    assert len(sticky) == 1
+    seen = Counter(_chat(gw, "chat", user=f"user-{i}").headers["x-llmops-variant"] for i in range(200))
+    assert set(seen) == {"control", "candidate"}
+    assert 60 <= seen["control"] <= 140  # weights 1:1
+    after = scrape(gw)
+    assert _delta(
+        before, after, "llm_gateway_requests_total", model="chat", variant="candidate", deployment="backup-sim"
+    ) == seen["candidate"] + (10 if sticky == {"candidate"} else 0)
