@@ -15,8 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from gateway.access import AccessControl
 from gateway.errors import GatewayError, error_response, model_not_found
 from gateway.exchange import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
+from gateway.feedback import RequestIndex, parse_feedback, record_feedback
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import PriceTable
 from gateway.proxy import Proxy
@@ -45,6 +47,9 @@ class Gateway:
         self.routes = build_routes(config, self.price_table)
         self.client = UpstreamClient()
         self.sampler = self._build_sampler()
+        redis_url = config.redis.url if config.redis else None
+        self.access = AccessControl(config.keys, redis_url, self.metrics)
+        self.index = RequestIndex(redis_url)
         self.proxy = Proxy(
             self.routes,
             self.metrics,
@@ -52,6 +57,8 @@ class Gateway:
             config.server.max_body_bytes,
             sampler=self.sampler,
             routing=config.routing,
+            access=self.access,
+            index=self.index,
         )
         self.created = int(time.time())
         self._describe_routes()
@@ -93,6 +100,8 @@ class Gateway:
                     )
         if not self.config.keys:
             lines.append("no API keys configured: the gateway is open to every client")
+        else:
+            lines.append(f"{len(self.config.keys)} API keys configured: requests without a valid key get 401")
         if self.sampler is None:
             lines.append("no redis configured: traffic is not sampled for the monitors")
         else:
@@ -104,6 +113,8 @@ class Gateway:
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             await self.client.start()
+            await self.access.start()
+            await self.index.start()
             if self.sampler is not None:
                 await self.sampler.start()
             for line in self.startup_messages():
@@ -113,6 +124,8 @@ class Gateway:
             finally:
                 if self.sampler is not None:
                     await self.sampler.close()
+                await self.index.close()
+                await self.access.close()
                 await self.client.close()
 
         app = FastAPI(
@@ -134,6 +147,7 @@ class Gateway:
         router.add_route("/v1/chat/completions", proxied(CHAT), methods=["POST"])
         router.add_route("/v1/completions", proxied(COMPLETIONS), methods=["POST"])
         router.add_route("/v1/embeddings", proxied(EMBEDDINGS), methods=["POST"])
+        router.add_route("/v1/feedback", self._feedback, methods=["POST"])
         router.add_route("/v1/models", self._list_models, methods=["GET"])
         router.add_route("/v1/models/{model:path}", self._get_model, methods=["GET"])
         router.add_route("/health", self._health, methods=["GET"])
@@ -146,9 +160,26 @@ class Gateway:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "llmops-gateway"}
 
     async def _list_models(self, request: Request) -> Response:
+        try:
+            self.access.authenticate(request.headers.get("authorization"))
+        except GatewayError as error:
+            return error_response(error)
         return _json({"object": "list", "data": [self._model_object(name) for name in self.routes]})
 
+    async def _feedback(self, request: Request) -> Response:
+        try:
+            key = self.access.authenticate(request.headers.get("authorization"))
+            request_id, rating, comment = parse_feedback(await request.body())
+            result = await record_feedback(self.index, self.metrics, request_id, rating, comment, key)
+        except GatewayError as error:
+            return error_response(error)
+        return _json(result)
+
     async def _get_model(self, request: Request) -> Response:
+        try:
+            self.access.authenticate(request.headers.get("authorization"))
+        except GatewayError as error:
+            return error_response(error)
         name = request.path_params["model"]
         if name not in self.routes:
             return error_response(model_not_found(name))

@@ -61,6 +61,7 @@ class Proxy:
         routing: RoutingConfig | None = None,
         tracer: Any = None,
         access: Any = None,
+        index: Any = None,
     ) -> None:
         self.routes = routes
         self.metrics = metrics
@@ -70,6 +71,7 @@ class Proxy:
         self.routing = routing or RoutingConfig()
         self.tracer = tracer
         self.access = access  # keys, rate limits and budgets (gateway.access.AccessControl), or None: open
+        self.index = index  # request id → model, variant (gateway.feedback.RequestIndex), for feedback
         self.health = DeploymentHealth(self.routing, on_change=self._health_changed)
         for model in routes.values():
             for dep in model.deployments:
@@ -383,6 +385,8 @@ class Proxy:
                     self.access.charge(ex.key, usage.input + usage.output, cost)
             if ex.sample is not None and self.sampler is not None:
                 self._offer_sample(ex, total, cost)
+            if self.index is not None and ex.status == 200 and ex.model is not None:
+                self.index.remember(ex.request_id, ex.model.name, ex.variant)
         if ex.span is not None:
             ex.span.finish(ex)
 

@@ -281,6 +281,12 @@ class Config(_Strict):
                     raise ValueError(
                         f"model {model.name!r}: variant {variant.name!r} must name a model without variants of its own"
                     )
+        if self.redis is None:
+            limited = [k.name for k in self.keys if k.rpm or k.tpm or k.budget_usd is not None]
+            if limited:
+                raise ValueError(
+                    f"keys {', '.join(limited)} have rpm/tpm/budget limits, which live in Redis: set redis.url"
+                )
         judge = self.monitors.judge_model
         if judge is not None and judge not in known:
             raise ValueError(f"monitors.judge_model {judge!r} is not a configured model name")

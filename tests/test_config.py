@@ -86,6 +86,10 @@ def test_missing_env_var_is_named() -> None:
         (lambda c: c["models"][0].update(colour="blue"), "models.0.colour: unknown field"),
         (lambda c: c["models"][0].update(name="has space"), "models.0.name"),
         (lambda c: c.update(models=[]), "models"),
+        (lambda c: c.update(keys=[{"name": "k", "sha256": "ab" * 32, "rpm": 5}]), "set redis.url"),
+        (lambda c: c["models"][0].update(variants=[{"name": "v", "deployments": ["nope"]}]), "unknown deployments"),
+        (lambda c: c["models"][0].update(variants=[{"name": "v", "model": "ghost"}]), "unknown model"),
+        (lambda c: c.update(monitors={"judges": ["llm_single"]}), "need monitors.judge_model"),
     ],
 )
 def test_invalid_configs_name_the_field(mutate, expected: str) -> None:
