@@ -30,6 +30,9 @@ from monitors.store import Entry, SampleStore
 log = logging.getLogger("llmops.monitors")
 
 _UNKNOWN_MODEL = "unknown"
+PAIRWISE_TALLY = "llmops:pairwise:"
+FEEDBACK_TALLY = "llmops:feedback_tally:"  # written by the gateway's feedback endpoint
+RATINGS_REFRESH_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -87,6 +90,7 @@ class Worker:
         """Consume until :meth:`stop`; finishes the entries in hand before returning."""
         await self.store.ensure_group()
         backlog = asyncio.create_task(self._watch_backlog())
+        ratings = asyncio.create_task(self._watch_ratings())
         claim_every = max(min(self.settings.claim_idle_seconds / 2, 30.0), 0.2)
         next_claim = 0.0
         concurrency = self.settings.concurrency
@@ -114,7 +118,8 @@ class Worker:
                     await asyncio.sleep(1.0)
         finally:
             backlog.cancel()
-            await asyncio.gather(backlog, return_exceptions=True)
+            ratings.cancel()
+            await asyncio.gather(backlog, ratings, return_exceptions=True)
 
     async def _watch_backlog(self) -> None:
         gauge = self.metrics.backlog.labels(self.store.stream)
@@ -255,26 +260,56 @@ class Worker:
         m.last_processed.set(time.time())
 
     async def _update_ratings(self, model: str, verdicts: list[tuple[str, str, str]]) -> None:
-        """Add the verdicts to the shared tally in Redis and export the Bradley-Terry ratings from it."""
-        from monitors.judges.rating import bradley_terry
-
-        key = f"llmops:pairwise:{model}"
+        """Add the verdicts to the shared tally in Redis, then refresh the model's ratings."""
         try:
             pipe = self.store.redis.pipeline(transaction=False)
             for a, b, winner in verdicts:
-                pipe.hincrby(key, f"{a}|{b}|{winner}", 1)
-            pipe.hgetall(key)
-            *_, tally = await pipe.execute()
+                pipe.hincrby(PAIRWISE_TALLY + model, f"{a}|{b}|{winner}", 1)
+            await pipe.execute()
+            await self.refresh_ratings(model)
         except Exception as error:
             log.warning("cannot update variant ratings: %s", error)
-            return
+
+    async def refresh_ratings(self, model: str) -> None:
+        """Export the Bradley-Terry ratings of ``model``'s variants from the shared tallies: pairwise verdicts
+        (all workers') and user feedback (thumbs, counted by the gateways)."""
+        from monitors.judges.rating import bradley_terry
+
+        pipe = self.store.redis.pipeline(transaction=False)
+        pipe.hgetall(PAIRWISE_TALLY + model)
+        pipe.hgetall(FEEDBACK_TALLY + model)
+        pairwise, thumbs = await pipe.execute()
         outcomes: list[tuple[str, str, float]] = []
-        for field_name, count in tally.items():
+        for field_name, count in pairwise.items():
             a, b, winner = field_name.decode().split("|")
-            score = {"a": 1.0, "b": 0.0, "tie": 0.5}[winner]
-            outcomes += [(a, b, score)] * int(count)
-        for variant, rating in bradley_terry(outcomes).items():
+            outcomes += [(a, b, {"a": 1.0, "b": 0.0, "tie": 0.5}[winner])] * int(count)
+        feedback: dict[str, tuple[int, int]] = {}
+        for field_name, count in thumbs.items():
+            variant, _, rating = field_name.decode().rpartition("|")
+            if not variant:
+                continue  # feedback on a model without variants: nothing to rank
+            up, down = feedback.get(variant, (0, 0))
+            feedback[variant] = (up + int(count), down) if rating == "positive" else (up, down + int(count))
+        if not outcomes and len(feedback) < 1:
+            return
+        for variant, rating in bradley_terry(outcomes, feedback=feedback).items():
             self.metrics.variant_rating.labels(model, variant).set(rating)
+
+    async def _watch_ratings(self) -> None:
+        """Refresh every model's variant ratings now and then (feedback arrives without any sample)."""
+        while True:
+            try:
+                models: set[str] = set()
+                for prefix in (PAIRWISE_TALLY, FEEDBACK_TALLY):
+                    async for key in self.store.redis.scan_iter(match=prefix + "*", count=100):
+                        models.add(key.decode()[len(prefix) :])
+                for model in models:
+                    await self.refresh_ratings(model)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.debug("variant ratings not refreshed: %s", error)
+            await asyncio.sleep(RATINGS_REFRESH_SECONDS)
 
 
 def consumer_name() -> str:

@@ -227,3 +227,52 @@ def test_monitors_without_redis_says_what_to_fix(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "redis.url" in result.stderr
+
+
+def test_pairwise_verdicts_and_feedback_rate_variants(tmp_path: Path, redis_url: str) -> None:
+    """Variants answering the same prompt are compared in both orders through the gateway's judge model; the
+    verdicts and user thumbs become Bradley-Terry ratings."""
+    script = tmp_path / "judge.yaml"
+    script.write_text(
+        '- {match: "(?s)Assistant A\'s Answer\\\\]\\\\s*GOOD", response: "A is more helpful. [[A]]"}\n'
+        '- {match: "(?s)Assistant B\'s Answer\\\\]\\\\s*GOOD", response: "B is more helpful. [[B]]"}\n'
+        '- {match: ".*", response: "About the same. [[C]]"}\n'
+    )
+    with simulator("--script", str(script), "--ttft-ms", "0", "--tokens-per-second", "0", "--model", "judge") as sim:
+        gw_port = free_port()
+        config = gateway_config(
+            tmp_path / "config.yaml",
+            [{"name": "judge", "deployments": [{"name": "judge-sim", "base_url": f"{sim}/v1", "model": "judge"}]}],
+            redis={"url": redis_url},
+            monitors={"gateway_url": f"http://127.0.0.1:{gw_port}/v1", "judge_model": "judge", "judges": ["pairwise"]},
+        )
+        from tests.support import gateway
+
+        samples = []
+        for i in range(3):
+            samples.append(make_sample(i, model="app", answer=f"GOOD answer {i}", variant="alpha"))
+            samples.append(make_sample(100 + i, model="app", answer=f"meh {i}", variant="beta"))
+            samples[-1].request = samples[-2].request  # the same prompt
+        client = redis.Redis.from_url(redis_url)
+        client.hincrby("llmops:feedback_tally:app", "alpha|positive", 3)
+        client.hincrby("llmops:feedback_tally:app", "beta|negative", 2)
+        with gateway(config, port=gw_port), monitors(config) as worker:
+            add_samples(redis_url, samples)
+            wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 6)
+            after = scrape(worker)
+            pair = {"model": "app", "variant_a": "alpha", "variant_b": "beta"}
+            assert metric(after, "llm_judge_pairwise_total", winner="a", **pair) == 3
+            assert metric(after, "llm_judge_pairwise_total", winner="b", **pair) == 0
+            ratings = wait_for(
+                lambda: (
+                    {
+                        v: metric(scrape(worker), "llm_judge_variant_rating", model="app", variant=v)
+                        for v in ("alpha", "beta")
+                    }
+                    if metric(scrape(worker), "llm_judge_variant_rating", variant="alpha")
+                    else None
+                )
+            )
+            assert ratings["alpha"] > 1000 > ratings["beta"]
+        result = client.hgetall(RESULTS + samples[1].id)
+        assert b"pairwise:alpha:beta" in result
