@@ -25,6 +25,7 @@ from gateway.proxy import Proxy
 from gateway.request_id import RequestIdMiddleware
 from gateway.routing import build_routes
 from gateway.sampling import SampleWriter
+from gateway.tracing import GatewayTracer
 from gateway.upstream import UpstreamClient
 from llmops.config import Config
 
@@ -40,7 +41,9 @@ def _json(data: Any, status: int = 200) -> Response:
 class Gateway:
     """Everything one gateway process holds: config, routes, metrics, the upstream client, the FastAPI app."""
 
-    def __init__(self, config: Config, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(
+        self, config: Config, metrics: GatewayMetrics | None = None, tracer: GatewayTracer | None = None
+    ) -> None:
         self.config = config
         self.metrics = metrics or GatewayMetrics()
         self.price_table = PriceTable.load_default()
@@ -50,6 +53,7 @@ class Gateway:
         redis_url = config.redis.url if config.redis else None
         self.access = AccessControl(config.keys, redis_url, self.metrics)
         self.index = RequestIndex(redis_url)
+        self.tracer = tracer or GatewayTracer.from_config(config.telemetry)
         self.proxy = Proxy(
             self.routes,
             self.metrics,
@@ -59,6 +63,7 @@ class Gateway:
             routing=config.routing,
             access=self.access,
             index=self.index,
+            tracer=self.tracer,
         )
         self.created = int(time.time())
         self._describe_routes()
@@ -102,6 +107,13 @@ class Gateway:
             lines.append("no API keys configured: the gateway is open to every client")
         else:
             lines.append(f"{len(self.config.keys)} API keys configured: requests without a valid key get 401")
+        if self.tracer.enabled:
+            telemetry = self.config.telemetry
+            assert telemetry is not None
+            lines.append(
+                f"tracing to {telemetry.otlp_endpoint} (prompt and answer text in spans: "
+                f"{'yes' if telemetry.capture_content else 'no'})"
+            )
         if self.sampler is None:
             lines.append("no redis configured: traffic is not sampled for the monitors")
         else:
@@ -127,6 +139,7 @@ class Gateway:
                 await self.index.close()
                 await self.access.close()
                 await self.client.close()
+                self.tracer.shutdown()
 
         app = FastAPI(
             title="llmops-stack gateway",

@@ -37,6 +37,8 @@ class Exchange:
         "deployment",
         "disconnected",
         "endpoint",
+        "error_type",
+        "finish_reason",
         "first_token_at",
         "key",
         "model",
@@ -47,6 +49,7 @@ class Exchange:
         "start",
         "status",
         "stream",
+        "traceparent",
         "upstream_reason",
         "usage",
         "variant",
@@ -68,8 +71,11 @@ class Exchange:
         self.own_seconds = 0.0
         self.upstream_reason: str | None = None  # a failure after the stream started (counted when it ends)
         self.disconnected = False
-        self.sample: SampleDraft | None = None  # set when this request is sampled
-        self.span: Any = None  # the tracing span (a no-op one when tracing is off)
+        self.error_type: str | None = None  # for traces: the failure's reason or code
+        self.finish_reason: str | None = None
+        self.sample: SampleDraft | None = None  # set when this request is sampled (or its content traced)
+        self.span: Any = None  # the tracing span (None when tracing is off)
+        self.traceparent: str | None = None  # with tracing off: the client's traceparent, passed on as it is
 
     def response_headers(self) -> dict[str, str]:
         """Which deployment (and variant) served: for people debugging a request."""
@@ -89,9 +95,10 @@ class Exchange:
 class SampleDraft:
     """What a sampled request collects for its traffic sample while it runs."""
 
-    __slots__ = ("finish_reason", "logprobs", "metadata", "request", "text", "ts")
+    __slots__ = ("finish_reason", "keep", "logprobs", "metadata", "request", "text", "ts")
 
-    def __init__(self, request: dict[str, Any], metadata: dict[str, Any]) -> None:
+    def __init__(self, request: dict[str, Any], metadata: dict[str, Any], keep: bool = True) -> None:
+        self.keep = keep  # False: collected only for a trace's content, not sent to the monitors
         self.ts = time.time()
         self.request = request
         self.metadata = metadata

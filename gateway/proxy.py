@@ -69,7 +69,8 @@ class Proxy:
         self.max_body_bytes = max_body_bytes
         self.sampler = sampler
         self.routing = routing or RoutingConfig()
-        self.tracer = tracer
+        self.tracer = tracer if tracer is not None and tracer.enabled else None  # None: tracing costs nothing
+        self.capture_content = bool(self.tracer is not None and self.tracer.capture_content)
         self.access = access  # keys, rate limits and budgets (gateway.access.AccessControl), or None: open
         self.index = index  # request id → model, variant (gateway.feedback.RequestIndex), for feedback
         self.health = DeploymentHealth(self.routing, on_change=self._health_changed)
@@ -100,15 +101,9 @@ class Proxy:
             if self.access is not None:
                 await self.access.admit(ex.key, self.metrics)
             if self.tracer is not None:
-                ex.span = self.tracer.start_request(
-                    operation=endpoint.operation,
-                    request_model=ex.model.name,  # type: ignore[union-attr]
-                    provider=ex.model.deployments[0].provider if ex.model.deployments else "openai_compatible",  # type: ignore[union-attr]
-                    stream=ex.stream,
-                    headers=request.scope["headers"],
-                    max_tokens=payload.get("max_tokens"),
-                    temperature=payload.get("temperature"),
-                )
+                ex.span = self._start_span(ex, payload, request.scope["headers"])
+            else:
+                ex.traceparent = request.headers.get("traceparent")
             in_flight = self.metrics.in_flight.labels(ex.model.name)  # type: ignore[union-attr]
             in_flight.inc()
             response = await self._attempts(ex, payload, in_flight)
@@ -117,22 +112,26 @@ class Proxy:
             return response
         except GatewayError as error:
             ex.status = error.status
+            ex.error_type = error.code or str(error.status)
             self._finish(ex)
             return error_response(error)
         except UpstreamFailure as failure:
             ex.status = failure.error.status
+            ex.error_type = failure.reason
             self._finish(ex)
             response = error_response(failure.error)
             response.headers.update(ex.response_headers())
             return response
         except ClientDisconnect:
             ex.status = 499
+            ex.error_type = "client_disconnected"
             ex.disconnected = True
             self._finish(ex)
             return Response(status_code=499)
         except Exception:
             log.exception("unexpected error handling request %s", ex.request_id)
             ex.status = 500
+            ex.error_type = "internal_error"
             self._finish(ex)
             return error_response(
                 GatewayError(
@@ -142,6 +141,21 @@ class Proxy:
         finally:
             if in_flight is not None:
                 in_flight.dec()
+
+    def _start_span(self, ex: Exchange, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> Any:
+        model = ex.model
+        assert model is not None and self.tracer is not None
+        max_tokens = payload.get("max_tokens")
+        temperature = payload.get("temperature")
+        return self.tracer.start_request(
+            operation=ex.endpoint.operation,
+            request_model=model.name,
+            provider=model.deployments[0].provider if model.deployments else "openai_compatible",
+            stream=ex.stream,
+            headers=headers,
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            temperature=temperature if isinstance(temperature, int | float) else None,
+        )
 
     # ---- request side ------------------------------------------------------------------------------------------
     async def _read_payload(self, request: Request) -> dict[str, Any]:
@@ -206,6 +220,8 @@ class Proxy:
                 ex.sample = SampleDraft(dict(payload), metadata or {})
             else:
                 self.metrics.samples.labels(model.name, "skipped").inc()
+        if ex.sample is None and self.capture_content:
+            ex.sample = SampleDraft(dict(payload), {}, keep=False)
 
     def _body(self, ex: Exchange, payload: dict[str, Any], route: DeploymentRoute) -> bytes:
         """The upstream body for one attempt (each deployment has its own model name, or its own API)."""
@@ -245,7 +261,16 @@ class Proxy:
                 delay = min(settings.backoff_seconds * (2 ** (attempt - 1)), settings.backoff_max_seconds)
                 await asyncio.sleep(random.uniform(0, delay))  # full jitter
             ex.deployment = route
-            attempt_span = ex.span.start_attempt(route, attempt) if ex.span is not None else None
+            attempt_span = None
+            if ex.span is not None:
+                attempt_span = ex.span.start_attempt(
+                    deployment=route.name,
+                    upstream_model=route.config.model,
+                    server_address=route.host,
+                    server_port=route.port,
+                    attempt=attempt + 1,
+                    provider=route.provider,
+                )
             self.health.begin(route.key)
             try:
                 body = self._body(ex, payload, route)
@@ -256,7 +281,8 @@ class Proxy:
             except UpstreamFailure as failure:
                 self.metrics.upstream_errors.labels(route.name, failure.reason).inc()
                 if attempt_span is not None:
-                    attempt_span.fail(failure.reason, failure.error.status)
+                    attempt_span.set_error(failure.reason)
+                    attempt_span.end(failure.error.status)
                 if failure.retryable:
                     self.health.failure(route.key, failure.retry_after)
                 last = failure
@@ -278,7 +304,7 @@ class Proxy:
         sent_at = perf_counter()
         ex.own_seconds = sent_at - ex.start
         path = anthropic.ANTHROPIC_PATH if route.is_anthropic else ex.endpoint.path
-        traceparent = attempt_span.traceparent() if attempt_span is not None else None
+        traceparent = attempt_span.traceparent() if attempt_span is not None else ex.traceparent
         upstream = await self.client.post(route, path, body, ex.request_id, traceparent)
         raw = await self.client.read(route, upstream)
         received_at = perf_counter()
@@ -305,8 +331,11 @@ class Proxy:
                 out = orjson.dumps(data)
         if ex.sample is not None:
             ex.sample.collect_response(data)
+        choices = data.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            ex.finish_reason = choices[0].get("finish_reason")
         if ex.span is not None:
-            ex.span.record_response(data, ex.usage)
+            self._span_response(ex, data.get("id"))
         ex.own_seconds += perf_counter() - received_at
         self._finish(ex)
         headers = ex.response_headers()
@@ -319,7 +348,7 @@ class Proxy:
         assert route is not None and ex.model is not None
         ex.own_seconds = perf_counter() - ex.start
         path = anthropic.ANTHROPIC_PATH if route.is_anthropic else ex.endpoint.path
-        traceparent = attempt_span.traceparent() if attempt_span is not None else None
+        traceparent = attempt_span.traceparent() if attempt_span is not None else ex.traceparent
         upstream = await self.client.post(route, path, body, ex.request_id, traceparent)
         if upstream.status >= 400:
             raw = await self.client.read(route, upstream)
@@ -338,7 +367,16 @@ class Proxy:
         def on_end(done: Exchange) -> None:
             in_flight.dec()
             if attempt_span is not None:
+                self._span_response(done, None)
+                if done.status >= 400 or done.disconnected:
+                    attempt_span.set_error(
+                        done.upstream_reason or ("client_disconnected" if done.disconnected else str(done.status))
+                    )
                 attempt_span.end(done.status)
+            if done.status >= 400 and done.error_type is None:
+                done.error_type = done.upstream_reason or (
+                    "client_disconnected" if done.disconnected else str(done.status)
+                )
             self._finish(done)
 
         return StreamRelay(ex, upstream, events, ex.response_headers(), on_end)
@@ -383,12 +421,33 @@ class Proxy:
                     m.cost.labels(model, provider, key, ex.variant).inc(cost)
                 if self.access is not None:
                     self.access.charge(ex.key, usage.input + usage.output, cost)
-            if ex.sample is not None and self.sampler is not None:
+            if ex.sample is not None and ex.sample.keep and self.sampler is not None:
                 self._offer_sample(ex, total, cost)
             if self.index is not None and ex.status == 200 and ex.model is not None:
                 self.index.remember(ex.request_id, ex.model.name, ex.variant)
         if ex.span is not None:
-            ex.span.finish(ex)
+            self._end_span(ex)
+
+    @staticmethod
+    def _span_response(ex: Exchange, response_id: Any) -> None:
+        usage = ex.usage
+        ex.span.set_response(
+            response_model=ex.model.name if ex.model is not None else None,
+            response_id=response_id if isinstance(response_id, str) else None,
+            finish_reasons=[ex.finish_reason] if ex.finish_reason else None,
+            input_tokens=usage.input if usage is not None else None,
+            output_tokens=usage.output if usage is not None else None,
+        )
+
+    def _end_span(self, ex: Exchange) -> None:
+        span = ex.span
+        if self.capture_content and ex.sample is not None:
+            request = ex.sample.request
+            prompt = request.get("messages", request.get("prompt", request.get("input")))
+            span.set_content(prompt, "".join(ex.sample.text) if ex.status == 200 else None)
+        if ex.status >= 400:
+            span.set_error(ex.error_type or str(ex.status), ex.status)
+        span.end(ex.status)
 
     def _offer_sample(self, ex: Exchange, total: float, cost: float) -> None:
         """Hand the finished request's sample to the writer (never waits)."""

@@ -83,8 +83,14 @@ class OpenAIEvents:
                 ex.upstream_reason = "http_4xx" if ex.status < 500 else "http_5xx"
                 return b"data: " + orjson.dumps(error) + b"\n\n"
         chunk: Any = None
-        if ex.sample is not None:
+        if b'"finish_reason":"' in data:  # only the last chunk of a choice has a non-null one
             chunk = loads_or_none(data)
+            choices = chunk.get("choices") if isinstance(chunk, dict) else None
+            if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+                ex.finish_reason = choices[0].get("finish_reason") or ex.finish_reason
+        if ex.sample is not None:
+            if chunk is None:
+                chunk = loads_or_none(data)
             if isinstance(chunk, dict) and isinstance(chunk.get("choices"), list):
                 for choice in chunk["choices"]:
                     if isinstance(choice, dict):
@@ -140,6 +146,8 @@ class AnthropicEvents:
             ex.status = t.error_status or 502
             ex.upstream_reason = "http_4xx" if ex.status < 500 else "http_5xx"
         self.done = t.done and not self.error
+        if t.finish_reason:
+            ex.finish_reason = t.finish_reason
         if ex.sample is not None and t.done:
             ex.sample.text = [t.text]
             ex.sample.finish_reason = t.finish_reason

@@ -7,6 +7,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from itertools import accumulate
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -27,6 +28,8 @@ class DeploymentRoute:
     cost: CostModel
     headers: dict[str, str]
     key: str = ""  # "model/deployment": the health key
+    host: str = ""  # server.address / server.port, for traces
+    port: int | None = None
     # `"model":"<upstream name>"` as the upstream writes it
     upstream_model_field: bytes = b""
 
@@ -133,6 +136,8 @@ def build_routes(config: Config, table: PriceTable) -> dict[str, ModelRoute]:
                     cost=CostModel.build(model.pricing, [dep.model, model.name], table),
                     headers=headers,
                     key=f"{model.name}/{dep.name}",
+                    host=urlsplit(dep.base_url).hostname or "",
+                    port=urlsplit(dep.base_url).port or (443 if dep.base_url.startswith("https") else 80),
                     upstream_model_field=b'"model":' + orjson.dumps(dep.model),
                 )
             )

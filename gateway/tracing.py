@@ -448,6 +448,11 @@ class GatewayTracer:
         )
         return RequestSpan(tracer, span, operation, attributes, self._capture)
 
+    @property
+    def capture_content(self) -> bool:
+        """Whether prompt and answer text go into spans (off unless telemetry.capture_content is set)."""
+        return self._capture
+
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         """Export every finished span now (True when done in time, or when disabled)."""
         return self._provider.force_flush(timeout_millis) if self._provider is not None else True

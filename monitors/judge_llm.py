@@ -1,12 +1,29 @@
-"""The judge model, called through the gateway itself (marked as judge traffic: metered, never sampled again)."""
+"""The judge model, called through the gateway itself (marked as judge traffic: metered, never sampled again).
+
+Judge calls made for a sample carry a W3C ``traceparent`` in the sample's trace, so the judge's requests appear in
+the trace of the request they judge: from a low score one reaches the request's trace, and back.
+"""
 
 from __future__ import annotations
+
+import contextvars
+import os
 
 import openai
 
 from monitors.judges.base import JudgeError
 
 JUDGE_HEADER = "x-llmops-judge"
+
+#: The trace id of the sample being judged (set by the worker around each sample's judges).
+judged_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("judged_trace", default=None)
+
+
+def traceparent_for(trace_id: str | None) -> str | None:
+    """A ``traceparent`` that puts a judge call in the judged request's trace (a fresh parent span id)."""
+    if not trace_id or len(trace_id) != 32:
+        return None
+    return f"00-{trace_id}-{os.urandom(8).hex()}-01"
 
 
 class GatewayJudgeLLM:
@@ -24,12 +41,14 @@ class GatewayJudgeLLM:
         self.trace_id: str | None = None
 
     async def complete(self, messages: list[dict[str, str]], *, max_tokens: int = 512) -> str:
+        traceparent = traceparent_for(judged_trace.get())
         try:
             reply = await self._client.chat.completions.create(
                 model=self.model,
-                messages=messages,
+                messages=messages,  # type: ignore[arg-type]
                 temperature=0,
-                max_tokens=max_tokens,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                extra_headers={"traceparent": traceparent} if traceparent else None,
             )
         except openai.APIError as error:
             raise JudgeError("llm_error", f"judge model call failed: {error}") from None

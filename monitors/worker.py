@@ -22,6 +22,7 @@ import orjson
 
 from gateway.sampling import sampled
 from llmops.config import Config, JudgeSpec
+from monitors.judge_llm import judged_trace
 from monitors.judges.base import Judge, JudgeError, JudgeLLM, JudgeResult, PairwiseResult
 from monitors.metrics import MonitorMetrics
 from monitors.sample import Sample
@@ -148,7 +149,11 @@ class Worker:
             if attempts > self.settings.max_deliveries:
                 await self._give_up(entry, sample.model, f"failed {attempts - 1} times")
                 return
-            outcome = await self.judge(sample)
+            token = judged_trace.set(sample.trace_id)
+            try:
+                outcome = await self.judge(sample)
+            finally:
+                judged_trace.reset(token)
             outcome.fields["_meta"] = {
                 "model": sample.model,
                 "variant": sample.variant,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
@@ -276,3 +277,54 @@ def test_pairwise_verdicts_and_feedback_rate_variants(tmp_path: Path, redis_url:
             assert ratings["alpha"] > 1000 > ratings["beta"]
         result = client.hgetall(RESULTS + samples[1].id)
         assert b"pairwise:alpha:beta" in result
+
+
+def test_judge_calls_join_the_judged_requests_trace(tmp_path: Path, redis_url: str) -> None:
+    from tests.support import ScriptedUpstream, gateway
+
+    with ScriptedUpstream() as judge:
+        judge.reply = (
+            200,
+            {"Content-Type": "application/json"},
+            orjson.dumps(
+                {
+                    "id": "j",
+                    "object": "chat.completion",
+                    "model": "judge",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "Fine. Rating: [[9]]"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+                }
+            ),
+        )
+        gw_port = free_port()
+        config = gateway_config(
+            tmp_path / "config.yaml",
+            [{"name": "judge", "deployments": [{"name": "rec", "base_url": judge.url, "model": "judge"}]}],
+            redis={"url": redis_url},
+            monitors={
+                "gateway_url": f"http://127.0.0.1:{gw_port}/v1",
+                "judge_model": "judge",
+                "judges": ["llm_single"],
+            },
+        )
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        add_samples(redis_url, [make_sample(1, trace_id=trace_id)])
+        with gateway(config, port=gw_port), monitors(config) as worker:
+            wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 1)
+            assert metric(scrape(worker), "llm_judge_score_sum", judge="llm_single") == pytest.approx(8 / 9)
+        traceparent = judge.received[-1]["headers"]["traceparent"]
+        assert traceparent.startswith(f"00-{trace_id}-")
+    shown = subprocess.run(
+        [*LLMOPS, "monitors", "show", "req-00001", "--redis-url", redis_url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert trace_id in shown.stdout  # from a score to the request's trace
