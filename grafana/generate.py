@@ -686,16 +686,38 @@ def quality_dashboard():
         )
     )
 
+    d = d.with_panel(
+        ts(
+            "Variant ratings (Bradley-Terry)",
+            "Chatbot-Arena-style rating of each A/B variant from pairwise judge verdicts and user feedback "
+            "(1000 = even; +191 = wins 3 of 4).",
+            [(f"max by (model, variant) (llm_judge_variant_rating{{{M}}})", "{{model}} {{variant}}")],
+            "short",
+            min_val=None,
+        )
+    )
     d = d.with_row(row("Drift"))
     d = d.with_panel(
         ts(
             "Drift share by model",
-            "Share of monitored features whose distribution drifted from the reference window, per model. Alert "
-            "LLMDriftDetected at 50% for 30 minutes. Click a series for its Evidently report.",
+            "Share of monitored features whose distribution drifted from the reference window, per model. "
+            "LLMDriftDetected alerts on the model's verdict (Drift by group, 'all'). Click a series for its "
+            "Evidently report.",
             [(f"max by (model) (llm_drift_share{{{M}}})", "{{model}}")],
             "percentunit",
             max_val=1,
             lines=((None, "green"), (0.5, "red")),
+        ).data_links([report_link_series])
+    )
+    d = d.with_panel(
+        ts(
+            "Drift by group",
+            "The worker's verdict per group of features (1 = drifted): input (prompts changed), output and quality "
+            "(answers changed), performance (latency, cost); 'all' is the model's verdict, which LLMDriftDetected "
+            "alerts on.",
+            [(f"max by (model, group) (llm_drift_group_detected{{{M}}})", "{{model}} {{group}}")],
+            "short",
+            max_val=1,
         ).data_links([report_link_series])
     )
     d = d.with_panel(

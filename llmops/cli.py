@@ -66,6 +66,27 @@ def _run_monitors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_drift(sub: argparse._SubParsersAction) -> None:
+    from monitors.drift.pin import add_arguments
+
+    p = sub.add_parser(
+        "drift",
+        help="drift detection: pin a model's reference window",
+        description="Drift detection (docs/drift.md). `llmops drift pin` pins a model's reference: a time range of "
+        "its sampled traffic, or a file of feature rows.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    pin = actions.add_parser("pin", help="pin a model's drift reference: a time range of sampled traffic, or a file")
+    add_arguments(pin)
+    pin.set_defaults(handler=_run_drift_pin)
+
+
+def _run_drift_pin(args: argparse.Namespace) -> int:
+    from monitors.drift.pin import run
+
+    return run(args)
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     from llmops.simulator.settings import add_arguments
 
@@ -134,6 +155,7 @@ def _run_gpu_exporter(args: argparse.Namespace) -> int:
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_gateway,
     _add_monitors,
+    _add_drift,
     _add_simulate,
     _add_demo,
     _add_gpu_exporter,

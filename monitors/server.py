@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 
@@ -17,8 +18,9 @@ from monitors.worker import Worker, consumer_name
 log = logging.getLogger("llmops.monitors")
 
 
-def build_http_app(metrics: MonitorMetrics) -> web.Application:
-    """The worker's own HTTP endpoint."""
+def build_http_app(metrics: MonitorMetrics, drift: Any = None) -> web.Application:
+    """The worker's own HTTP endpoint: ``/metrics``, ``/health``, and ``/reports/<model>`` (the latest Evidently
+    drift report of a model, which alerts link to)."""
 
     async def render_metrics(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
@@ -29,6 +31,15 @@ def build_http_app(metrics: MonitorMetrics) -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", render_metrics)
     app.router.add_get("/health", health)
+    if drift is not None:
+
+        async def drift_report(request: web.Request) -> web.StreamResponse:
+            path = await drift.report(request.match_info["model"])
+            if path is None:
+                raise web.HTTPNotFound(text="no drift report for this model yet (no reference or no run so far)")
+            return web.FileResponse(path, headers={"Content-Type": "text/html; charset=utf-8"})
+
+        app.router.add_get("/reports/{model:.+}", drift_report)  # model names may contain "/"
     return app
 
 
@@ -45,8 +56,14 @@ async def run_worker(config: Config, metrics_host: str = "0.0.0.0", metrics_port
     llm = None
     if config.monitors.judge_model:
         llm = GatewayJudgeLLM(config.monitors.gateway_url, config.monitors.judge_model, config.monitors.judge_api_key)
-    worker = Worker(config, store, metrics=metrics, llm=llm)
-    runner = web.AppRunner(build_http_app(metrics), access_log=None)
+    drift = None
+    if config.monitors.drift.enabled:
+        from monitors.drift.monitor import DriftMonitor
+
+        drift = DriftMonitor(store.redis, config.monitors.drift, metrics.registry)
+        warm_up = asyncio.create_task(drift.warm_up())  # Evidently's import takes seconds: do it in the background
+    worker = Worker(config, store, metrics=metrics, llm=llm, drift=drift)
+    runner = web.AppRunner(build_http_app(metrics, drift), access_log=None)
     await runner.setup()
     port = metrics_port or config.monitors.metrics_port
     await web.TCPSite(runner, metrics_host, port).start()
@@ -61,6 +78,9 @@ async def run_worker(config: Config, metrics_host: str = "0.0.0.0", metrics_port
         await runner.cleanup()
         if llm is not None:
             await llm.close()
+        if drift is not None:
+            warm_up.cancel()
+            await drift.close()
         await store.close()
 
 

@@ -64,6 +64,7 @@ class Worker:
         judges: dict[str, Judge] | None = None,
         pairwise: Any = None,
         llm: JudgeLLM | None = None,
+        drift: Any = None,
     ) -> None:
         self.config = config
         self.settings = config.monitors
@@ -81,6 +82,7 @@ class Worker:
             pairwise = PairwiseJudge()
         self.pairwise = pairwise
         self.llm = llm
+        self.drift = drift  # monitors.drift.monitor.DriftMonitor, or None
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -165,6 +167,8 @@ class Worker:
             }
             if await self.store.commit(entry, outcome.fields, self.settings.results_ttl_seconds):
                 self._export(sample, outcome)
+                if self.drift is not None:
+                    await self.drift.observe(sample, {f"{s.judge}:{s.criterion}": s.score for s in outcome.scores})
             else:
                 self.metrics.duplicates.labels(self.store.stream).inc()
         except asyncio.CancelledError:

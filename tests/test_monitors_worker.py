@@ -328,3 +328,40 @@ def test_judge_calls_join_the_judged_requests_trace(tmp_path: Path, redis_url: s
         timeout=60,
     )
     assert trace_id in shown.stdout  # from a score to the request's trace
+
+
+def test_worker_runs_drift_detection_and_serves_the_report(tmp_path: Path, redis_url: str) -> None:
+    config = write_config(
+        tmp_path,
+        redis_url,
+        drift={"window": 20, "every": 20, "min_samples": 10, "every_seconds": 1, "reports_dir": str(tmp_path / "r")},
+    )
+    # a reference window of short English prompts, then a current window of long Korean ones
+    samples = [make_sample(i) for i in range(20)]
+    for i in range(20, 40):
+        sample = make_sample(i)
+        sample.request["messages"][0]["content"] = "서울은 대한민국의 수도이며 가장 큰 도시입니다 " * 8
+        samples.append(sample)
+    add_samples(redis_url, samples[:20])
+    with monitors(config) as worker:
+        # the first full window becomes the reference; runs start once Evidently is imported (a few seconds)
+        wait_for(lambda: metric(scrape(worker), "llm_drift_last_run_timestamp_seconds", model="app") > 0, timeout=60)
+        add_samples(redis_url, samples[20:])
+
+        def drifted() -> dict | None:
+            samples = scrape(worker)
+            return samples if metric(samples, "llm_drift_share", model="app") > 0 else None
+
+        after = wait_for(drifted, timeout=60)
+        assert metric(after, "llm_drift_detected", model="app", feature="prompt_hangul_share") == 1
+        assert metric(after, "llm_drift_detected", model="app", feature="latency_seconds") == 0
+        import httpx
+
+        # the report is written in the background after the run (Evidently's HTML takes a second or two)
+        report = wait_for(
+            lambda: (r := httpx.get(f"{worker}/reports/app", timeout=60)).status_code == 200 and r,
+            timeout=60,
+            interval=0.5,
+        )
+        assert "<html" in report.text.lower()
+        assert httpx.get(f"{worker}/reports/nope", timeout=30).status_code == 404

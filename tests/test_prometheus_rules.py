@@ -64,6 +64,8 @@ COUNTERS_AND_GAUGES = {
     "llm_drift_score",
     "llm_drift_share",
     "llm_drift_last_run_timestamp_seconds",
+    "llm_drift_group_detected",
+    "llm_judge_variant_rating",
     # vLLM (gpu_cache_usage_perc: before 0.12)
     "vllm:num_requests_running",
     "vllm:num_requests_waiting",

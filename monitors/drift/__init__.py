@@ -1,0 +1,126 @@
+"""Drift detection over sampled traffic (docs/drift.md): the feature catalogue and the stat tests allowed per feature.
+
+This module is plain data, light to import (no numpy, no Evidently): the configuration validates against it. The
+parts: :mod:`.features` (one row of features per sample), :mod:`.windows` (current and reference windows in Redis),
+:mod:`.detector` (Evidently stat tests and the decision), :mod:`.reports` (Evidently HTML reports),
+:mod:`.monitor` (what the worker calls) and :mod:`.pin` (``llmops drift pin``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+#: Prefix of every Redis key of drift detection (``llmops:drift:<model>:...``, see ``windows``).
+PREFIX = "llmops:drift:"
+
+Kind = Literal["numerical", "categorical"]
+Group = Literal["input", "output", "performance", "quality"]
+
+#: Groups of features, so that "inputs changed" and "answers got worse" are told apart.
+GROUPS: tuple[Group, ...] = ("input", "output", "performance", "quality")
+
+#: Bounded values of ``finish_reason`` (anything else is ``other``; none given is ``none``).
+FINISH_REASONS: tuple[str, ...] = ("stop", "length", "tool_calls", "content_filter", "other", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """One drift feature: its name (a bounded label value), Evidently column type, group and pinned stat test."""
+
+    name: str
+    kind: Kind
+    group: Group
+    stattest: str
+    description: str
+
+
+def _num(name: str, group: Group, description: str) -> FeatureSpec:
+    return FeatureSpec(name, "numerical", group, "ks", description)
+
+
+def _binary(name: str, group: Group, description: str) -> FeatureSpec:
+    return FeatureSpec(name, "categorical", group, "z", description)
+
+
+#: Features computed from every sample (``features.extract``).
+SAMPLE_FEATURES: tuple[FeatureSpec, ...] = (
+    _num("prompt_chars", "input", "characters of the prompt (all messages' text)"),
+    _num("prompt_tokens", "input", "input tokens (usage.input)"),
+    _num("prompt_non_letter_share", "input", "share of the prompt's non-space characters that are not letters"),
+    _num("prompt_hangul_share", "input", "share of the prompt's letters that are Hangul (syllables and jamo)"),
+    _num("prompt_latin_share", "input", "share of the prompt's letters that are Latin"),
+    _num("prompt_other_share", "input", "share of the prompt's letters in other scripts"),
+    _num("response_chars", "output", "characters of the answer"),
+    _num("response_tokens", "output", "output tokens (usage.output)"),
+    _num("response_non_letter_share", "output", "share of the answer's non-space characters that are not letters"),
+    _num("response_hangul_share", "output", "share of the answer's letters that are Hangul"),
+    _num("response_latin_share", "output", "share of the answer's letters that are Latin"),
+    _num("response_other_share", "output", "share of the answer's letters in other scripts"),
+    FeatureSpec("finish_reason", "categorical", "output", "chi2_contingency", "stop, length, tool_calls, ..."),
+    _binary("refusal", "output", "1 when the answer opens with a refusal phrase (English or Korean)"),
+    _num("latency_seconds", "performance", "total request latency"),
+    _num("ttft_seconds", "performance", "time to first token (streamed requests)"),
+    _num("cost_usd", "performance", "cost of the request"),
+)
+
+#: Judge scores (the worker's ``{"judge:criterion": score}``) used as features: a fixed list, so label values stay
+#: bounded. Pass/fail rules are binary (z-test); graded scores are numerical (K-S).
+JUDGE_FEATURES: tuple[FeatureSpec, ...] = (
+    _binary("rules:empty_answer", "quality", "rules judge: 1 = the answer is not empty"),
+    _binary("rules:refusal", "quality", "rules judge: 1 = no refusal"),
+    _binary("rules:truncated", "quality", "rules judge: 1 = not cut off at the token limit"),
+    _binary("rules:invalid_json", "quality", "rules judge (JSON mode): 1 = valid JSON"),
+    _num("reference:bleu", "quality", "sentence BLEU against the reference answer"),
+    _num("reference:rouge_l", "quality", "ROUGE-L against the reference answer"),
+    _num("llm_single:overall", "quality", "LLM judge rating, 0..1"),
+    _num("rag:faithfulness", "quality", "RAG faithfulness"),
+    _num("rag:answer_relevancy", "quality", "RAG answer relevancy"),
+    _num("rag:context_precision", "quality", "RAG context precision"),
+    _num("rag:context_recall", "quality", "RAG context recall"),
+    _num("perplexity:perplexity", "quality", "1 / perplexity of the answer"),
+    _binary("feedback:rating", "quality", "user feedback, 1 = thumbs up (the gateway's feedback stream)"),
+)
+
+FEATURES: dict[str, FeatureSpec] = {f.name: f for f in (*SAMPLE_FEATURES, *JUDGE_FEATURES)}
+#: Features whose values are labels (strings); every other feature holds numbers (binary ones 0/1).
+LABEL_FEATURES: frozenset[str] = frozenset({"finish_reason"})
+JUDGE_FEATURE_NAMES: frozenset[str] = frozenset(f.name for f in JUDGE_FEATURES)
+
+#: Stat tests a feature may be pinned to: name -> (what the score is, column types it applies to). P-value tests
+#: (score low = drift) take part in the multiple-testing correction; distances (score high = drift) use a threshold.
+#: ``chi2_contingency`` is ours (a two-sample test of homogeneity, registered with Evidently in ``detector``);
+#: Evidently's ``chisquare`` treats the reference as exact and raises false alarms with a small reference.
+STATTESTS: dict[str, tuple[Literal["p_value", "distance"], tuple[Kind, ...]]] = {
+    "ks": ("p_value", ("numerical",)),
+    "anderson": ("p_value", ("numerical",)),
+    "cramer_von_mises": ("p_value", ("numerical",)),
+    "mannw": ("p_value", ("numerical",)),
+    "t_test": ("p_value", ("numerical",)),
+    "chi2_contingency": ("p_value", ("categorical",)),
+    "chisquare": ("p_value", ("categorical",)),
+    "z": ("p_value", ("categorical",)),
+    "fisher_exact": ("p_value", ("categorical",)),
+    "wasserstein": ("distance", ("numerical",)),
+    "ed": ("distance", ("numerical",)),
+    "psi": ("distance", ("numerical", "categorical")),
+    "jensenshannon": ("distance", ("numerical", "categorical")),
+    "hellinger": ("distance", ("numerical", "categorical")),
+    "kl_div": ("distance", ("numerical", "categorical")),
+}
+
+#: Tests whose score is normed by the reference's spread: undefined on a constant reference column.
+NORMED_BY_REFERENCE = frozenset({"wasserstein"})
+
+
+def check_stattest(feature: str, stattest: str) -> str | None:
+    """Why ``stattest`` cannot be pinned to ``feature`` (None when it can)."""
+    spec = FEATURES.get(feature)
+    if spec is None:
+        return f"unknown feature {feature!r} (known: {', '.join(FEATURES)})"
+    allowed = STATTESTS.get(stattest)
+    if allowed is None:
+        return f"unknown stat test {stattest!r} (known: {', '.join(STATTESTS)})"
+    if spec.kind not in allowed[1]:
+        return f"stat test {stattest!r} does not apply to the {spec.kind} feature {feature!r}"
+    return None

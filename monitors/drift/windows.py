@@ -1,0 +1,217 @@
+"""Drift windows in Redis, per model, shared by every worker and kept across restarts.
+
+Keys (``llmops:drift:<model>:...``):
+
+- ``window``: a list of feature rows (JSON), the current window: the last ``window`` samples (``LTRIM``), of which
+  those older than ``window_minutes`` are left out when read (when that is set).
+- ``reference``: a hash, ``meta`` (JSON: content hash, created_at, source, rows) and ``rows`` (a JSON array). The
+  content hash is the SHA-256 of the rows as canonical JSON, so a report can say which reference it used.
+- ``count`` (samples seen), ``timer`` (expires ``every_seconds`` after the last run), ``last`` and ``version`` (the
+  latest run's result and a counter, so every worker exports the latest result whichever worker ran it).
+
+Appending a row and deciding whether a run is due is one Lua script: atomic, so among several workers exactly one
+sees each ``every``-th sample and runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from llmops.config import DriftConfig
+from monitors.drift import PREFIX
+
+FEEDBACK_STREAM = "llmops:feedback"  # written by the gateway (gateway/feedback.py): request_id, model, rating, ts
+
+# KEYS: window, count, timer, reference, version. ARGV: row, max rows, every, every_ms, min rows for a timed run.
+# Returns {samples seen, window length, due (0 no, 1 by count, 2 by time), has reference (0/1), result version}.
+_APPEND = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+local seen = redis.call('INCR', KEYS[2])
+local length = redis.call('LLEN', KEYS[1])
+local every = tonumber(ARGV[3])
+local every_ms = tonumber(ARGV[4])
+local due = 0
+if every > 0 and seen % every == 0 then
+  due = 1
+  if every_ms > 0 then redis.call('SET', KEYS[3], '1', 'PX', every_ms) end
+elseif every_ms > 0 and length >= tonumber(ARGV[5]) then
+  if redis.call('SET', KEYS[3], '1', 'NX', 'PX', every_ms) then due = 2 end
+end
+local version = redis.call('GET', KEYS[5])
+if not version then version = '0' end
+return {seen, length, due, redis.call('HEXISTS', KEYS[4], 'meta'), version}
+"""
+
+# KEYS: reference. ARGV: meta, rows, only if absent (0/1). Returns 1 when stored.
+_SET_REFERENCE = """
+if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], 'meta') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'meta', ARGV[1], 'rows', ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceInfo:
+    """Which reference a run used: content hash, when it was stored, where it came from, how many rows, and the time
+    span of its samples (None when its rows carry no ``ts``)."""
+
+    hash: str
+    created_at: float
+    source: str  # auto-first-window | pinned:<from>..<to> | file:<path>
+    rows: int
+    start: float | None = None
+    end: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReferenceInfo:
+        start, end = data.get("start"), data.get("end")
+        return cls(
+            str(data["hash"]),
+            float(data["created_at"]),
+            str(data["source"]),
+            int(data["rows"]),
+            None if start is None else float(start),
+            None if end is None else float(end),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What appending one row found."""
+
+    seen: int  # samples of this model seen so far
+    length: int  # rows in the window list
+    due: int  # 0: no run due; 1: due by count (``every``); 2: due by time (``every_seconds``)
+    has_reference: bool
+    version: int  # version of the latest stored run result
+
+
+def content_hash(rows_json: bytes) -> str:
+    return hashlib.sha256(rows_json).hexdigest()
+
+
+def encode_rows(rows: list[dict[str, Any]]) -> bytes:
+    """Rows as canonical JSON (sorted keys): what the content hash is taken over."""
+    return orjson.dumps(rows, option=orjson.OPT_SORT_KEYS)
+
+
+class DriftWindows:
+    """Current and reference windows per model, in Redis."""
+
+    def __init__(self, redis: aioredis.Redis, settings: DriftConfig, prefix: str = PREFIX) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.prefix = prefix
+        self._append = redis.register_script(_APPEND)
+        self._set_reference = redis.register_script(_SET_REFERENCE)
+
+    def key(self, model: str, name: str) -> str:
+        return f"{self.prefix}{model}:{name}"
+
+    # ---- current window -----------------------------------------------------------------------------------------
+    async def append(self, model: str, row: dict[str, Any]) -> Appended:
+        """Add one feature row to the model's current window; say whether a run is due."""
+        s = self.settings
+        keys = [self.key(model, n) for n in ("window", "count", "timer", "reference", "version")]
+        every_ms = int(s.every_seconds * 1000) if s.every_seconds else 0
+        args = [orjson.dumps(row), s.window, s.every, every_ms, s.min_samples]
+        seen, length, due, has_reference, version = await self._append(keys=keys, args=args)
+        return Appended(int(seen), int(length), int(due), bool(has_reference), int(version))
+
+    async def current(self, model: str, now: float | None = None) -> list[dict[str, Any]]:
+        """The current window's rows, oldest first (those older than ``window_minutes`` left out)."""
+        raw = await self.redis.lrange(self.key(model, "window"), 0, -1)
+        return self.recent([orjson.loads(r) for r in raw], now)
+
+    def recent(self, rows: list[dict[str, Any]], now: float | None = None) -> list[dict[str, Any]]:
+        if not self.settings.window_minutes:
+            return rows
+        oldest = (time.time() if now is None else now) - self.settings.window_minutes * 60
+        return [r for r in rows if r.get("ts", oldest) >= oldest]
+
+    async def is_full(self, model: str, length: int, now: float | None = None) -> bool:
+        """Whether the current window is full: ``window`` rows, or (``window_minutes`` set) a span of that many
+        minutes with at least ``min_samples`` rows."""
+        s = self.settings
+        if length >= s.window:
+            return True
+        if not s.window_minutes or length < s.min_samples:
+            return False
+        first = await self.redis.lindex(self.key(model, "window"), 0)
+        oldest = orjson.loads(first).get("ts") if first else None
+        return oldest is not None and oldest <= (time.time() if now is None else now) - s.window_minutes * 60
+
+    # ---- reference ----------------------------------------------------------------------------------------------
+    async def reference_info(self, model: str) -> ReferenceInfo | None:
+        raw = await self.redis.hget(self.key(model, "reference"), "meta")
+        return ReferenceInfo.from_dict(orjson.loads(raw)) if raw else None
+
+    async def reference(self, model: str) -> tuple[ReferenceInfo, list[dict[str, Any]]] | None:
+        meta, rows = await self.redis.hmget(self.key(model, "reference"), ["meta", "rows"])
+        if not meta or rows is None:
+            return None
+        return ReferenceInfo.from_dict(orjson.loads(meta)), orjson.loads(rows)
+
+    async def reference_rows_raw(self, model: str) -> bytes | None:
+        """The reference's rows as stored (a JSON array), for parsing off the event loop."""
+        return await self.redis.hget(self.key(model, "reference"), "rows")
+
+    async def set_reference(
+        self, model: str, rows: list[dict[str, Any]], source: str, *, only_if_absent: bool = False
+    ) -> ReferenceInfo | None:
+        """Store ``rows`` as the model's reference (None when ``only_if_absent`` and one exists already)."""
+        if not rows:
+            raise ValueError("a reference needs at least one row")
+        blob = encode_rows(rows)
+        times = [r["ts"] for r in rows if isinstance(r.get("ts"), int | float)]
+        span = (min(times), max(times)) if times else (None, None)
+        info = ReferenceInfo(content_hash(blob), time.time(), source, len(rows), *span)
+        stored = await self._set_reference(
+            keys=[self.key(model, "reference")],
+            args=[orjson.dumps(info.to_dict()), blob, "1" if only_if_absent else "0"],
+        )
+        return info if stored else None
+
+    async def auto_reference(self, model: str) -> ReferenceInfo | None:
+        """Take the current window as the reference if the model has none yet (``auto-first-window``)."""
+        rows = await self.current(model)
+        if not rows:
+            return None
+        return await self.set_reference(model, rows, "auto-first-window", only_if_absent=True)
+
+    async def clear(self, model: str) -> None:
+        """Forget everything kept for ``model`` (windows, reference, counters, results)."""
+        names = ("window", "count", "timer", "reference", "last", "version")
+        await self.redis.delete(*(self.key(model, n) for n in names))
+
+    # ---- the latest result, shared by the workers ------------------------------------------------------------------
+    async def store_result(self, model: str, result: dict[str, Any]) -> int:
+        """Keep the latest run's result; returns its version."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.key(model, "last"), orjson.dumps(result))
+        pipe.incr(self.key(model, "version"))
+        _, version = await pipe.execute()
+        return int(version)
+
+    async def feedback(self, model: str, start: float, end: float, limit: int = 50_000) -> list[float]:
+        """The model's user feedback given between ``start`` and ``end`` (1 = positive, 0 = negative), from the
+        gateway's ``llmops:feedback`` stream (ids are millisecond timestamps; at most ``limit`` entries read)."""
+        entries = await self.redis.xrange(
+            FEEDBACK_STREAM, min=str(int(start * 1000)), max=str(int(end * 1000)), count=limit
+        )
+        wanted = model.encode()
+        return [1.0 if f.get(b"rating") == b"positive" else 0.0 for _, f in entries if f.get(b"model") == wanted]
+
+    async def last_result(self, model: str) -> tuple[int, dict[str, Any] | None]:
+        version, raw = await self.redis.mget([self.key(model, "version"), self.key(model, "last")])
+        return int(version or 0), (orjson.loads(raw) if raw else None)

@@ -1,0 +1,206 @@
+"""Drift detection acceptance (issue 5), on seeded synthetic traffic and a private redis-server: no false alarms on a
+stable stream, shifts detected within one window with the right feature named, a restarted worker resumes, and
+Evidently failures are counted skips."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmops.config import DriftConfig
+from monitors.drift.monitor import DriftMonitor
+from tests.support import free_port
+from tests.test_drift_traffic import Traffic, feed, generate, redis, redis_url  # noqa: F401
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning", "ignore::DeprecationWarning"
+)
+
+SETTINGS = DriftConfig(window=300, every=100, every_seconds=None, min_samples=100, significance=0.05)
+
+
+def monitor(client: aioredis.Redis, tmp_path, settings: DriftConfig = SETTINGS) -> DriftMonitor:
+    return DriftMonitor(client, settings, CollectorRegistry(), tmp_path / "reports", auto_reports=False)
+
+
+def series(m: DriftMonitor, name: str, **labels: str) -> float | None:
+    """The value of one series of the monitor's registry (None when absent)."""
+    text = generate_latest(m.metrics.registry).decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+async def test_stable_stream_raises_no_false_alarm(redis, tmp_path) -> None:  # noqa: F811
+    settings = SETTINGS.model_copy(update={"every": 300})  # non-overlapping windows: 20 independent runs
+    m = monitor(redis, tmp_path, settings)
+    results = await feed(m, generate(Traffic(), 300 * 21, seed=101))
+    assert results[0].n_current == 300 and results[0].reference is not None
+    assert results[0].reference.source == "auto-first-window"
+    runs = results[1:]  # the first run compares the first full window (the reference) with itself
+    assert len(runs) == 20
+    alarms = [r.summary() for r in runs if r.drift]
+    assert len(alarms) / len(runs) <= settings.significance, alarms
+    assert alarms == []
+    assert all(len(r.tested) >= 15 for r in runs)
+
+
+SHIFTS = [
+    pytest.param(Traffic(), Traffic(prompt_words=100), "prompt_chars", "input", "quality", id="prompt-length"),
+    pytest.param(Traffic(korean=0.0), Traffic(korean=0.5), "prompt_hangul_share", "input", "quality", id="en-to-ko"),
+    pytest.param(Traffic(), Traffic(response_words=300), "response_chars", "output", "input", id="response-length"),
+    pytest.param(Traffic(), Traffic(quality=5.0), "llm_single:overall", "quality", "input", id="answers-worse"),
+]
+
+
+@pytest.mark.parametrize(("before", "after", "feature", "group", "quiet_group"), SHIFTS)
+async def test_shift_detected_within_one_window(
+    redis,  # noqa: F811
+    tmp_path,
+    before: Traffic,
+    after: Traffic,
+    feature: str,
+    group: str,
+    quiet_group: str,
+) -> None:
+    m = monitor(redis, tmp_path)
+    stable = await feed(m, generate(before, 600, seed=202))
+    assert [r.drift for r in stable] == [False] * 4  # runs at 300 (reference = window), 400, 500, 600
+    shifted = await feed(m, generate(after, SETTINGS.window, seed=303))
+    assert len(shifted) == 3  # runs at 700, 800, 900: the window is fully shifted at the last one
+    first = next((r for r in shifted if r.drift), None)
+    assert first is not None, [r.summary() for r in shifted]
+    assert feature in first.drifted_features, first.summary()
+    assert first.groups[group] and not first.groups[quiet_group], first.summary()
+    final = shifted[-1]
+    assert final.drift and feature in final.drifted_features
+    assert series(m, "llm_drift_detected", model="m", feature=feature) == 1.0
+    assert series(m, "llm_drift_group_detected", model="m", group="all") == 1.0
+    assert series(m, "llm_drift_share", model="m") == pytest.approx(final.drift_share)
+
+
+async def test_restarted_worker_resumes_reference_and_window(redis_url, tmp_path) -> None:  # noqa: F811
+    samples = generate(Traffic(), 500, seed=404)
+    first = aioredis.from_url(redis_url)
+    await first.flushdb()
+    a = monitor(first, tmp_path)
+    await feed(a, samples[:450])
+    reference = await a.windows.reference_info("m")
+    window = await a.windows.current("m")
+    before = await a.run("m")
+    await a.close()
+    await first.aclose()
+
+    second = aioredis.from_url(redis_url)
+    b = monitor(second, tmp_path)
+    assert await b.windows.reference_info("m") == reference
+    assert await b.windows.current("m") == window
+    assert len(window) == SETTINGS.window
+    after = await b.run("m")
+    assert after.reference == reference
+    assert [(f.feature, f.score, f.drifted) for f in after.features] == [
+        (f.feature, f.score, f.drifted) for f in before.features
+    ]
+    # the sample count lives in Redis too: the next count-triggered run comes at sample 500, not 100 samples later
+    assert await feed(b, samples[450:499]) == []
+    assert len(await feed(b, samples[499:])) == 1
+    assert int(await second.get("llmops:drift:m:count")) == 500
+    await b.close()
+    await second.aclose()
+
+
+async def test_too_few_samples_is_a_counted_skip(redis, tmp_path) -> None:  # noqa: F811
+    m = monitor(redis, tmp_path)
+    assert (await m.run("m")).outcome == "skipped"  # no reference yet
+    from monitors.drift.features import extract
+
+    rows = [extract(s, x) for s, x in generate(Traffic(), 200, seed=1)]
+    await m.windows.set_reference("m", rows, "file:test")
+    await feed(m, generate(Traffic(), 20, seed=2))
+    result = await m.run("m")
+    assert result.outcome == "skipped" and "20 current" in result.reason
+    assert series(m, "llm_drift_runs_total", model="m", outcome="skipped") == 2
+    assert series(m, "llm_drift_last_run_timestamp_seconds", model="m") is None
+
+
+async def test_constant_column_and_failing_stat_test_are_counted_skips(redis, tmp_path, monkeypatch) -> None:  # noqa: F811
+    import monitors.drift.detector as detector
+
+    getter, column_type = detector.evidently_stattests()
+
+    def failing_getter(name, feature_type):
+        test = getter(name, feature_type)
+        if name == "chi2_contingency":
+
+            def boom(*args, **kwargs):
+                raise ValueError("synthetic Evidently failure")
+
+            return boom
+        return test
+
+    monkeypatch.setattr(detector, "evidently_stattests", lambda: (failing_getter, column_type))
+    m = monitor(redis, tmp_path)
+    results = await feed(m, generate(Traffic(), 400, seed=5))
+    last = results[-1]
+    assert last.outcome == "ok"
+    assert last.feature("rules:empty_answer").skipped == "constant"  # always 1 in this traffic
+    assert last.feature("finish_reason").skipped == "error"
+    assert "synthetic Evidently failure" in last.feature("finish_reason").detail
+    assert series(m, "llm_drift_feature_skips_total", model="m", feature="rules:empty_answer", reason="constant") == 2
+    assert series(m, "llm_drift_feature_skips_total", model="m", feature="finish_reason", reason="error") == 2
+    assert series(m, "llm_drift_detected", model="m", feature="finish_reason") == 0
+
+
+async def test_a_failing_run_is_counted_and_never_raises(redis, tmp_path, monkeypatch) -> None:  # noqa: F811
+    import monitors.drift.monitor as monitor_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("synthetic failure")
+
+    monkeypatch.setattr(monitor_module, "detect", broken)
+    m = monitor(redis, tmp_path)
+    await feed(m, generate(Traffic(), 400, seed=6))  # runs at 300 and 400 both fail
+    assert series(m, "llm_drift_runs_total", model="m", outcome="error") == 2
+    assert (await m.run("m")).outcome == "error"
+
+
+async def test_redis_away_never_raises(tmp_path) -> None:
+    client = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    m = monitor(client, tmp_path)
+    for sample, scores in generate(Traffic(), 3, seed=7):
+        await m.observe(sample, scores)  # logged (once a minute), not raised
+    assert (await m.run("m")).outcome == "error"
+    await client.aclose()
+
+
+async def test_feedback_rate_drift_is_quality_drift(redis, tmp_path) -> None:  # noqa: F811
+    """User feedback (the gateway's llmops:feedback stream) given during each window's time span is compared."""
+    rng = np.random.default_rng(8)
+
+    async def give(n: int, positive: float, first: float, last: float) -> None:
+        pipe = redis.pipeline(transaction=False)
+        for i, ts in enumerate(np.linspace(first, last, n)):
+            rating = "positive" if rng.random() < positive else "negative"
+            entry = {"request_id": f"r{i}", "model": "m", "variant": "", "rating": rating, "ts": f"{ts:.3f}"}
+            pipe.xadd("llmops:feedback", entry, id=f"{int(ts * 1000)}-{i}")
+        await pipe.execute()
+
+    m = monitor(redis, tmp_path)
+    start = time.time() - 100
+    await give(200, 0.8, start, start + 2.9)  # feedback while the reference's samples were answered
+    await feed(m, generate(Traffic(), 300, seed=501, start_ts=start))
+    reference = await m.windows.reference_info("m")
+    assert reference is not None and reference.start == start and reference.end == pytest.approx(start + 2.99)
+    await give(200, 0.4, start + 50, start + 52.9)  # later: far fewer thumbs up, same inputs and answers
+    results = await feed(m, generate(Traffic(), 300, seed=502, start_ts=start + 50))
+    last = results[-1]
+    feedback = last.feature("feedback:rating")
+    assert feedback is not None and feedback.stattest == "z" and feedback.n_reference == 200 and feedback.drifted
+    assert last.groups["quality"] and not last.groups["input"] and last.drifted_features == ["feedback:rating"]

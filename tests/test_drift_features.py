@@ -1,0 +1,143 @@
+"""Drift features: script shares (Korean, English, others), refusals, usage and timing fields, file rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitors.drift import FEATURES, LABEL_FEATURES, check_stattest
+from monitors.drift.features import check_row, extract, finish_category, is_refusal, script_counts, to_columns
+from monitors.judges.rules import find_refusal
+from monitors.sample import Sample
+from tests.test_drift_traffic import EN_REFUSAL, KO_REFUSAL, Traffic, generate
+
+
+def chat(question: str, answer: str, **fields) -> Sample:
+    values = {
+        "id": "r1",
+        "ts": 1000.0,
+        "model": "m",
+        "provider": "openai_compatible",
+        "deployment": "d",
+        "endpoint": "chat",
+        "key": "anonymous",
+        "request": {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]},
+        "response": {"text": answer, "finish_reason": "stop"},
+        "usage": {"input": 12, "output": 30, "cached": 0},
+        "latency": {"total": 1.5, "ttft": 0.2, "per_output_token": 0.04},
+        "cost_usd": 0.0001,
+        "status": 200,
+    }
+    values.update(fields)
+    return Sample(**values)
+
+
+def test_english_text_is_all_latin() -> None:
+    hangul, latin, other, non_letters = script_counts("Hello, world! 42")
+    assert (hangul, latin, other, non_letters) == (0, 10, 0, 4)  # ",", "!", "4", "2"; spaces not counted
+
+
+def test_korean_text_counts_syllables_and_jamo_as_hangul() -> None:
+    hangul, latin, other, non_letters = script_counts("안녕하세요 ㅋㅋㅋ ᄀᄂ GPU입니다.")
+    assert hangul == 5 + 3 + 2 + 3 and latin == 3 and other == 0 and non_letters == 1
+
+
+def test_other_scripts_and_symbols() -> None:
+    hangul, latin, other, non_letters = script_counts("日本語 Привет 😀 𠀀 café")
+    assert hangul == 0
+    assert latin == 4  # c, a, f, é
+    assert other == 3 + 6 + 1  # kanji, Cyrillic, a CJK extension B ideograph
+    assert non_letters == 1  # the emoji
+
+
+def test_row_of_a_korean_chat_sample() -> None:
+    row = extract(chat("서울 날씨 어때요?", "오늘 서울은 맑아요."), {"llm_single:overall": 0.75, "unknown:x": 1.0})
+    assert row["prompt_chars"] == len("Be brief.\n서울 날씨 어때요?")
+    assert row["prompt_hangul_share"] == pytest.approx(7 / 14) and row["prompt_latin_share"] == pytest.approx(7 / 14)
+    assert row["response_hangul_share"] == 1.0 and row["response_other_share"] == 0.0
+    assert row["response_non_letter_share"] == pytest.approx(1 / 9)
+    assert row["prompt_tokens"] == 12 and row["response_tokens"] == 30
+    assert row["latency_seconds"] == 1.5 and row["ttft_seconds"] == 0.2 and row["cost_usd"] == 0.0001
+    assert row["finish_reason"] == "stop" and row["refusal"] == 0.0
+    assert row["llm_single:overall"] == 0.75 and "unknown:x" not in row
+    assert row["ts"] == 1000.0
+    assert set(row) - {"ts"} <= set(FEATURES)
+
+
+def test_missing_values_are_left_out() -> None:
+    sample = chat("hi", "", usage={}, latency={"total": 0.5, "ttft": None}, response={"text": None})
+    row = extract(sample)
+    assert "prompt_tokens" not in row and "response_tokens" not in row and "ttft_seconds" not in row
+    assert row["response_chars"] == 0.0 and "response_hangul_share" not in row  # no letters: no script shares
+    assert row["finish_reason"] == "none" and row["refusal"] == 0.0
+
+
+def test_embeddings_have_no_answer_features() -> None:
+    sample = chat("", "", endpoint="embeddings", request={"input": ["문장 하나", "another"]})
+    row = extract(sample)
+    assert row["prompt_chars"] == len("문장 하나\nanother")
+    assert not any(name.startswith("response_") for name in row) and "refusal" not in row
+
+
+def test_finish_reasons_are_bounded() -> None:
+    assert [finish_category(r) for r in ("stop", "length", "function_call", "weird", None)] == [
+        "stop",
+        "length",
+        "tool_calls",
+        "other",
+        "none",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "refused"),
+    [
+        (EN_REFUSAL, True),
+        (KO_REFUSAL, True),
+        ("I can\u2019t assist with that.", True),
+        ("죄송합니다만 답변드릴수 없습니다", True),
+        ("As an AI, I think", True),
+        ("Sure! I can help with that.", False),
+        ("네, 도와드릴게요.", False),
+        ("Here is the answer. " * 30 + "I can't help with the rest.", False),  # beyond the opening window
+        ("Aias an ai", False),  # a word boundary is needed
+    ],
+)
+def test_refusal_flag_agrees_with_the_rules_judge(answer: str, refused: bool) -> None:
+    assert is_refusal(answer) is refused
+    assert (find_refusal(answer) is not None) is refused
+    assert extract(chat("q", answer))["refusal"] == (1.0 if refused else 0.0)
+
+
+def test_refusal_flag_agrees_on_synthetic_traffic() -> None:
+    samples = generate(Traffic(korean=0.5, refusal_rate=0.2), 300, seed=3)
+    assert [is_refusal(s.answer) for s, _ in samples] == [find_refusal(s.answer) is not None for s, _ in samples]
+
+
+def test_columns_keep_missing_values_missing() -> None:
+    rows = [extract(chat("a", "b")), {"ts": 1.0, "prompt_chars": 3.0}]
+    columns = to_columns(rows)
+    assert set(columns) == set(FEATURES)
+    assert columns["prompt_chars"].tolist() == [len("Be brief.\na"), 3.0]
+    assert np.isnan(columns["ttft_seconds"][1]) and columns["finish_reason"].tolist() == ["stop", None]
+    assert all(columns[name].dtype == object for name in LABEL_FEATURES)
+
+
+def test_file_rows_are_validated() -> None:
+    assert check_row({"ts": "5", "prompt_chars": "12", "finish_reason": "eos", "refusal": ""}) == {
+        "ts": 5.0,
+        "prompt_chars": 12.0,
+        "finish_reason": "other",
+    }
+    with pytest.raises(ValueError, match="unknown feature column 'prompt_len'"):
+        check_row({"prompt_len": 3})
+    with pytest.raises(ValueError, match="not a number"):
+        check_row({"cost_usd": "cheap"})
+
+
+def test_stattest_overrides_are_checked() -> None:
+    assert check_stattest("prompt_chars", "wasserstein") is None
+    assert check_stattest("finish_reason", "jensenshannon") is None
+    assert "does not apply" in (check_stattest("finish_reason", "ks") or "")
+    assert "unknown stat test" in (check_stattest("prompt_chars", "magic") or "")
+    assert "unknown feature" in (check_stattest("nope", "ks") or "")
