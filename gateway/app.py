@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.access import AccessControl
 from gateway.errors import GatewayError, error_response, model_not_found
@@ -68,7 +69,7 @@ class Gateway:
         self.created = int(time.time())
         self._describe_routes()
         self.fastapi = self._build_fastapi()
-        self.asgi: ASGIApp = RequestIdMiddleware(self.fastapi)
+        self.asgi: ASGIApp = RequestIdMiddleware(_FastPath(self.fastapi, self.proxy))
 
     def _build_sampler(self) -> SampleWriter | None:
         if self.config.redis is None:
@@ -131,6 +132,10 @@ class Gateway:
                 await self.sampler.start()
             for line in self.startup_messages():
                 log.info(line)
+            # Everything built so far (modules, FastAPI, pydantic, routes) lives as long as the process: move it out
+            # of the cyclic GC's generations, so collections stay short (measured: p99 at max load 35 ms -> 6 ms).
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:
@@ -228,3 +233,25 @@ class Gateway:
 def create_app(config: Config, metrics: GatewayMetrics | None = None) -> ASGIApp:
     """The gateway as an ASGI app (for uvicorn and tests)."""
     return Gateway(config, metrics).asgi
+
+
+_FAST_PATHS = {"/v1/chat/completions": CHAT, "/v1/completions": COMPLETIONS, "/v1/embeddings": EMBEDDINGS}
+
+
+class _FastPath:
+    """POSTs to the proxied endpoints go straight to the proxy (the proxy turns every failure into an OpenAI-shaped
+    response itself); everything else goes through FastAPI's routing and middleware. Saves ~0.05 ms of CPU per
+    request (bench/README.md)."""
+
+    def __init__(self, app: ASGIApp, proxy: Proxy) -> None:
+        self.app = app
+        self.proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = _FAST_PATHS.get(scope["path"])
+            if endpoint is not None:
+                response = await self.proxy.handle(Request(scope, receive), endpoint)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
