@@ -12,6 +12,7 @@ If Redis is unreachable the gateway keeps serving (fail open), counts it, and sa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -89,6 +90,8 @@ class AccessControl:
 
         self._redis = aioredis.from_url(self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._admit = self._redis.register_script(_ADMIT)
+        with contextlib.suppress(Exception):  # Redis may be away at start: limits then fail open until it is back
+            await self._redis.script_load(_ADMIT)
 
     async def close(self) -> None:
         if self._pending:

@@ -119,6 +119,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gateway-port", type=int, default=8080)
     p.add_argument("--simulator-port", type=int, default=8000)
     p.add_argument("--once", action="store_true", help="stop everything after the summary instead of staying up")
+    p.add_argument(
+        "--redis",
+        default="auto",
+        choices=["auto", "server", "local", "embedded"],
+        help="auto (default): a private redis-server if installed, else the Redis on 127.0.0.1:6379, else an "
+        "embedded in-process stand-in (demo only)",
+    )
     p.set_defaults(handler=_run_demo)
 
 
@@ -131,6 +138,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         gateway_port=args.gateway_port,
         simulator_port=args.simulator_port,
         stay_up=not args.once,
+        redis=args.redis,
     )
 
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from llmops.demo_redis import demo_redis
 from llmops.promquery import histogram_quantile
 
 PROMPTS = [
@@ -305,47 +305,6 @@ def _metric_value(families: list, name: str) -> float:
     return sum(s.value for f in families for s in f.samples if s.name == name)
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _redis(workdir: Path, console: Console) -> Iterator[str]:
-    """A private redis-server when the binary is installed, else the local Redis on 6379 when it answers."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if not _port_open(6379):
-            raise RuntimeError(
-                "the demo needs Redis for traffic samples: install redis-server (apt-get install redis-server) "
-                "or start one on 127.0.0.1:6379"
-            )
-        console.print("Redis: using the Redis that answers on 127.0.0.1:6379 (database 15)")
-        yield "redis://127.0.0.1:6379/15"
-        return
-    port = _pick_port(16379)
-    with (workdir / "redis.log").open("w") as log:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while not _port_open(port):
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start; see {workdir / 'redis.log'}")
-                time.sleep(0.05)
-            console.print(f"Redis: a private redis-server on 127.0.0.1:{port}")
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            process.wait()
-
-
 @dataclass(frozen=True)
 class _Urls:
     gateway: str
@@ -360,6 +319,7 @@ def run_demo(
     gateway_port: int = 8080,
     simulator_port: int = 8000,
     stay_up: bool = True,
+    redis: str = "auto",
 ) -> int:
     """Run the demo; returns the process exit code."""
     console = Console()
@@ -384,7 +344,7 @@ def run_demo(
     judge_args = ["simulate", "--port", urls.judge.rsplit(":", 1)[1], "--model", "judge"]
     judge_args += ["--script", str(judge_script), "--ttft-ms", "20", "--tokens-per-second", "0"]
     console.print(f"[bold]llmops demo[/bold]: config and logs in {workdir}")
-    with _redis(workdir, console) as redis_url:
+    with demo_redis(redis, workdir, console) as redis_url:
         gateway_port_used = int(urls.gateway.rsplit(":", 1)[1])
         monitors_port_used = int(urls.monitors.rsplit(":", 1)[1])
         config = demo_config(urls.simulator, urls.judge, gateway_port_used, redis_url, monitors_port_used)

@@ -65,8 +65,14 @@ class SampleStore:
     async def close(self) -> None:
         await self.redis.aclose()
 
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts up front, so that the first EVALSHA never meets NOSCRIPT (a Redis restart still
+        does: redis-py then loads the script again)."""
+        await self.redis.script_load(self._commit.script)
+
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start, so samples written before any worker are judged)."""
+        await self.load_scripts()
         try:
             await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except ResponseError as error:

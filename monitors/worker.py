@@ -92,6 +92,8 @@ class Worker:
     async def run(self) -> None:
         """Consume until :meth:`stop`; finishes the entries in hand before returning."""
         await self.store.ensure_group()
+        if self.drift is not None:
+            await self.drift.windows.load_scripts()
         backlog = asyncio.create_task(self._watch_backlog())
         ratings = asyncio.create_task(self._watch_ratings())
         claim_every = max(min(self.settings.claim_idle_seconds / 2, 30.0), 0.2)

@@ -56,3 +56,31 @@ def test_histogram_quantile_matches_prometheus() -> None:
     assert histogram_quantile(1.0, buckets) == 0.4
     assert histogram_quantile(0.5, [(float("inf"), 0.0)]) is None
     assert histogram_quantile(0.99, [(1.0, 1.0), (float("inf"), 5.0)]) == 1.0  # rank in +Inf: last finite bound
+
+
+def test_demo_without_redis_runs_on_the_embedded_stand_in_and_says_so() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmops.cli",
+            "demo",
+            "--requests",
+            "30",
+            "--once",
+            "--redis",
+            "embedded",
+            "--gateway-port",
+            str(free_port()),
+            "--simulator-port",
+            str(free_port()),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "embedded in-process stand-in" in result.stdout
+    assert "Production always uses a real Redis" in result.stdout
+    assert re.search(r"│ (llama-3-8b|gpt-4o-mini)\s+│ llm_single\s+│ overall", result.stdout), result.stdout

@@ -191,9 +191,16 @@ def test_killed_worker_loses_nothing_and_nothing_counts_twice(tmp_path: Path, re
             )
             client = redis.Redis.from_url(redis_url)
             try:
-                wait_for(lambda: len(client.keys(PROCESSED + "*")) >= 4)
-                pending = client.xpending(STREAM, "llmops-monitors")["pending"]
+                # kill it in the middle of a batch: some samples done, others delivered and being judged
+                wait_for(
+                    lambda: (
+                        len(client.keys(PROCESSED + "*")) >= 4
+                        and client.xpending(STREAM, "llmops-monitors")["pending"] > 0
+                    ),
+                    interval=0.01,
+                )
                 first.send_signal(signal.SIGKILL)
+                pending = client.xpending(STREAM, "llmops-monitors")["pending"]
                 first.wait()
             finally:
                 if first.poll() is None:

@@ -115,6 +115,11 @@ class DriftWindows:
         self._append = redis.register_script(_APPEND)
         self._set_reference = redis.register_script(_SET_REFERENCE)
 
+    async def load_scripts(self) -> None:
+        """Load the Lua scripts up front (see SampleStore.load_scripts)."""
+        for script in (self._append, self._set_reference):
+            await self.redis.script_load(script.script)
+
     def key(self, model: str, name: str) -> str:
         return f"{self.prefix}{model}:{name}"
 
