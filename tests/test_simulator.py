@@ -490,7 +490,7 @@ def test_legacy_metric_names(simulator_factory: SimulatorFactory) -> None:
 
 
 async def test_queue_beyond_max_num_seqs(simulator_factory: SimulatorFactory) -> None:
-    sim = simulator_factory(max_num_seqs=1, ttft_ms=150, echo=True, kv_cache_tokens=100)
+    sim = simulator_factory(max_num_seqs=1, ttft_ms=400, echo=True, kv_cache_tokens=100)
     seen_waiting, seen_kv = 0.0, 0.0
     async with openai.AsyncOpenAI(base_url=sim.base_url, api_key="x", max_retries=0) as sdk:
         calls = asyncio.gather(
@@ -509,7 +509,7 @@ async def test_queue_beyond_max_num_seqs(simulator_factory: SimulatorFactory) ->
         await task
     assert seen_waiting == 2 and seen_kv == pytest.approx(0.05)  # 5 prompt tokens of 100
     samples = scrape(sim)
-    assert value(samples, "vllm:request_queue_time_seconds_sum") >= 0.15 + 0.3 - 0.05
+    assert value(samples, "vllm:request_queue_time_seconds_sum") >= 0.4 + 0.8 - 0.05
     assert value(samples, "vllm:request_queue_time_seconds_count") == 3
     assert value(samples, "vllm:num_requests_running") == 0
 

@@ -56,16 +56,15 @@ import argparse
 import asyncio
 import json
 import logging
-import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from llmops.simulator.background import BackgroundApp
 from llmops.simulator.text import count_tokens, generate_tokens, split_tokens, text_digest
 
 logger = logging.getLogger("llmops.simulator.anthropic")
@@ -810,82 +809,18 @@ def create_anthropic_app(settings: AnthropicSimulatorSettings | None = None, **o
     return app
 
 
-class BackgroundAnthropicSimulator:
+class BackgroundAnthropicSimulator(BackgroundApp):
     """The simulator served from a daemon thread (tests, demos); ``port=0`` picks a free port.
 
     with BackgroundAnthropicSimulator(echo=True) as sim:
         client = anthropic.Anthropic(base_url=sim.url, api_key="unused")
     """
 
+    thread_name = "anthropic-simulator"
+
     def __init__(self, settings: AnthropicSimulatorSettings | None = None, **options: Any) -> None:
         self.settings = replace(settings or AnthropicSimulatorSettings(port=0), **options)
-        self.app = create_anthropic_app(self.settings)
-        self.port = self.settings.port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://HOST:PORT``, the ``base_url`` of Anthropic's SDK."""
-        return f"http://{self.settings.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        """``http://HOST:PORT/v1``, the gateway deployment's ``base_url``."""
-        return self.url + "/v1"
-
-    def start(self, timeout: float = 10.0) -> BackgroundAnthropicSimulator:
-        """Start serving; returns once the port listens."""
-        self._thread = threading.Thread(target=self._main, name="anthropic-simulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"the Anthropic simulator did not start within {timeout} s")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and wait for the thread."""
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def __enter__(self) -> BackgroundAnthropicSimulator:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as error:  # reported to start() when it happens before ready
-            self._error = error
-        finally:
-            self._ready.set()
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.settings.host, self.settings.port).start()
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
+        super().__init__(create_anthropic_app(self.settings), self.settings.host, self.settings.port)
 
 
 def serve_anthropic(host: str = "127.0.0.1", port: int = 8001, **options: Any) -> None:

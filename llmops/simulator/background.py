@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from types import TracebackType
+from typing import Self
 
 from aiohttp import web
 
@@ -16,13 +17,15 @@ from llmops.simulator.server import SIMULATOR_KEY, Simulator, create_app, new_ev
 from llmops.simulator.settings import SimulatorSettings
 
 
-class BackgroundSimulator:
-    """A simulator served from a daemon thread; ``port=0`` in the settings picks a free port."""
+class BackgroundApp:
+    """An aiohttp app served from a daemon thread with its own event loop; port 0 picks a free port."""
 
-    def __init__(self, settings: SimulatorSettings) -> None:
-        self.settings = settings
-        self.app = create_app(settings)
-        self.port = settings.port
+    thread_name = "llmops-background-app"
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -30,26 +33,21 @@ class BackgroundSimulator:
         self._error: BaseException | None = None
 
     @property
-    def simulator(self) -> Simulator:
-        """The app's state: engine, faults and settings (touch it only from the simulator's loop, or read it)."""
-        return self.app[SIMULATOR_KEY]
-
-    @property
     def url(self) -> str:
         """``http://HOST:PORT``."""
-        return f"http://{self.settings.host}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT/v1``, for OpenAI clients."""
+        """``http://HOST:PORT/v1``: what a client's or a gateway deployment's ``base_url`` is."""
         return self.url + "/v1"
 
-    def start(self, timeout: float = 10.0) -> BackgroundSimulator:
+    def start(self, timeout: float = 10.0) -> Self:
         """Start serving; returns once the port listens (raises what stopped it otherwise)."""
-        self._thread = threading.Thread(target=self._main, name="llmops-simulator", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=self.thread_name, daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
-            raise TimeoutError(f"the simulator did not start within {timeout} s")
+            raise TimeoutError(f"{self.thread_name} did not start within {timeout} s")
         if self._error is not None:
             raise self._error
         return self
@@ -62,7 +60,7 @@ class BackgroundSimulator:
             self._thread.join(timeout)
             self._thread = None
 
-    def __enter__(self) -> BackgroundSimulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -87,10 +85,24 @@ class BackgroundSimulator:
         runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.settings.host, self.settings.port)
-            await site.start()
+            await web.TCPSite(runner, self.host, self.port).start()
             self.port = runner.addresses[0][1]
             self._ready.set()
             await self._stop.wait()
         finally:
             await runner.cleanup()
+
+
+class BackgroundSimulator(BackgroundApp):
+    """The vLLM-like simulator served from a daemon thread; ``port=0`` in the settings picks a free port."""
+
+    thread_name = "llmops-simulator"
+
+    def __init__(self, settings: SimulatorSettings) -> None:
+        self.settings = settings
+        super().__init__(create_app(settings), settings.host, settings.port)
+
+    @property
+    def simulator(self) -> Simulator:
+        """The app's state: engine, faults and settings (touch it only from the simulator's loop, or read it)."""
+        return self.app[SIMULATOR_KEY]
