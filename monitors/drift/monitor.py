@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from llmops.config import DriftConfig
 from monitors.drift import GROUPS
 from monitors.drift.detector import Columns, DriftResult, detect
-from monitors.drift.features import extract, to_columns
+from monitors.drift.features import extract, prompt_text, to_columns
 from monitors.drift.reports import default_reports_dir, report_path, write_report
 from monitors.drift.windows import DriftWindows, ReferenceInfo
 from monitors.sample import Sample
@@ -136,12 +136,25 @@ class DriftMonitor:
         self._reference: dict[str, tuple[str, Columns]] = {}  # model -> (content hash, columns)
         self._reported: dict[str, tuple[float, frozenset[str]]] = {}  # model -> (when, drifted features)
         self._last_warning = 0.0
+        self.embedder: Any = None  # monitors.drift.embeddings.Embedder when drift.embeddings.enabled
+        self._reference_texts: dict[str, tuple[str, dict[str, list[str]]]] = {}  # model -> (hash, texts)
+        if settings.enabled and settings.embeddings.enabled:
+            from monitors.drift import embeddings  # the optional extra: imported only when enabled
+
+            problem = embeddings.missing_extra(settings.embeddings.model_path)
+            if problem:
+                from llmops.config import ConfigError
+
+                raise ConfigError(problem)
+            self.embedder = embeddings.Embedder(settings.embeddings)
 
     async def warm_up(self) -> None:
         """Import Evidently in a thread now (3-5 s) rather than at the first run; optional."""
         from monitors.drift.detector import evidently_stattests
 
         await asyncio.to_thread(evidently_stattests)
+        if self.embedder is not None:
+            await asyncio.to_thread(self.embedder.load)
 
     # ---- the worker's entry point ---------------------------------------------------------------------------------
     async def observe(self, sample: Sample, scores: Mapping[str, float] | None = None) -> None:
@@ -150,8 +163,14 @@ class DriftMonitor:
         if not self.settings.enabled or sample.status != 200:
             return  # failed requests have no answer: error rates are the gateway's metrics
         model = sample.model
+        row = extract(sample, scores)
+        if self.embedder is not None:
+            from monitors.drift.embeddings import texts
+
+            answer = None if sample.endpoint == "embeddings" else sample.answer
+            row.update(texts(prompt_text(sample), answer, self.settings.embeddings.max_chars))
         try:
-            appended = await self.windows.append(model, extract(sample, scores))
+            appended = await self.windows.append(model, row)
         except Exception as error:
             self._warn(f"drift: cannot add a sample of {model} to its window: {type(error).__name__}: {error}")
             return
@@ -245,13 +264,28 @@ class DriftMonitor:
     ) -> tuple[DriftResult, Columns, Columns]:
         """In a thread: parse the windows, build the columns, run the stat tests."""
         if raw_reference is not None:
-            self._reference[model] = (info.hash, to_columns(orjson.loads(raw_reference)))
+            reference_rows = orjson.loads(raw_reference)
+            self._reference[model] = (info.hash, to_columns(reference_rows))
+            if self.embedder is not None:
+                from monitors.drift.embeddings import window_texts
+
+                self._reference_texts[model] = (info.hash, window_texts(reference_rows))
         reference = self._reference[model][1]
-        current = to_columns(self.windows.recent([orjson.loads(r) for r in raw_window]))
+        current_rows = self.windows.recent([orjson.loads(r) for r in raw_window])
+        current = to_columns(current_rows)
         if feedback is not None:  # feedback events in each window's time span replace per-sample feedback scores
             reference = {**reference, "feedback:rating": np.array(feedback[0], dtype=float)}
             current["feedback:rating"] = np.array(feedback[1], dtype=float)
-        return detect(model, reference, current, self.settings, info), reference, current
+        result = detect(model, reference, current, self.settings, info)
+        if self.embedder is not None:  # optional text-embedding drift: distance-kind features, outside Holm
+            from monitors.drift import embeddings
+
+            texts = self._reference_texts.get(model, ("", {}))[1]
+            features = embeddings.compare(
+                self.embedder, model, info.hash, texts, embeddings.window_texts(current_rows), self.settings.min_samples
+            )
+            embeddings.merge(result, features, self.settings.min_samples)
+        return result, reference, current
 
     def _record(self, result: DriftResult) -> None:
         m, model = self.metrics, result.model

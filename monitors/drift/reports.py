@@ -44,6 +44,8 @@ def _report_thresholds(result: DriftResult) -> dict[str, float]:
     """Per-column thresholds under which Evidently's verdicts equal the run's (Holm's, for the p-value tests)."""
     thresholds: dict[str, float] = {}
     for f in result.tested:
+        if f.feature not in FEATURES:  # embedding drift: not a column of Evidently's report
+            continue
         assert f.score is not None and f.threshold is not None and f.stattest is not None
         if STATTESTS[f.stattest][0] == "distance":
             thresholds[f.feature] = f.threshold
@@ -95,7 +97,7 @@ def _frame(columns: Columns, names: list[str]):  # -> pandas.DataFrame (missing 
 
 def render_report(reference: Columns, current: Columns, result: DriftResult) -> str:
     """The whole HTML page: banner, then Evidently's ``DataDriftPreset`` report over the tested features."""
-    names = [f.feature for f in result.tested]
+    names = [f.feature for f in result.tested if f.feature in FEATURES]  # embedding drift: in the banner only
     evidently_html = "<p>No feature could be tested: no Evidently report.</p>"
     if names:
         evidently_stattests()  # registers chi2_contingency
@@ -108,7 +110,7 @@ def render_report(reference: Columns, current: Columns, result: DriftResult) -> 
         )
         preset = DataDriftPreset(
             columns=names,
-            per_column_method={f.feature: f.stattest for f in result.tested if f.stattest},
+            per_column_method={n: f.stattest for f in result.tested if f.stattest and (n := f.feature) in names},
             per_column_threshold=_report_thresholds(result),
             drift_share=max(result.drift_share_threshold, 1 / len(names)),
         )
