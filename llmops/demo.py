@@ -13,7 +13,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from llmops.demo_redis import demo_redis
+from llmops.demo_redis import demo_redis, free_port
 from llmops.promquery import histogram_quantile
 
 PROMPTS = [
@@ -46,23 +45,6 @@ PROMPTS = [
 
 #: The demo's models: one self-hosted (priced by GPU time) and one priced from the shipped price table.
 DEMO_MODELS = ("llama-3-8b", "gpt-4o-mini")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _pick_port(preferred: int) -> int:
-    if _port_free(preferred):
-        return preferred
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 REFERENCES = {
@@ -325,12 +307,12 @@ def run_demo(
     console = Console()
     if not console.is_terminal:
         console = Console(width=150)
-    simulator_port = _pick_port(simulator_port)
+    simulator_port = free_port(simulator_port)
     urls = _Urls(
-        gateway=f"http://127.0.0.1:{_pick_port(gateway_port)}",
+        gateway=f"http://127.0.0.1:{free_port(gateway_port)}",
         simulator=f"http://127.0.0.1:{simulator_port}",
-        judge=f"http://127.0.0.1:{_pick_port(simulator_port + 1)}",
-        monitors=f"http://127.0.0.1:{_pick_port(9101)}",
+        judge=f"http://127.0.0.1:{free_port(simulator_port + 1)}",
+        monitors=f"http://127.0.0.1:{free_port(9101)}",
     )
     workdir = Path(tempfile.mkdtemp(prefix="llmops-demo-"))
     config_path = workdir / "config.yaml"

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, wait_http
 
 PROMETHEUS_DIR = REPO / "prometheus"
 PROMETHEUS_YML = PROMETHEUS_DIR / "prometheus.yml"
@@ -115,28 +115,12 @@ def find_rules(groups: dict[str, Any], key: str, name: str) -> list[dict[str, An
 
 
 # ------------------------------------------------------------------------------------------------------ processes
-def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, OSError) as error:
-            last = error
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} was not ready within {timeout} s ({last}):\n{log.read_text()[-4000:]}")
-
-
 @contextmanager
 def _service(args: list[str], ready_url: str, log: Path, timeout: float = 30.0) -> Iterator[subprocess.Popen]:
     with log.open("w") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
     try:
-        _wait_ready(ready_url, process, log, timeout)
+        wait_http(ready_url, timeout, process, log)
         yield process
     finally:
         if process.poll() is None:

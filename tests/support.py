@@ -29,14 +29,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
-    """Wait until ``url`` answers 200 (fail early if ``process`` died)."""
+def wait_http(
+    url: str, timeout: float = 20.0, process: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
+    """Wait until ``url`` answers 200 (fail early if ``process`` died); errors show the process's output, or the
+    tail of ``log`` when it writes to a file."""
+
+    def output() -> str:
+        if log is not None:
+            return log.read_text()[-4000:]
+        return process.stdout.read() if process is not None and process.stdout else ""
+
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            out = process.stdout.read() if process.stdout else ""
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered:\n{out}")
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before {url} answered:\n{output()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -44,7 +52,7 @@ def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None 
         except (urllib.error.URLError, ConnectionError, OSError) as error:
             last = error
         time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout} s: {last}")
+    raise TimeoutError(f"{url} did not answer within {timeout} s: {last}\n{output()}")
 
 
 @contextmanager

@@ -12,30 +12,22 @@ from llmops.promquery import histogram_quantile
 from tests.support import REPO, free_port
 
 
-def test_demo_runs_and_prints_measured_summary() -> None:
+def run_demo(*args: str) -> str:
+    """``llmops demo --once ARGS`` on free ports; its standard output (the run must succeed)."""
+    ports = ["--gateway-port", str(free_port()), "--simulator-port", str(free_port())]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmops.cli",
-            "demo",
-            "--requests",
-            "40",
-            "--concurrency",
-            "8",
-            "--once",
-            "--gateway-port",
-            str(free_port()),
-            "--simulator-port",
-            str(free_port()),
-        ],
+        [sys.executable, "-m", "llmops.cli", "demo", "--once", *ports, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    return result.stdout
+
+
+def test_demo_runs_and_prints_measured_summary() -> None:
+    out = run_demo("--requests", "40", "--concurrency", "8")
     assert "What the gateway measured" in out
     rows = {m.group(1): m for m in re.finditer(r"│ (llama-3-8b|gpt-4o-mini)\s+│\s+(\d+) │\s+(\d+) │", out)}
     assert set(rows) == {"llama-3-8b", "gpt-4o-mini"}
@@ -59,28 +51,7 @@ def test_histogram_quantile_matches_prometheus() -> None:
 
 
 def test_demo_without_redis_runs_on_the_embedded_stand_in_and_says_so() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmops.cli",
-            "demo",
-            "--requests",
-            "30",
-            "--once",
-            "--redis",
-            "embedded",
-            "--gateway-port",
-            str(free_port()),
-            "--simulator-port",
-            str(free_port()),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "embedded in-process stand-in" in result.stdout
-    assert "Production always uses a real Redis" in result.stdout
-    assert re.search(r"│ (llama-3-8b|gpt-4o-mini)\s+│ llm_single\s+│ overall", result.stdout), result.stdout
+    out = run_demo("--requests", "30", "--redis", "embedded")
+    assert "embedded in-process stand-in" in out
+    assert "Production always uses a real Redis" in out
+    assert re.search(r"│ (llama-3-8b|gpt-4o-mini)\s+│ llm_single\s+│ overall", out), out
