@@ -1,18 +1,22 @@
-"""Shared fixtures."""
+"""Shared fixtures.
+
+This module imports nothing beyond pytest at collection time, so that ``tests/test_gpu_real.py`` runs on a bare GPU
+host that has only pytest, prometheus_client, nvidia-ml-py and torch (``tests/test_gpu_standalone.py`` checks it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from llmops.simulator.background import BackgroundSimulator
-from llmops.simulator.settings import build_settings
+if TYPE_CHECKING:
+    from llmops.simulator.background import BackgroundSimulator
 
 # -- simulator ---------------------------------------------------------------------------------------------------
 
-SimulatorFactory = Callable[..., BackgroundSimulator]
+SimulatorFactory = Callable[..., "BackgroundSimulator"]
 
 
 @pytest.fixture
@@ -21,6 +25,9 @@ def simulator_factory() -> Iterator[SimulatorFactory]:
 
     Defaults differ from the command line's for speed: ``ttft_ms=0`` and ``tokens_per_second=0``.
     """
+    from llmops.simulator.background import BackgroundSimulator
+    from llmops.simulator.settings import build_settings
+
     started: list[BackgroundSimulator] = []
 
     def start(**overrides: Any) -> BackgroundSimulator:

@@ -1,7 +1,11 @@
 """``llmops gpu-exporter`` against real NVIDIA GPUs (``pytest -m gpu``; skipped where NVML finds no GPU).
 
-Standalone on a GPU host with only pynvml, prometheus_client, pytest (and torch for the load test):
-``python -m pytest tests/test_gpu_real.py -m gpu`` from the repository root.
+Runs on a bare GPU host that has only pytest, prometheus_client, nvidia-ml-py and torch (a lent GPU machine has
+exactly these; ``tests/test_gpu_standalone.py`` checks that nothing else is needed). From the repository root:
+
+    python3 -m pytest -p no:cacheprovider -m gpu -v -rsP tests/test_gpu_real.py
+
+``-rP`` prints what each passing test scraped, for the record.
 """
 
 from __future__ import annotations
@@ -103,6 +107,9 @@ def test_real_gpus_are_exported(real_gpus: list[RealGpu]) -> None:
     with running_exporter() as base:
         samples = scrape(base)
         samples = scrape(base)  # the second scrape runs on cached handles
+    for (metric, labels), reading in sorted(samples.items(), key=lambda item: (item[0][0], sorted(item[0][1]))):
+        if metric.startswith("llm_gpu_"):
+            print(metric, dict(sorted(labels)), reading)
     assert value(samples, "llm_gpu_up") == 1.0
     assert value(samples, "llm_gpu_count") == len(real_gpus)
     duration = value(samples, "llm_gpu_scrape_duration_seconds")
@@ -188,6 +195,7 @@ def test_utilization_rises_under_matmul_load(real_gpus: list[RealGpu]) -> None:
         stop.set()
         thread.join(timeout=30)
     assert not failure, f"the matmul loop failed: {failure}"
+    print(f"peak llm_gpu_utilization_ratio under the matmul loop: {peak}; this process seen: {seen_pid}")
     where = f"GPU {target.index} ({target.uuid})" if target is not None else "any GPU"
     assert peak > 0.5, f"llm_gpu_utilization_ratio on {where} peaked at {peak} under a matmul loop"
     if seen_pid is not None:  # NVML lists host PIDs; inside a container this process may not be matched
