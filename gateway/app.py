@@ -26,6 +26,7 @@ from gateway.proxy import Proxy
 from gateway.request_id import RequestIdMiddleware
 from gateway.routing import build_routes
 from gateway.sampling import SampleWriter
+from gateway.throughput import ServedTokens, ThroughputSync
 from gateway.tracing import GatewayTracer
 from gateway.upstream import UpstreamClient
 from llmops.config import Config
@@ -54,6 +55,7 @@ class Gateway:
         redis_url = config.redis.url if config.redis else None
         self.access = AccessControl(config.keys, redis_url, self.metrics)
         self.index = RequestIndex(redis_url)
+        self.throughput = self._build_throughput_sync(redis_url)
         self.tracer = tracer or GatewayTracer.from_config(config.telemetry)
         self.proxy = Proxy(
             self.routes,
@@ -82,15 +84,30 @@ class Gateway:
         return SampleWriter(
             self.config.redis.url,
             queue_size=self.config.redis.queue_size,
+            queue_max_bytes=self.config.redis.queue_max_bytes,
             stream_maxlen=self.config.redis.stream_maxlen,
             on_dropped=on_dropped,
         )
+
+    def _gpu_priced(self) -> list[ServedTokens]:
+        return [d.cost.gpu.served for m in self.routes.values() for d in m.deployments if d.cost.gpu is not None]
+
+    def _build_throughput_sync(self, redis_url: str | None) -> ThroughputSync | None:
+        served = self._gpu_priced()
+        if redis_url is None or not served:
+            return None
+        return ThroughputSync(redis_url, served)
 
     def _describe_routes(self) -> None:
         for model in self.routes.values():
             for dep in model.deployments:
                 self.metrics.info.labels(model.name, dep.name, dep.provider).set(1)
                 self.metrics.unpriced.labels(model.name, dep.name).set(0 if dep.cost.priced else 1)
+                if dep.cost.gpu is not None:
+                    served = dep.cost.gpu.served
+                    labels = (model.name, dep.name)
+                    self.metrics.gpu_served_tokens.labels(*labels).set_function(served.tokens_per_second)
+                    self.metrics.gpu_throughput_shared.labels(*labels).set_function(lambda s=served: float(s.shared))
 
     def startup_messages(self) -> list[str]:
         """What the gateway says at start: models, unpriced deployments, open access."""
@@ -104,6 +121,13 @@ class Gateway:
                         f"model {model.name!r} deployment {dep.name!r} has no pricing and {dep.config.model!r} is not "
                         f"in the price table (as of {self.price_table.as_of}): its cost counts as 0"
                     )
+        if self._gpu_priced():
+            lines.append(
+                "GPU-priced deployments: served throughput shared with the other gateway processes through Redis"
+                if self.throughput is not None
+                else "GPU-priced deployments: no redis configured, so cost per token comes from this process's own "
+                "throughput (run one gateway process per GPU deployment, or configure redis)"
+            )
         if not self.config.keys:
             lines.append("no API keys configured: the gateway is open to every client")
         else:
@@ -128,6 +152,8 @@ class Gateway:
             await self.client.start()
             await self.access.start()
             await self.index.start()
+            if self.throughput is not None:
+                await self.throughput.start()
             if self.sampler is not None:
                 await self.sampler.start()
             for line in self.startup_messages():
@@ -141,6 +167,8 @@ class Gateway:
             finally:
                 if self.sampler is not None:
                     await self.sampler.close()
+                if self.throughput is not None:
+                    await self.throughput.close()
                 await self.index.close()
                 await self.access.close()
                 await self.client.close()

@@ -149,6 +149,21 @@ class GatewayMetrics:
             ["model", "endpoint"],
             registry=r,
         )
+        self.gpu_served_tokens = Gauge(
+            "llm_gateway_gpu_served_tokens_per_second",
+            "GPU-priced deployments: tokens per second served over the last 60 s, the divisor of their GPU-time cost "
+            "(counted by every gateway process sharing the Redis while llm_gateway_gpu_throughput_shared is 1, by "
+            "this process alone otherwise).",
+            ["model", "deployment"],
+            registry=r,
+        )
+        self.gpu_throughput_shared = Gauge(
+            "llm_gateway_gpu_throughput_shared",
+            "GPU-priced deployments: 1 while the served throughput is the fleet's (synced through Redis), 0 while it "
+            "is this process's own (no redis configured, or Redis unreachable).",
+            ["model", "deployment"],
+            registry=r,
+        )
         self.unpriced = Gauge(
             "llm_gateway_model_unpriced",
             "1 for a model with neither a configured price nor an entry in the price table (its cost counts 0).",

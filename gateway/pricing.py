@@ -6,7 +6,8 @@ price when none is given).
 
 GPU-priced (self-hosted) models: the deployment costs ``gpu_hour_usd * gpus / 3600`` USD per second whether it is
 busy or not. Each request is charged that cost per second divided by the tokens per second the deployment actually
-served over a sliding window (input + output tokens, measured by this gateway process), with a floor of
+served over a sliding window (input + output tokens, counted by every gateway process that shares the Redis, or by
+this process alone without Redis; see ``gateway/throughput.py``), with a floor of
 ``min_tokens_per_second`` so that a nearly idle deployment does not make one token infinitely dear::
 
     usd_per_token = gpu_hour_usd * gpus / 3600 / max(served_tokens_per_second, min_tokens_per_second)
@@ -21,16 +22,14 @@ Over any busy window the charged costs add up to the GPU's cost for that window.
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from gateway.throughput import WINDOW_SECONDS, ServedTokens
 from llmops.config import Pricing
-
-_WINDOW_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,30 +109,25 @@ class PriceTable:
 
 
 class GpuTimeCost:
-    """Cost of requests to a GPU-priced deployment, from its served tokens per second over a sliding window."""
+    """Cost of requests to a GPU-priced deployment, from its served tokens per second over a sliding window
+    (:class:`~gateway.throughput.ServedTokens`: every gateway process's tokens when Redis is configured)."""
 
     def __init__(
         self,
         gpu_hour_usd: float,
         gpus: int,
         min_tokens_per_second: float,
-        window_seconds: float = _WINDOW_SECONDS,
+        window_seconds: float = WINDOW_SECONDS,
         clock: Any = time.monotonic,
+        key: str = "",
     ) -> None:
         self.usd_per_second = gpu_hour_usd * gpus / 3600.0
         self.min_tokens_per_second = min_tokens_per_second
-        self.window_seconds = window_seconds
-        self._clock = clock
-        self._started = clock()
-        self._events: deque[tuple[float, int]] = deque()
-        self._tokens_in_window = 0
+        self.served = ServedTokens(key, window_seconds=window_seconds, clock=clock)
 
     def served_tokens_per_second(self) -> float:
-        """Tokens per second over the window (or since start, when younger than the window)."""
-        now = self._clock()
-        self._expire(now)
-        span = min(self.window_seconds, max(now - self._started, 1.0))
-        return self._tokens_in_window / span
+        """Tokens per second over the window (or since counting began, when younger than the window)."""
+        return self.served.tokens_per_second()
 
     def usd_per_token(self) -> float:
         return self.usd_per_second / max(self.served_tokens_per_second(), self.min_tokens_per_second)
@@ -141,16 +135,8 @@ class GpuTimeCost:
     def cost(self, usage: Usage) -> float:
         """Record the request's tokens as served, then charge them at the current price per token."""
         tokens = usage.input + usage.output
-        now = self._clock()
-        self._events.append((now, tokens))
-        self._tokens_in_window += tokens
+        self.served.add(tokens)
         return tokens * self.usd_per_token()
-
-    def _expire(self, now: float) -> None:
-        horizon = now - self.window_seconds
-        events = self._events
-        while events and events[0][0] < horizon:
-            self._tokens_in_window -= events.popleft()[1]
 
 
 class CostModel:
@@ -172,11 +158,13 @@ class CostModel:
         return 0.0
 
     @classmethod
-    def build(cls, pricing: Pricing | None, names: list[str], table: PriceTable) -> CostModel:
-        """From the model's configured ``pricing``, else the first of ``names`` found in ``table``."""
+    def build(cls, pricing: Pricing | None, names: list[str], table: PriceTable, key: str = "") -> CostModel:
+        """From the model's configured ``pricing``, else the first of ``names`` found in ``table``. ``key``
+        (``model/deployment``) names a GPU-priced deployment's shared throughput in Redis."""
         if pricing is not None:
             if pricing.gpu_hour_usd is not None:
-                return cls(gpu=GpuTimeCost(pricing.gpu_hour_usd, pricing.gpus, pricing.min_tokens_per_second))
+                gpu = GpuTimeCost(pricing.gpu_hour_usd, pricing.gpus, pricing.min_tokens_per_second, key=key)
+                return cls(gpu=gpu)
             input_price = pricing.input_per_mtok or 0.0
             return cls(
                 prices=TokenPrices(

@@ -133,7 +133,7 @@ def build_routes(config: Config, table: PriceTable) -> dict[str, ModelRoute]:
                 DeploymentRoute(
                     model=model.name,
                     config=dep,
-                    cost=CostModel.build(model.pricing, [dep.model, model.name], table),
+                    cost=CostModel.build(model.pricing, [dep.model, model.name], table, key=f"{model.name}/{dep.name}"),
                     headers=headers,
                     key=f"{model.name}/{dep.name}",
                     host=urlsplit(dep.base_url).hostname or "",
