@@ -65,8 +65,16 @@ class OpenAIEvents:
 
     def _event(self, event: bytes, now: float) -> bytes | None:
         """One SSE event (without its blank-line terminator) → the bytes to forward, or ``None`` to drop it."""
-        if not event.startswith(b"data:"):
+        if event.startswith(b"data:"):
+            return self._data(event, now)
+        head, found, data_line = event.rpartition(b"\ndata:")
+        if not found:
             return event + b"\n\n"  # comments and other fields pass through untouched
+        # ``id:`` / ``event:`` / comment lines before the data line: forwarded as they are, the data handled as usual.
+        handled = self._data(b"data:" + data_line, now)
+        return None if handled is None else head + b"\n" + handled
+
+    def _data(self, event: bytes, now: float) -> bytes | None:
         data = event[6:] if event[5:6] == b" " else event[5:]
         if data == b"[DONE]":
             self.done = True

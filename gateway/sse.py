@@ -6,8 +6,9 @@ from __future__ import annotations
 class SSEDecoder:
     """Feed raw bytes as they arrive; get back each complete event (without its terminating blank line).
 
-    Events end at a blank line (``\\n\\n``; ``\\r\\n`` line endings are normalised). Bytes of an unfinished event are
-    kept until the rest arrives, so an event split across TCP reads is forwarded whole.
+    Events end at a blank line (``\\n\\n``; ``\\r\\n`` and ``\\r`` line endings are normalised). Bytes of an unfinished
+    event are kept until the rest arrives, so an event split across TCP reads is forwarded whole; a ``\\r`` that ends
+    one read is kept back too, since the ``\\n`` of its ``\\r\\n`` may start the next.
     """
 
     __slots__ = ("_buffer",)
@@ -16,18 +17,21 @@ class SSEDecoder:
         self._buffer = b""
 
     def feed(self, data: bytes) -> list[bytes]:
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + data if self._buffer else data
+        held = b""
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if b"\n\n" not in buffer:
-            self._buffer = buffer
+            self._buffer = buffer + held
             return []
         parts = buffer.split(b"\n\n")
-        self._buffer = parts.pop()
-        return [part for part in parts if part.strip(b"\n")]
+        self._buffer = parts.pop() + held
+        return [stripped for part in parts if (stripped := part.strip(b"\n"))]
 
     def flush(self) -> bytes | None:
         """The last event when the stream ended without a blank line after it."""
-        rest = self._buffer.strip(b"\n")
+        rest = self._buffer.replace(b"\r", b"\n").strip(b"\n")
         self._buffer = b""
         return rest or None

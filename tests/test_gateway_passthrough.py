@@ -216,3 +216,38 @@ def test_stream_cut_without_done_is_counted_as_error(gw: str, upstream: Scripted
         - metric(before, "llm_gateway_upstream_errors_total", deployment="scripted", reason="invalid_response")
         == 1
     )
+
+
+def test_crlf_stream_split_between_cr_and_lf_with_event_lines(gw: str, upstream: ScriptedUpstream) -> None:
+    """An upstream writing CRLF events, cut between ``\\r`` and ``\\n`` and with ``event:`` lines (as sse-starlette
+    servers do): every chunk is rewritten to the public name, the usage chunk is taken and not forwarded unasked, and
+    the stream counts as complete."""
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "upstream/model-x"}
+    events = [
+        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}, "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]},
+        {**chunk, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}},
+    ]
+    wire = (
+        b"".join(b"event: message\r\ndata: " + orjson.dumps(e) + b"\r\n\r\n" for e in events) + b"data: [DONE]\r\n\r\n"
+    )
+    cuts = [i + 1 for i in range(len(wire)) if wire[i : i + 2] == b"\r\n"]  # after every \r
+    upstream.reply = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    before = scrape(gw)
+    body = {"model": "public-x", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with httpx.stream("POST", f"{gw}/v1/chat/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        text = b"".join(response.iter_bytes()).decode()
+    data = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    chunks = [orjson.loads(d) for d in data[:-1]]
+    assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["Hel", "lo"]  # no usage chunk: not asked
+    assert {c["model"] for c in chunks} == {"public-x"}
+    assert "upstream/model-x" not in text
+    after = scrape(gw)
+    ok = {"model": "public-x", "status": "200", "stream": "true"}
+    assert metric(after, "llm_gateway_requests_total", **ok) - metric(before, "llm_gateway_requests_total", **ok) == 1
+    tokens = metric(after, "llm_gateway_tokens_total", model="public-x") - metric(
+        before, "llm_gateway_tokens_total", model="public-x"
+    )
+    assert tokens == 7
