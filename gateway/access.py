@@ -6,7 +6,8 @@ compared with every configured hash in constant time. With no keys configured th
 Limits live in Redis so that several gateway processes enforce them together: a Lua script checks the key's spend
 budget and tokens-per-minute and counts the request against its requests-per-minute in one atomic step (fixed
 one-minute windows). Tokens and spend are charged after the response from the exact final usage, streams included.
-If Redis is unreachable the gateway keeps serving (fail open), counts it, and says so once per outage.
+If Redis is unreachable the gateway keeps serving (fail open), counts it, and says so once per outage; during an
+outage only one request every two seconds tries Redis, so a hung Redis does not make every request wait.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class AccessControl:
         self._redis: Any = None
         self._admit: Any = None
         self._outage = False
+        self._probing = False  # one request is trying Redis again during an outage
+        self._retry_at = 0.0
+        self.retry_seconds = 2.0
         self._pending: set[asyncio.Task[None]] = set()
         for key in keys:
             metrics.key_budget.labels(key.name).set(key.budget_usd or 0)
@@ -127,20 +131,34 @@ class AccessControl:
         ]
 
     async def admit(self, name: str, metrics: Any) -> None:
-        """Count the request against the key's limits; 429 (with Retry-After) when one is exceeded."""
+        """Count the request against the key's limits; 429 (with Retry-After) when one is exceeded.
+
+        While Redis is failing, requests are let through at once without asking it (a circuit breaker): one request
+        every ``retry_seconds`` tries Redis again, so a hung Redis costs one request its socket timeout, not all."""
         config = self.by_name.get(name)
         if config is None or self._admit is None or not (config.rpm or config.tpm or config.budget_usd is not None):
             return
         now = time.time()
+        if self._outage and (self._probing or time.monotonic() < self._retry_at):
+            metrics.limits_unavailable.inc()
+            return
         args = [config.rpm or 0, config.tpm or 0, -1 if config.budget_usd is None else config.budget_usd, 61_000]
+        self._probing = self._outage
         try:
             verdict, retry_ms = await self._admit(keys=self._keys(name, config, now), args=args)
-        except Exception as error:  # Redis away: serve anyway, say it once
+        except Exception as error:  # Redis away: serve anyway, say it once, stop asking for a while
             metrics.limits_unavailable.inc()
+            self._retry_at = time.monotonic() + self.retry_seconds
             if not self._outage:
                 self._outage = True
-                log.warning("rate limits and budgets are not enforced: Redis is unreachable (%s)", error)
+                log.warning(
+                    "rate limits and budgets are not enforced: Redis is unreachable (%s); trying again every %g s",
+                    type(error).__name__,
+                    self.retry_seconds,
+                )
             return
+        finally:
+            self._probing = False
         if self._outage:
             self._outage = False
             log.warning("Redis is reachable again: rate limits and budgets are enforced again")

@@ -39,6 +39,7 @@ class Exchange:
         "endpoint",
         "error_type",
         "finish_reason",
+        "finished",
         "first_token_at",
         "key",
         "model",
@@ -73,6 +74,7 @@ class Exchange:
         self.disconnected = False
         self.error_type: str | None = None  # for traces: the failure's reason or code
         self.finish_reason: str | None = None
+        self.finished = False  # recorded (metrics, cost, sample): at most once, whatever fails afterwards
         self.sample: SampleDraft | None = None  # set when this request is sampled (or its content traced)
         self.span: Any = None  # the tracing span (None when tracing is off)
         self.traceparent: str | None = None  # with tracing off: the client's traceparent, passed on as it is

@@ -55,6 +55,13 @@ class DeploymentHealth:
         if state is not None and state.until and self._clock() >= state.until:
             state.probing = True
 
+    def release(self, key: str) -> None:
+        """The request sent as a probe told nothing about the deployment (it failed before or beside the upstream
+        exchange): the next request probes instead."""
+        state = self._states.get(key)
+        if state is not None:
+            state.probing = False
+
     def success(self, key: str) -> None:
         state = self._states.get(key)
         if state is None:

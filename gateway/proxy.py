@@ -39,6 +39,17 @@ _NO_MODEL = "unknown"  # label value for requests that never reached a known mod
 _NO_DEPLOYMENT = "none"
 
 
+def _dumps(body: dict[str, Any]) -> bytes:
+    """The upstream body; JSON that parsed but cannot be written back (orjson writes at most 254 levels of nesting,
+    while it reads up to 1024) is the client's error, not the gateway's."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as error:
+        raise bad_request(
+            f"The request body cannot be forwarded: {error}. Nest arrays and objects less deeply."
+        ) from None
+
+
 def _invalid(route: DeploymentRoute, what: str) -> UpstreamFailure:
     return UpstreamFailure(
         "invalid_response",
@@ -74,12 +85,15 @@ class Proxy:
         self.access = access  # keys, rate limits and budgets (gateway.access.AccessControl), or None: open
         self.index = index  # request id → model, variant (gateway.feedback.RequestIndex), for feedback
         self.health = DeploymentHealth(self.routing, on_change=self._health_changed)
-        for model in routes.values():
-            for dep in model.deployments:
-                self.metrics.deployment_healthy.labels(model.name, dep.name).set(1)
+        # Health key → (model, deployment); never split the key: both names may contain "/".
+        self._health_labels = {
+            dep.key: (model.name, dep.name) for model in routes.values() for dep in model.deployments
+        }
+        for model_name, deployment in self._health_labels.values():
+            self.metrics.deployment_healthy.labels(model_name, deployment).set(1)
 
     def _health_changed(self, key: str, healthy: bool) -> None:
-        model, deployment = key.split("/", 1)
+        model, deployment = self._health_labels[key]
         self.metrics.deployment_healthy.labels(model, deployment).set(1 if healthy else 0)
         log.warning(
             "deployment %s of model %s is %s",
@@ -232,13 +246,13 @@ class Proxy:
                     "use /v1/chat/completions.",
                     param="model",
                 )
-            return orjson.dumps(anthropic.to_anthropic_request(payload, route.config.model))
+            return _dumps(anthropic.to_anthropic_request(payload, route.config.model))
         upstream = dict(payload)
         upstream["model"] = route.config.model
         if ex.stream:
             options = payload.get("stream_options")
             upstream["stream_options"] = {**options, "include_usage": True} if options else {"include_usage": True}
-        return orjson.dumps(upstream)
+        return _dumps(upstream)
 
     # ---- attempts: deployments, retries, fallbacks -------------------------------------------------------------
     async def _attempts(self, ex: Exchange, payload: dict[str, Any], in_flight: Any) -> Response | StreamRelay:
@@ -283,13 +297,20 @@ class Proxy:
                 if attempt_span is not None:
                     attempt_span.set_error(failure.reason)
                     attempt_span.end(failure.error.status)
-                if failure.retryable:
-                    self.health.failure(route.key, failure.retry_after)
+                if failure.retryable or failure.reason == "invalid_response":
+                    self.health.failure(route.key, failure.retry_after)  # the deployment's fault
+                else:
+                    self.health.success(route.key)  # a 4xx about the request: the deployment answered, it is alive
                 last = failure
                 previous = route
                 if not failure.retryable:
                     break
                 continue
+            except BaseException as error:
+                self.health.release(route.key)  # failed beside the exchange: no verdict on the deployment
+                if attempt_span is not None:
+                    attempt_span.end(getattr(error, "status", None))
+                raise
             self.health.success(route.key)
             if attempt_span is not None and not ex.stream:
                 attempt_span.end(200)
@@ -383,7 +404,10 @@ class Proxy:
 
     # ---- metrics -----------------------------------------------------------------------------------------------
     def _finish(self, ex: Exchange) -> None:
-        """Record one finished request."""
+        """Record one finished request, once: a failure after the first recording never records it again."""
+        if ex.finished:
+            return
+        ex.finished = True
         m = self.metrics
         now = perf_counter()
         endpoint = ex.endpoint.label
@@ -426,7 +450,10 @@ class Proxy:
             if self.index is not None and ex.status == 200 and ex.model is not None:
                 self.index.remember(ex.request_id, ex.model.name, ex.variant)
         if ex.span is not None:
-            self._end_span(ex)
+            try:
+                self._end_span(ex)
+            except Exception:  # tracing never fails a request
+                log.exception("could not end the trace span of request %s", ex.request_id)
 
     @staticmethod
     def _span_response(ex: Exchange, response_id: Any) -> None:

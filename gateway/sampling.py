@@ -46,6 +46,7 @@ class SampleWriter:
         *,
         queue_size: int,
         stream_maxlen: int,
+        queue_max_bytes: int = 64 * 1024 * 1024,
         on_dropped: Callable[[str, int], None],
         stream: str = STREAM,
     ) -> None:
@@ -53,19 +54,43 @@ class SampleWriter:
         self.stream = stream
         self.stream_maxlen = stream_maxlen
         self._queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue(maxsize=queue_size)
+        self.queue_max_bytes = queue_max_bytes
+        self._queued_bytes = 0
+        self._unserialisable_logged = False
         self._on_dropped = on_dropped
         self._task: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._outage = False
 
     def offer(self, model: str, request_id: str, sample: dict[str, Any]) -> bool:
-        """Queue a sample without waiting; False (and counted as dropped) when the queue is full."""
+        """Queue a sample without waiting; False (and counted as dropped) when the queue is full or the sample cannot
+        be serialised (e.g. ``metadata`` nested deeper than orjson writes)."""
         try:
-            self._queue.put_nowait((model, request_id, orjson.dumps(sample)))
+            data = orjson.dumps(sample)
+        except orjson.JSONEncodeError as error:
+            self._on_dropped(model, 1)
+            if not self._unserialisable_logged:  # once: a client could send such requests on purpose
+                self._unserialisable_logged = True
+                log.warning("sample of request %s dropped: it cannot be serialised (%s)", request_id, error)
+            return False
+        if self._queued_bytes + len(data) > self.queue_max_bytes:
+            self._on_dropped(model, 1)
+            return False
+        try:
+            self._queue.put_nowait((model, request_id, data))
         except asyncio.QueueFull:
             self._on_dropped(model, 1)
             return False
+        self._queued_bytes += len(data)
         return True
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of serialised samples waiting for Redis."""
+        return self._queued_bytes
+
+    def _took(self, data: bytes) -> None:
+        self._queued_bytes -= len(data)
 
     @property
     def pending(self) -> int:
@@ -97,6 +122,8 @@ class SampleWriter:
             batch = [await self._queue.get()]
             while len(batch) < _BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            for _, _, data in batch:
+                self._took(data)
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 for _, request_id, data in batch:
@@ -130,7 +157,8 @@ class SampleWriter:
         """During an outage, drop what piles up for a while instead of hammering Redis, then try again."""
         await asyncio.sleep(_RETRY_SECONDS)
         while not self._queue.empty():
-            model, _, _ = self._queue.get_nowait()
+            model, _, data = self._queue.get_nowait()
+            self._took(data)
             self._on_dropped(model, 1)
             self._done(1)
 

@@ -140,8 +140,10 @@ def classify_exception(route: DeploymentRoute, exc: BaseException) -> UpstreamFa
 
 
 def classify_http_error(route: DeploymentRoute, status: int, body: bytes, headers: Any) -> UpstreamFailure:
-    """An upstream HTTP error status: 4xx reaches the client with its status and message (except 401/403, which
-    are the gateway's own credentials and become 502); 5xx becomes 502."""
+    """An upstream HTTP error status: 4xx reaches the client with its status and message, except 401/403 (the
+    gateway's own credentials) and 404 (the deployment's base_url or model is wrong: the gateway already checked the
+    public model name), which are the deployment's fault: 502, retried on another deployment and counted against
+    its health; 5xx becomes 502 too."""
     if route.is_anthropic:
         return _anthropic_http_error(route, status, body, headers)
     try:
@@ -159,6 +161,18 @@ def classify_http_error(route: DeploymentRoute, status: int, body: bytes, header
                 "check the deployment's api_key.",
                 "upstream_auth_error",
             ),
+            retryable=True,
+        )
+    if status == 404:
+        return UpstreamFailure(
+            "http_4xx",
+            upstream_error(
+                502,
+                f"Upstream deployment '{route.name}' answered 404 for model '{route.config.model}'; check the "
+                "deployment's base_url and model.",
+                "upstream_not_found",
+            ),
+            retryable=True,
         )
     if 400 <= status < 500:
         extra = {}
@@ -203,4 +217,6 @@ def _anthropic_http_error(route: DeploymentRoute, status: int, body: bytes, head
         client_status, inner["message"], type=inner["type"], param=inner["param"], code=inner["code"], headers=extra
     )
     reason = "http_5xx" if status >= 500 else "http_4xx"
-    return UpstreamFailure(reason, error, retryable=status == 429 or status >= 500, retry_after=retry_after)
+    # As for OpenAI-compatible upstreams: 401/403/404 are the deployment's credentials or model, not the request.
+    retryable = status in (401, 403, 404, 429) or status >= 500
+    return UpstreamFailure(reason, error, retryable=retryable, retry_after=retry_after)

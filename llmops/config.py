@@ -37,6 +37,11 @@ class RedisConfig(_Strict):
     url: str = "redis://127.0.0.1:6379/0"
     stream_maxlen: int = Field(100_000, ge=100, description="approximate cap of the samples stream (XADD MAXLEN ~)")
     queue_size: int = Field(10_000, ge=1, description="samples waiting in the gateway's memory before they are dropped")
+    queue_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="bytes of samples waiting in the gateway's memory before they are dropped",
+    )
 
 
 class TelemetryConfig(_Strict):

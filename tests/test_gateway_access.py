@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -180,3 +181,54 @@ def test_redis_stopped_mid_test_fails_open(sim: str, tmp_path: Path) -> None:
         statuses = [_chat(gw, KEYS["limited"], stream=i % 2 == 0).status_code for i in range(20)]
         assert statuses == [200] * 20  # more than the rpm limit: limits cannot be checked, requests still served
         assert metric(scrape(gw), "llm_gateway_limits_unavailable_total") >= 20
+
+
+class HungRedis:
+    """A TCP server that accepts connections and reads what is sent but never answers (a paused or partitioned
+    Redis); counts the sends that reach it (a client waiting for each answer sends one command at a time)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sends = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: Any) -> None:
+        with conn:
+            while conn.recv(65536):
+                with self._lock:
+                    self.sends += 1
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_a_hung_redis_costs_one_request_its_timeout_not_every_request(sim: str, tmp_path: Path) -> None:
+    """Limits fail open while Redis does not answer, and the gateway stops asking it: one request every two seconds
+    tries again (and waits for the 0.5 s socket timeout), the others go straight through."""
+    hung = HungRedis()
+    try:
+        config = _config(tmp_path / "config.yaml", sim, f"redis://127.0.0.1:{hung.port}/0")
+        with gateway(config) as gw:
+            statuses = [_chat(gw, KEYS["limited"]).status_code for _ in range(15)]
+            samples = scrape(gw)
+    finally:
+        hung.close()
+    assert statuses == [200] * 15
+    assert metric(samples, "llm_gateway_limits_unavailable_total") == 15
+    # Without the breaker every request would send a command (15 or more) and wait 0.5 s for its answer.
+    assert 1 <= hung.sends <= 4, f"{hung.sends} commands reached the hung Redis"

@@ -196,3 +196,95 @@ def test_variants_split_traffic_and_stick_to_a_user(gw: str) -> None:
     assert _delta(
         before, after, "llm_gateway_requests_total", model="chat", variant="candidate", deployment="backup-sim"
     ) == seen["candidate"] + (10 if sticky == {"candidate"} else 0)
+
+
+def test_revoked_key_or_wrong_model_on_one_deployment_fails_over(sims: tuple[str, str], tmp_path: Path) -> None:
+    """An upstream 401 (the gateway's key) or 404 (the deployment's model) is the deployment's fault: the request
+    goes to a sibling, and the deployment cools down; the client never sees either."""
+    ok, _ = sims
+    with ScriptedUpstream() as revoked, ScriptedUpstream() as misnamed:
+        revoked.reply = (401, {"Content-Type": "application/json"}, b'{"error":{"message":"Incorrect API key"}}')
+        misnamed.reply = (404, {"Content-Type": "application/json"}, b'{"error":{"message":"no such model"}}')
+        config = gateway_config(
+            tmp_path / "config.yaml",
+            [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {"name": "revoked", "base_url": revoked.url, "model": "sim-model", "weight": 1000},
+                        {"name": "misnamed", "base_url": misnamed.url, "model": "sim-modle", "weight": 1000},
+                        {"name": "spare", "base_url": f"{ok}/v1", "model": "sim-model"},
+                    ],
+                },
+                {"name": "lonely", "deployments": [{"name": "only", "base_url": misnamed.url, "model": "x"}]},
+            ],
+            routing={"backoff_seconds": 0, "failure_threshold": 2},
+        )
+        with gateway(config) as gw:
+            assert [_chat(gw, "m").status_code for _ in range(10)] == [200] * 10
+            samples = scrape(gw)
+            assert len(revoked.received) == 2 and len(misnamed.received) == 2, "each rests after two failures"
+            assert metric(samples, "llm_gateway_deployment_healthy", deployment="revoked") == 0
+            assert metric(samples, "llm_gateway_deployment_healthy", deployment="misnamed") == 0
+            assert metric(samples, "llm_gateway_upstream_errors_total", deployment="misnamed", reason="http_4xx") == 2
+            # With nothing else to try, the client gets 502 (the gateway's problem), never the upstream's 404.
+            lonely = _chat(gw, "lonely")
+            assert lonely.status_code == 502
+            assert lonely.json()["error"]["code"] == "upstream_not_found"
+
+
+def test_a_probe_answered_with_a_client_error_restores_the_deployment(tmp_path: Path) -> None:
+    """After a cooldown the next request probes the deployment; if the upstream answers it with a 400 (the request
+    was bad, the deployment is fine), the deployment is healthy again instead of waiting for a probe forever."""
+    with ScriptedUpstream() as upstream:
+        upstream.reply = (503, {"Content-Type": "application/json"}, b'{"error":{"message":"overloaded"}}')
+        config = gateway_config(
+            tmp_path / "config.yaml",
+            [{"name": "m", "deployments": [{"name": "picky", "base_url": upstream.url, "model": "sim-model"}]}],
+            routing={"failure_threshold": 1, "cooldown_seconds": 0.3, "backoff_seconds": 0, "max_attempts": 1},
+        )
+        with gateway(config) as gw:
+            assert _chat(gw, "m").status_code == 502
+            assert metric(scrape(gw), "llm_gateway_deployment_healthy", deployment="picky") == 0
+            time.sleep(0.4)
+            upstream.reply = (400, {"Content-Type": "application/json"}, b'{"error":{"message":"context too long"}}')
+            assert _chat(gw, "m").status_code == 400
+            assert metric(scrape(gw), "llm_gateway_deployment_healthy", deployment="picky") == 1
+            sent = len(upstream.received)
+            assert _chat(gw, "m").status_code == 400
+            assert len(upstream.received) == sent + 1, "the deployment takes traffic again"
+
+
+def test_model_names_with_slashes_keep_their_health_series(sims: tuple[str, str], tmp_path: Path) -> None:
+    """Hugging Face-style public names ("org/model") and deployment names with "/" map to the right series."""
+    config = gateway_config(
+        tmp_path / "config.yaml",
+        [
+            {
+                "name": "org/slashy",
+                "deployments": [{"name": "pool/gone", "base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "x"}],
+            }
+        ],
+        routing={"failure_threshold": 1, "backoff_seconds": 0, "max_attempts": 1},
+    )
+    with gateway(config) as gw:
+        assert _chat(gw, "org/slashy").status_code == 502
+        samples = scrape(gw)
+    healthy = {labels: value for (name, labels), value in samples.items() if name == "llm_gateway_deployment_healthy"}
+    assert healthy == {(("deployment", "pool/gone"), ("model", "org/slashy")): 0.0}
+
+
+def test_a_probe_that_fails_beside_the_exchange_releases_the_probe() -> None:
+    from gateway.health import DeploymentHealth
+    from llmops.config import RoutingConfig
+
+    now = [0.0]
+    health = DeploymentHealth(RoutingConfig(failure_threshold=1, cooldown_seconds=10), clock=lambda: now[0])
+    health.failure("m/d")
+    assert not health.available("m/d")
+    now[0] = 11.0
+    assert health.available("m/d")
+    health.begin("m/d")  # this request is the probe ...
+    assert not health.available("m/d")  # ... so no other request probes meanwhile
+    health.release("m/d")  # ... and it failed before reaching the upstream
+    assert health.available("m/d"), "the next request probes instead"

@@ -168,3 +168,67 @@ def test_samples_stream_is_capped(sim: str, tmp_path: Path) -> None:
             length = redis.Redis.from_url(redis_url).xlen(STREAM)
             assert 100 <= length < 600  # MAXLEN ~ trims in whole macro-nodes, so a little over the cap is expected
             assert orjson.loads(redis.Redis.from_url(redis_url).xrevrange(STREAM, count=1)[0][1][b"sample"])["id"]
+
+
+def _nested(depth: int) -> object:
+    value: object = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_deeply_nested_json_is_a_400_or_a_dropped_sample_and_counted_once(sim: str, tmp_path: Path) -> None:
+    """orjson reads 1024 levels of nesting but writes only 254. A body too deep to forward is the client's 400; a
+    sampled request whose ``metadata`` is too deep to store is answered and costed once, its sample dropped."""
+    with redis_server() as redis_url, gateway(_config(tmp_path / "c.yaml", sim, redis_url)) as gw:
+        message = [{"role": "user", "content": "deep"}]
+        with httpx.Client(timeout=10) as http:
+            deep_field = http.post(
+                f"{gw}/v1/chat/completions", json={"model": "echo", "messages": message, "x": _nested(300)}
+            )
+            deep_metadata = http.post(
+                f"{gw}/v1/chat/completions", json={"model": "echo", "messages": message, "metadata": _nested(300)}
+            )
+            deep_metadata_object = http.post(
+                f"{gw}/v1/chat/completions",
+                json={"model": "echo", "messages": message, "metadata": {"tags": _nested(300)}},
+            )
+        assert deep_field.status_code == 400
+        assert deep_field.json()["error"]["type"] == "invalid_request_error"
+        assert "Nest arrays and objects less deeply" in deep_field.json()["error"]["message"]
+        assert deep_metadata.status_code == 400  # metadata must be an object
+        assert deep_metadata_object.status_code == 200
+        assert deep_metadata_object.json()["choices"][0]["message"]["content"] == "deep"
+        samples = scrape(gw)
+        assert metric(samples, "llm_gateway_requests_total", model="echo", status="200") == 1
+        assert metric(samples, "llm_gateway_requests_total", model="echo", status="500") == 0
+        assert metric(samples, "llm_gateway_tokens_total", model="echo", type="output") == 1  # once, not twice
+        # Dropped: the deep-metadata answer's sample and the 400's (failed requests are sampled too).
+        assert metric(samples, "llm_gateway_samples_total", model="echo", outcome="dropped") == 2
+        # The gateway goes on serving and sampling.
+        ok = httpx.post(f"{gw}/v1/chat/completions", json={"model": "echo", "messages": message}, timeout=10)
+        assert ok.status_code == 200
+        assert len(_samples(redis_url, 1)) == 1
+
+
+def test_sample_queue_is_bounded_in_bytes() -> None:
+    """The in-memory queue drops by size as well as by count, so big prompts cannot fill memory while Redis is away."""
+    import asyncio
+
+    from gateway.sampling import SampleWriter
+
+    dropped: list[str] = []
+    writer = SampleWriter(
+        "redis://127.0.0.1:1/0",
+        queue_size=1_000,
+        stream_maxlen=1_000,
+        queue_max_bytes=10_000,
+        on_dropped=lambda model, count: dropped.extend([model] * count),
+    )
+
+    async def offer_all() -> list[bool]:
+        return [writer.offer("m", f"r{i}", {"prompt": "x" * 3_000}) for i in range(5)]
+
+    assert asyncio.run(offer_all()) == [True, True, True, False, False]  # 3 × ~3 kB fit in 10 kB, the 4th does not
+    assert dropped == ["m", "m"]
+    assert 9_000 <= writer.queued_bytes <= 10_000
