@@ -348,9 +348,40 @@ _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
     """Replace ``${NAME}`` and ``${NAME:-default}`` with environment values; an unset NAME without default is an
     error, so a missing secret is caught at start rather than sent upstream as an empty string."""
+    missing: list[str] = []
+    expanded = _substitute(text, os.environ if environ is None else environ, missing)
+    _raise_missing(missing)
+    return expanded
+
+
+def expand_env_values(data: Any, environ: dict[str, str] | None = None) -> Any:
+    """Expand ``${...}`` inside the string values of a parsed document (never in keys or comments).
+
+    Expanding after parsing keeps secrets out of YAML's hands: a value containing ``"``, ``#`` or ``*`` stays what it
+    is, and a YAML error never prints it. A value that is one reference expanding to nothing becomes null, as an
+    empty YAML value would."""
     env = os.environ if environ is None else environ
     missing: list[str] = []
 
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            if "${" not in node:
+                return node
+            expanded = _substitute(node, env, missing)
+            whole = _ENV_PATTERN.fullmatch(node) is not None
+            return None if whole and expanded == "" else expanded
+        if isinstance(node, dict):
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    result = walk(data)
+    _raise_missing(missing)
+    return result
+
+
+def _substitute(text: str, env: Any, missing: list[str]) -> str:
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in env:
@@ -360,14 +391,16 @@ def expand_env(text: str, environ: dict[str, str] | None = None) -> str:
         missing.append(name)
         return ""
 
-    expanded = _ENV_PATTERN.sub(substitute, text)
+    return _ENV_PATTERN.sub(substitute, text)
+
+
+def _raise_missing(missing: list[str]) -> None:
     if missing:
         raise ConfigError(
             "environment variable(s) used in the config are not set: "
             + ", ".join(sorted(set(missing)))
             + " (set them, or write ${NAME:-default})"
         )
-    return expanded
 
 
 def _format_validation_error(source: str, error: ValidationError) -> str:
@@ -400,7 +433,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
     except OSError as error:
         raise ConfigError(f"cannot read config file {file}: {error.strerror or error}") from None
     try:
-        data = yaml.safe_load(expand_env(text, environ))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {file} is not valid YAML: {error}") from None
-    return parse_config(data, str(file))
+    return parse_config(expand_env_values(data, environ), str(file))

@@ -126,3 +126,29 @@ def test_gateway_command_says_when_file_is_missing(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "cannot read config file" in result.stderr
+
+
+def test_env_values_are_expanded_after_parsing_never_altered_or_printed(tmp_path: Path) -> None:
+    """A secret holding YAML syntax arrives unaltered; a YAML error never prints it; comments are not expanded."""
+    secret = 'pa"ss #not-a-comment *alias: x'
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "# old: ${UNSET_IN_A_COMMENT}\n"
+        "redis: {url: 'redis://:${REDIS_PASSWORD}@redis:6379/0'}\n"
+        "server: {port: '${PORT}'}\n"
+        "telemetry: {otlp_endpoint: '${OTLP:-}'}\n"
+        "models:\n"
+        "  - name: m\n"
+        "    deployments: [{name: d, base_url: 'http://vllm:8000/v1', model: m, api_key: '${VLLM_API_KEY}'}]\n"
+    )
+    config = load_config(path, environ={"REDIS_PASSWORD": secret, "PORT": "8081", "VLLM_API_KEY": secret})
+    assert config.redis is not None and config.redis.url == f"redis://:{secret}@redis:6379/0"
+    assert config.models[0].deployments[0].api_key == secret
+    assert config.server.port == 8081
+    assert config.telemetry is not None and config.telemetry.otlp_endpoint is None
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("redis: {url: ${REDIS_PASSWORD}\nmodels: [\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(broken, environ={"REDIS_PASSWORD": secret})
+    assert "not valid YAML" in str(info.value)
+    assert 'pa"ss' not in str(info.value)
