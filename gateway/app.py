@@ -22,7 +22,7 @@ from gateway.exchange import CHAT, COMPLETIONS, EMBEDDINGS, Endpoint
 from gateway.feedback import RequestIndex, parse_feedback, record_feedback
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import PriceTable
-from gateway.proxy import Proxy
+from gateway.proxy import Proxy, read_body
 from gateway.request_id import RequestIdMiddleware
 from gateway.routing import build_routes
 from gateway.sampling import SampleWriter
@@ -34,6 +34,7 @@ from llmops.config import Config
 log = logging.getLogger("llmops.gateway")
 
 _PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+FEEDBACK_MAX_BYTES = 64 * 1024  # a rating and a comment: far more than enough
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -215,7 +216,7 @@ class Gateway:
     async def _feedback(self, request: Request) -> Response:
         try:
             key = self.access.authenticate(request.headers.get("authorization"))
-            request_id, rating, comment = parse_feedback(await request.body())
+            request_id, rating, comment = parse_feedback(await read_body(request, FEEDBACK_MAX_BYTES))
             result = await record_feedback(self.index, self.metrics, request_id, rating, comment, key)
         except GatewayError as error:
             return error_response(error)

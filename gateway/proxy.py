@@ -37,6 +37,23 @@ log = logging.getLogger("llmops.gateway")
 JUDGE_HEADER = "x-llmops-judge"  # judge traffic from the monitors: metered, never sampled again
 _NO_MODEL = "unknown"  # label value for requests that never reached a known model (typos stay out of labels)
 _NO_DEPLOYMENT = "none"
+# Failures inside a started stream that are the deployment's (passive health counts them).
+_DEPLOYMENT_FAULTS = frozenset({"timeout", "connect", "invalid_response", "http_5xx"})
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise body_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
@@ -173,18 +190,7 @@ class Proxy:
 
     # ---- request side ------------------------------------------------------------------------------------------
     async def _read_payload(self, request: Request) -> dict[str, Any]:
-        limit = self.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise body_too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise body_too_large(limit)
-            chunks.append(chunk)
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        raw = await read_body(request, self.max_body_bytes)
         if not raw:
             raise bad_request("The request body is empty; send a JSON object.")
         try:
@@ -262,8 +268,14 @@ class Proxy:
         settings = self.routing
         plan = attempt_plan(model, variant, self.health, settings.max_attempts)
         last: UpstreamFailure | None = None
+        unservable: GatewayError | None = None  # why a deployment could not take this request (e.g. Anthropic)
         previous: DeploymentRoute | None = None
         for attempt, route in enumerate(plan):
+            try:
+                body = self._body(ex, payload, route)
+            except GatewayError as error:  # this deployment cannot take the request: the next one may
+                unservable = unservable or error
+                continue
             if previous is not None:
                 self.metrics.retries.labels(previous.name).inc()
                 if (
@@ -287,7 +299,6 @@ class Proxy:
                 )
             self.health.begin(route.key)
             try:
-                body = self._body(ex, payload, route)
                 if ex.stream:
                     response = await self._stream(ex, body, in_flight, attempt_span)
                 else:
@@ -311,12 +322,15 @@ class Proxy:
                 if attempt_span is not None:
                     attempt_span.end(getattr(error, "status", None))
                 raise
-            self.health.success(route.key)
+            if not ex.stream:  # a stream's verdict waits for its end (the relay's on_end)
+                self.health.success(route.key)
             if attempt_span is not None and not ex.stream:
                 attempt_span.end(200)
             return response
-        assert last is not None
-        raise last
+        if last is not None:  # an upstream failure says more than a deployment that could not take the request
+            raise last
+        assert unservable is not None
+        raise unservable
 
     # ---- unary responses ---------------------------------------------------------------------------------------
     async def _unary(self, ex: Exchange, body: bytes, attempt_span: Any) -> Response:
@@ -387,6 +401,10 @@ class Proxy:
 
         def on_end(done: Exchange) -> None:
             in_flight.dec()
+            if done.upstream_reason in _DEPLOYMENT_FAULTS:  # broke off, timed out, or a 5xx error event
+                self.health.failure(route.key)
+            else:  # complete, a client-side error event, or the client went away: the deployment served
+                self.health.success(route.key)
             if attempt_span is not None:
                 self._span_response(done, None)
                 if done.status >= 400 or done.disconnected:

@@ -232,3 +232,17 @@ def test_a_hung_redis_costs_one_request_its_timeout_not_every_request(sim: str, 
     assert metric(samples, "llm_gateway_limits_unavailable_total") == 15
     # Without the breaker every request would send a command (15 or more) and wait 0.5 s for its answer.
     assert 1 <= hung.sends <= 4, f"{hung.sends} commands reached the hung Redis"
+
+
+def test_feedback_body_is_bounded(two_gateways: tuple[str, str, str]) -> None:
+    first, _, _ = two_gateways
+    headers = {"Authorization": f"Bearer {KEYS['team-a']}", "Content-Type": "application/json"}
+
+    def chunks():  # streamed, no content-length: refused as soon as it passes the limit
+        yield b'{"request_id": "r", "rating": "positive", "comment": "'
+        for _ in range(200):
+            yield b"x" * 1024
+
+    response = httpx.post(f"{first}/v1/feedback", content=chunks(), headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from llmops.simulator.anthropic import BackgroundAnthropicSimulator
-from tests.support import gateway, gateway_config, metric, scrape
+from tests.support import free_port, gateway, gateway_config, metric, scrape, wait_for
 
 TOOLS = [
     {
@@ -55,7 +55,13 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                         }
                     ],
                 },
+                {
+                    "name": "primary-down",  # an OpenAI-compatible model whose only deployment is gone
+                    "deployments": [{"name": "gone", "base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "m"}],
+                    "fallbacks": ["claude"],
+                },
             ],
+            routing={"backoff_seconds": 0},
         )
         with gateway(config) as url:
             yield url
@@ -176,7 +182,15 @@ def test_error_inside_a_stream(gw: str, client: openai.OpenAI) -> None:
     )
     with pytest.raises(openai.APIError):
         list(stream)
-    after = scrape(gw)
+
+    def recorded() -> dict | None:  # the gateway records the stream just after its last bytes left
+        samples = scrape(gw)
+        counted = metric(samples, "llm_gateway_requests_total", model="claude", stream="true")
+        return (
+            samples if counted > metric(before, "llm_gateway_requests_total", model="claude", stream="true") else None
+        )
+
+    after = wait_for(recorded, timeout=5)
     failed = metric(after, "llm_gateway_requests_total", model="claude", stream="true") - metric(
         before, "llm_gateway_requests_total", model="claude", stream="true"
     )
@@ -184,3 +198,22 @@ def test_error_inside_a_stream(gw: str, client: openai.OpenAI) -> None:
         before, "llm_gateway_requests_total", model="claude", stream="true", status="200"
     )
     assert failed == 1 and ok == 0
+
+
+def test_a_fallback_that_cannot_take_the_request_does_not_turn_an_outage_into_a_400(client: openai.OpenAI) -> None:
+    """The primary is down and its fallback is an Anthropic model, which has no embeddings and refuses temperature
+    1.5: the client gets the outage (502, retryable), not a 400 about Anthropic; chat that Anthropic can take is
+    served by the fallback."""
+    with pytest.raises(openai.InternalServerError) as embeddings:
+        client.embeddings.create(model="primary-down", input="embed me")
+    assert embeddings.value.status_code == 502
+    with pytest.raises(openai.InternalServerError) as too_hot:
+        client.chat.completions.create(
+            model="primary-down", messages=[{"role": "user", "content": "x"}], temperature=1.5
+        )
+    assert too_hot.value.status_code == 502
+    served = client.chat.completions.with_raw_response.create(
+        model="primary-down", messages=[{"role": "user", "content": "hello"}]
+    )
+    assert served.headers["x-llmops-deployment"] == "anthropic-sim"
+    assert served.parse().choices[0].message.content == "hello"

@@ -288,3 +288,22 @@ def test_a_probe_that_fails_beside_the_exchange_releases_the_probe() -> None:
     assert not health.available("m/d")  # ... so no other request probes meanwhile
     health.release("m/d")  # ... and it failed before reaching the upstream
     assert health.available("m/d"), "the next request probes instead"
+
+
+def test_streams_that_break_after_the_start_cool_the_deployment_down(sims: tuple[str, str], tmp_path: Path) -> None:
+    """A deployment whose streams fail mid-way (a 5xx error event after HTTP 200) is counted unhealthy like one that
+    fails before the start, so it stops taking a full share of streaming traffic."""
+    ok, _ = sims
+    config = gateway_config(
+        tmp_path / "config.yaml",
+        [{"name": "m", "deployments": [{"name": "breaks", "base_url": f"{ok}/v1", "model": "sim-model"}]}],
+        routing={"failure_threshold": 2, "cooldown_seconds": 30, "backoff_seconds": 0},
+    )
+    client_body = {"simulate": {"fault": "midstream_error", "after_tokens": 1}}
+    with gateway(config) as gw:
+        client = openai.OpenAI(base_url=f"{gw}/v1", api_key="x", max_retries=0)
+        for _ in range(2):
+            stream = client.chat.completions.create(model="m", messages=USER, stream=True, extra_body=client_body)
+            with pytest.raises(openai.APIError):
+                list(stream)
+        assert metric(scrape(gw), "llm_gateway_deployment_healthy", deployment="breaks") == 0
