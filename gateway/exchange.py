@@ -43,7 +43,9 @@ class Exchange:
         "first_token_at",
         "key",
         "model",
+        "output_events",
         "own_seconds",
+        "payload",
         "request_id",
         "sample",
         "span",
@@ -53,6 +55,7 @@ class Exchange:
         "traceparent",
         "upstream_reason",
         "usage",
+        "usage_estimated",
         "variant",
     )
 
@@ -77,6 +80,9 @@ class Exchange:
         self.finished = False  # recorded (metrics, cost, sample): at most once, whatever fails afterwards
         self.sample: SampleDraft | None = None  # set when this request is sampled (or its content traced)
         self.span: Any = None  # the tracing span (None when tracing is off)
+        self.payload: dict[str, Any] | None = None  # the parsed request (a reference, for estimates)
+        self.output_events = 0  # stream chunks relayed from the first output on
+        self.usage_estimated = False  # usage is the gateway's estimate (the stream ended without the upstream's)
         self.traceparent: str | None = None  # with tracing off: the client's traceparent, passed on as it is
 
     def response_headers(self) -> dict[str, str]:

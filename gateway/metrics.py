@@ -149,6 +149,13 @@ class GatewayMetrics:
             ["model", "endpoint"],
             registry=r,
         )
+        self.usage_estimated = Counter(
+            "llm_gateway_usage_estimated",
+            "Streams that ended without the upstream's usage (client gone, cut, or a host ignoring include_usage): "
+            "their tokens and cost are the gateway's estimate (gateway/usage_estimate.py).",
+            ["model"],
+            registry=r,
+        )
         self.gpu_served_tokens = Gauge(
             "llm_gateway_gpu_served_tokens_per_second",
             "GPU-priced deployments: tokens per second served over the last 60 s, the divisor of their GPU-time cost "

@@ -30,6 +30,7 @@ from gateway.request_id import request_id_of
 from gateway.routing import DeploymentRoute, ModelRoute, attempt_plan
 from gateway.sampling import SampleWriter, sampled
 from gateway.upstream import UpstreamClient, UpstreamFailure, classify_http_error
+from gateway.usage_estimate import estimate_stream_usage
 from llmops.config import RoutingConfig
 
 log = logging.getLogger("llmops.gateway")
@@ -127,7 +128,7 @@ class Proxy:
         try:
             if self.access is not None:
                 ex.key = self.access.authenticate(request.headers.get("authorization"))
-            payload = await self._read_payload(request)
+            payload = ex.payload = await self._read_payload(request)
             self._prepare(ex, payload, request.headers.get(JUDGE_HEADER) is not None)
             if self.access is not None:
                 await self.access.admit(ex.key, self.metrics)
@@ -412,6 +413,11 @@ class Proxy:
                         done.upstream_reason or ("client_disconnected" if done.disconnected else str(done.status))
                     )
                 attempt_span.end(done.status)
+            estimate = estimate_stream_usage(done.usage, done.payload, done.output_events)
+            if estimate is not None:
+                done.usage = estimate
+                done.usage_estimated = True
+                self.metrics.usage_estimated.labels(done.model.name).inc()  # type: ignore[union-attr]
             if done.status >= 400 and done.error_type is None:
                 done.error_type = done.upstream_reason or (
                     "client_disconnected" if done.disconnected else str(done.status)
@@ -517,6 +523,7 @@ class Proxy:
                 "input": usage.input if usage else 0,
                 "output": usage.output if usage else 0,
                 "cached": usage.cached_input if usage else 0,
+                **({"estimated": True} if ex.usage_estimated else {}),
             },
             "latency": {"total": total, "ttft": ttft, "per_output_token": per_token},
             "cost_usd": cost,

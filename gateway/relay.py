@@ -82,6 +82,8 @@ class OpenAIEvents:
         ex = self.ex
         if ex.first_token_at is None and carries_output(data):
             ex.first_token_at = now
+        if ex.first_token_at is not None:
+            ex.output_events += 1  # for an estimate, should the usage chunk never come
         if b'"error"' in data:
             error = stream_error(data)
             if error is not None:
@@ -134,6 +136,8 @@ class AnthropicEvents:
     def feed(self, chunk: bytes, now: float) -> bytes:
         out = [part for event in self.decoder.feed(chunk) for part in self.translator.feed_raw(event)]
         self._update(now)
+        if self.ex.first_token_at is not None:
+            self.ex.output_events += len(out)
         return b"".join(out)
 
     def flush(self, now: float) -> bytes:

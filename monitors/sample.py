@@ -26,7 +26,7 @@ class Sample:
     key: str
     request: dict[str, Any]  # the client's body as sent (public model name, `metadata` removed)
     response: dict[str, Any]  # {"text": str, "finish_reason": str | None, "logprobs": [float] | None}
-    usage: dict[str, int]  # {"input", "output", "cached"}
+    usage: dict[str, int]  # {"input", "output", "cached"}, and "estimated": true when the gateway estimated it
     latency: dict[str, float | None]  # {"total", "ttft", "per_output_token"} in seconds
     cost_usd: float
     status: int

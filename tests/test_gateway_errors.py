@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.usage_estimate import estimate_prompt_tokens
 from tests.support import free_port, gateway, gateway_config, metric, scrape, simulator
 
 USER = [{"role": "user", "content": "hello"}]
@@ -61,6 +62,10 @@ def gw(sim: str, slow_sim: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     )
     with gateway(config) as url:
         yield url
+
+
+def _delta(before: dict, after: dict, name: str, **labels: str) -> float:
+    return metric(after, name, **labels) - metric(before, name, **labels)
 
 
 def _assert_openai_error(response: httpx.Response, status: int, **fields: object) -> dict:
@@ -251,6 +256,12 @@ def test_client_disconnect_cancels_upstream_and_frees_in_flight(gw: str, slow_si
     while time.monotonic() < deadline and metric(scrape(slow_sim), "vllm:num_requests_running") > 0:
         time.sleep(0.05)
     assert metric(scrape(slow_sim), "vllm:num_requests_running") == 0, "the upstream kept generating"
+    # The prompt was processed and tokens generated: the aborted stream is not free. Its usage never came, so the
+    # gateway charged its estimate (prompt text / 4 + framing; one token per relayed chunk) and says so.
+    assert _delta(before, after, "llm_gateway_usage_estimated_total", model="slow") == 1
+    prompt = estimate_prompt_tokens({"messages": USER})
+    assert _delta(before, after, "llm_gateway_tokens_total", model="slow", type="input") == prompt
+    assert _delta(before, after, "llm_gateway_tokens_total", model="slow", type="output") >= 1
 
 
 def test_weighted_choice_among_deployments(gw: str) -> None:

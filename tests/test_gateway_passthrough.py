@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support import ScriptedUpstream, gateway, gateway_config, metric, scrape
+from tests.support import ScriptedUpstream, gateway, gateway_config, metric, scrape, wait_for
 
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -251,3 +251,33 @@ def test_crlf_stream_split_between_cr_and_lf_with_event_lines(gw: str, upstream:
         before, "llm_gateway_tokens_total", model="public-x"
     )
     assert tokens == 7
+
+
+def test_stream_without_usage_is_charged_an_estimate(gw: str, upstream: ScriptedUpstream) -> None:
+    """A host that ignores stream_options.include_usage: the stream completes without a usage chunk. Its tokens are
+    estimated (never 0): 13 characters of prompt -> 4 tokens + 4 of framing; 3 content chunks -> 3 output tokens."""
+    chunk = {"id": "c2", "object": "chat.completion.chunk", "created": 1, "model": "upstream/model-x"}
+    upstream.reply = [
+        b"data: " + orjson.dumps({**chunk, "choices": [{"index": 0, "delta": {"content": word}}]}) + b"\n\n"
+        for word in ("one", " two", " three")
+    ] + [b"data: [DONE]\n\n"]
+    before = scrape(gw)
+    body = {"model": "public-x", "messages": [{"role": "user", "content": "how are you ?"}], "stream": True}
+    with httpx.stream("POST", f"{gw}/v1/chat/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        b"".join(response.iter_bytes())
+
+    def estimated() -> dict | None:  # recorded just after the last bytes left
+        samples = scrape(gw)
+        counted = metric(samples, "llm_gateway_usage_estimated_total")
+        return samples if counted > metric(before, "llm_gateway_usage_estimated_total") else None
+
+    after = wait_for(estimated, timeout=5)
+
+    def delta(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert delta("llm_gateway_usage_estimated_total", model="public-x") == 1
+    assert delta("llm_gateway_tokens_total", model="public-x", type="input") == 4 + 4
+    assert delta("llm_gateway_tokens_total", model="public-x", type="output") == 3
+    assert delta("llm_gateway_cost_usd_total", model="public-x") == pytest.approx((8 + 3) / 1e6)

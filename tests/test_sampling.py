@@ -203,8 +203,8 @@ def test_deeply_nested_json_is_a_400_or_a_dropped_sample_and_counted_once(sim: s
         assert metric(samples, "llm_gateway_requests_total", model="echo", status="200") == 1
         assert metric(samples, "llm_gateway_requests_total", model="echo", status="500") == 0
         assert metric(samples, "llm_gateway_tokens_total", model="echo", type="output") == 1  # once, not twice
-        # Dropped: the deep-metadata answer's sample and the 400's (failed requests are sampled too).
-        assert metric(samples, "llm_gateway_samples_total", model="echo", outcome="dropped") == 2
+        # Dropped: the deep-metadata answer's sample (the 400 never reached a deployment: it has none).
+        assert metric(samples, "llm_gateway_samples_total", model="echo", outcome="dropped") == 1
         # The gateway goes on serving and sampling.
         ok = httpx.post(f"{gw}/v1/chat/completions", json={"model": "echo", "messages": message}, timeout=10)
         assert ok.status_code == 200

@@ -1,0 +1,50 @@
+"""Token usage estimated for a stream that ended without the upstream's usage chunk.
+
+A client that goes away mid-stream, a stream cut by a timeout or a dropped connection, or an OpenAI-compatible host
+that ignores ``stream_options.include_usage``: the prompt was processed and tokens were generated, so the request
+is not free. Counting it as zero would bill aborted streams at 0 (and let a client dodge its budget by hanging up
+before the last chunk). The estimate: about four characters per prompt token of the request's text, plus a few
+tokens of framing per message; one output token per content chunk relayed (vLLM and OpenAI send about one token per
+chunk). Estimated usage is counted in ``llm_gateway_usage_estimated_total`` and marked in the sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.pricing import Usage
+
+_CHARS_PER_TOKEN = 4
+_TOKENS_PER_MESSAGE = 4  # role and separators, as chat templates add them
+
+
+def _text_chars(value: Any) -> int:
+    """Characters of text in a message ``content`` (a string, or a list of parts with ``text``)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_text_chars(part.get("text")) if isinstance(part, dict) else _text_chars(part) for part in value)
+    return 0
+
+
+def estimate_prompt_tokens(payload: dict[str, Any] | None) -> int:
+    """Prompt tokens of a chat (``messages``) or completions (``prompt``) request, estimated from its text."""
+    if not payload:
+        return 0
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        chars = sum(_text_chars(m.get("content")) for m in messages if isinstance(m, dict))
+        return -(-chars // _CHARS_PER_TOKEN) + _TOKENS_PER_MESSAGE * len(messages)
+    return -(-_text_chars(payload.get("prompt")) // _CHARS_PER_TOKEN)
+
+
+def estimate_stream_usage(known: Usage | None, payload: dict[str, Any] | None, output_events: int) -> Usage | None:
+    """The usage to charge for a stream: ``known`` when the upstream sent it complete, else an estimate (``None``
+    when ``known`` stands). Anthropic's ``message_start`` gives the input tokens before any output: those are kept."""
+    if known is not None and (known.output > 0 or output_events == 0):
+        return None
+    prompt = known.input if known is not None else estimate_prompt_tokens(payload)
+    cached = known.cached_input if known is not None else 0
+    if prompt == 0 and output_events == 0:
+        return None
+    return Usage(input=prompt, output=output_events, cached_input=cached)
