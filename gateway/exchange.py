@@ -47,6 +47,7 @@ class Exchange:
         "own_seconds",
         "payload",
         "request_id",
+        "retry_seconds",
         "sample",
         "span",
         "start",
@@ -73,6 +74,7 @@ class Exchange:
         self.usage: Usage | None = None
         self.first_token_at: float | None = None
         self.own_seconds = 0.0
+        self.retry_seconds = 0.0  # failed attempts and backoff: not the gateway's own time
         self.upstream_reason: str | None = None  # a failure after the stream started (counted when it ends)
         self.disconnected = False
         self.error_type: str | None = None  # for traces: the failure's reason or code

@@ -286,7 +286,10 @@ class Proxy:
                 ):
                     self.metrics.fallbacks.labels(model.name, route.model).inc()
                 delay = min(settings.backoff_seconds * (2 ** (attempt - 1)), settings.backoff_max_seconds)
+                slept_at = perf_counter()
                 await asyncio.sleep(random.uniform(0, delay))  # full jitter
+                ex.retry_seconds += perf_counter() - slept_at
+            attempt_at = perf_counter()
             ex.deployment = route
             attempt_span = None
             if ex.span is not None:
@@ -305,6 +308,7 @@ class Proxy:
                 else:
                     response = await self._unary(ex, body, attempt_span)
             except UpstreamFailure as failure:
+                ex.retry_seconds += perf_counter() - attempt_at
                 self.metrics.upstream_errors.labels(route.name, failure.reason).inc()
                 if attempt_span is not None:
                     attempt_span.set_error(failure.reason)
@@ -338,7 +342,7 @@ class Proxy:
         route = ex.deployment
         assert route is not None and ex.model is not None
         sent_at = perf_counter()
-        ex.own_seconds = sent_at - ex.start
+        ex.own_seconds = sent_at - ex.start - ex.retry_seconds
         path = anthropic.ANTHROPIC_PATH if route.is_anthropic else ex.endpoint.path
         traceparent = attempt_span.traceparent() if attempt_span is not None else ex.traceparent
         upstream = await self.client.post(route, path, body, ex.request_id, traceparent)
@@ -382,7 +386,7 @@ class Proxy:
     async def _stream(self, ex: Exchange, body: bytes, in_flight: Any, attempt_span: Any) -> StreamRelay:
         route = ex.deployment
         assert route is not None and ex.model is not None
-        ex.own_seconds = perf_counter() - ex.start
+        ex.own_seconds = perf_counter() - ex.start - ex.retry_seconds
         path = anthropic.ANTHROPIC_PATH if route.is_anthropic else ex.endpoint.path
         traceparent = attempt_span.traceparent() if attempt_span is not None else ex.traceparent
         upstream = await self.client.post(route, path, body, ex.request_id, traceparent)

@@ -307,3 +307,39 @@ def test_streams_that_break_after_the_start_cool_the_deployment_down(sims: tuple
             with pytest.raises(openai.APIError):
                 list(stream)
         assert metric(scrape(gw), "llm_gateway_deployment_healthy", deployment="breaks") == 0
+
+
+def test_overhead_excludes_failed_attempts_and_backoff(sims: tuple[str, str], tmp_path: Path) -> None:
+    """llm_gateway_overhead_seconds is the gateway's own time: a first attempt that times out after 0.3 s and the
+    backoff before the retry are upstream time, not overhead."""
+    ok, _ = sims
+    with simulator("--echo", "--slow-rate", "1.0", "--slow-ms", "2000", "--model", "sim-model") as slow:
+        config = gateway_config(
+            tmp_path / "config.yaml",
+            [
+                {
+                    "name": "m",
+                    "deployments": [
+                        {
+                            "name": "stuck",
+                            "base_url": f"{slow}/v1",
+                            "model": "sim-model",
+                            "weight": 1000,
+                            "timeouts": {"first_byte": 0.3},
+                        },
+                        {"name": "quick", "base_url": f"{ok}/v1", "model": "sim-model"},
+                    ],
+                }
+            ],
+            routing={"backoff_seconds": 0.2, "failure_threshold": 100},
+        )
+        with gateway(config) as gw:
+            before = scrape(gw)
+            responses = [_chat(gw, "m") for _ in range(3)]
+            after = scrape(gw)
+    assert [r.headers["x-llmops-deployment"] for r in responses] == ["quick"] * 3
+    assert _delta(before, after, "llm_gateway_retries_total", deployment="stuck") == 3
+    count = _delta(before, after, "llm_gateway_overhead_seconds_count", endpoint="chat")
+    under_50ms = _delta(before, after, "llm_gateway_overhead_seconds_bucket", endpoint="chat", le="0.05")
+    assert count == 3
+    assert under_50ms == 3, "the 0.3 s timeouts and the backoff were counted as the gateway's own time"
