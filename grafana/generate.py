@@ -566,8 +566,9 @@ def quality_dashboard():
     d = d.with_panel(
         ts(
             "Judge scores (1h average)",
-            "Average score (0..1) by model, judge and criterion over the last hour. Dashed: the floor "
-            "(llmops:judge_score_floor, alert LLMJudgeScoreBelowFloor).",
+            "Average score (0..1) by model, judge and criterion over the last hour. Dashed: the default floor "
+            "(llmops:judge_score_floor, alert LLMJudgeScoreBelowFloor); some criteria (BLEU, ROUGE-L, perplexity) "
+            "have a lower floor of their own (llmops:judge_score_floor:criterion).",
             [
                 (f"llmops:judge_score:avg_1h{{{M}}}", "{{model}} {{judge}}/{{criterion}}"),
                 ("llmops:judge_score_floor", "floor"),
@@ -653,11 +654,11 @@ def quality_dashboard():
     d = d.with_panel(
         ts(
             "Pairwise judgements per hour by winner",
-            "How many pairwise verdicts each variant pair got per hour, by winner (a, b, tie).",
+            "How many pairwise verdicts each variant pair of each model got per hour, by winner (a, b, tie).",
             [
                 (
-                    f"sum by (variant_a, variant_b, winner) (increase(llm_judge_pairwise_total{{{M}}}[1h]))",
-                    "{{variant_a}} vs {{variant_b}}: {{winner}}",
+                    f"sum by (model, variant_a, variant_b, winner) (increase(llm_judge_pairwise_total{{{M}}}[1h]))",
+                    "{{model}}: {{variant_a}} vs {{variant_b}}: {{winner}}",
                 )
             ],
             "short",

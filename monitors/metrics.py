@@ -55,6 +55,12 @@ class MonitorMetrics:
             ["judge", "reason"],
             registry=r,
         )
+        self.judge_runs = Counter(
+            "llm_judge_runs",
+            "Judge runs by outcome: ok (scored or compared), error (no result; reason in llm_judge_errors_total).",
+            ["judge", "outcome"],
+            registry=r,
+        )
         self.pairwise = Counter(
             "llm_judge_pairwise",
             "Pairwise verdicts between variants answering the same prompt (position-swapped; a disagreement is a tie).",

@@ -2,8 +2,9 @@
 the per-request results kept for people (``llmops monitors show``).
 
 At-least-once with idempotent effects: an entry is acknowledged only in the same atomic step (a Lua script) that
-marks its sample id processed and stores its results; a second delivery of an already processed sample finds the
-mark, is acknowledged, and exports nothing.
+marks the stream entry processed and stores its results; a second delivery of an already processed entry finds the
+mark, is acknowledged, and exports nothing. The mark is keyed on the entry id, not the request id (which the client
+may reuse, e.g. a retry with the same ``x-request-id``): two entries are two samples, both judged.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class SampleStore:
         does: redis-py then loads the script again)."""
         await self.redis.script_load(self._commit.script)
 
+    def processed_key(self, entry_id: str) -> str:
+        """The processed mark of one stream entry."""
+        return f"{PROCESSED}{self.stream}:{entry_id}"
+
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start, so samples written before any worker are judged)."""
         await self.load_scripts()
@@ -95,23 +100,35 @@ class SampleStore:
         return self._entries(reply[0][1]) if reply else []
 
     async def claim(self, min_idle_ms: int, count: int) -> list[Entry]:
-        """Entries left pending longer than ``min_idle_ms`` by any consumer (a dead worker), now ours."""
-        _, claimed, *_ = await self.redis.xautoclaim(
+        """Entries left pending longer than ``min_idle_ms`` by any consumer (a dead worker), now ours.
+
+        Pending entries trimmed from the stream come back without fields (``raw`` None), to be dead-lettered: Redis
+        6.2 returns them with nil fields, Redis 7+ lists their ids in a third element of the reply (and has already
+        removed them from the pending list)."""
+        _, claimed, *rest = await self.redis.xautoclaim(
             self.stream, self.group, self.consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
         )
-        return self._entries(claimed)
+        deleted = rest[0] if rest else []
+        return self._entries(claimed) + [Entry(_text(entry_id), "", None) for entry_id in deleted or []]
+
+    async def keep(self, entry_ids: list[str]) -> None:
+        """Reset the idle time of entries still being processed here (XCLAIM ... JUSTID: no delivery is counted), so
+        that other workers do not claim and judge them again while a slow judge call runs."""
+        if entry_ids:
+            await self.redis.xclaim(self.stream, self.group, self.consumer, 0, entry_ids, justid=True)
 
     async def attempt(self, entry_id: str) -> int:
         """Count one more processing attempt of ``entry_id``; returns how many there were."""
         return int(await self.redis.hincrby(ATTEMPTS, entry_id, 1))
 
     async def commit(self, entry: Entry, results: dict[str, Any], ttl_seconds: int) -> bool:
-        """Atomically: mark the sample processed, store its results, acknowledge the entry. False when another
-        delivery had already processed it (then only the acknowledgement happens)."""
+        """Atomically: mark the entry processed, store its results (kept per request id), acknowledge the entry.
+        False when another delivery of the same entry had already processed it (then only the acknowledgement
+        happens)."""
         args: list[Any] = [self.group, entry.entry_id, self.consumer, ttl_seconds]
         for field, value in results.items():
             args += [field, orjson.dumps(value)]
-        keys = [PROCESSED + entry.request_id, RESULTS + entry.request_id, self.stream, ATTEMPTS]
+        keys = [self.processed_key(entry.entry_id), RESULTS + entry.request_id, self.stream, ATTEMPTS]
         return bool(await self._commit(keys=keys, args=args))
 
     async def dead_letter(self, entry: Entry, reason: str) -> None:
@@ -128,16 +145,22 @@ class SampleStore:
         await pipe.execute()
 
     async def backlog(self) -> int:
-        """Entries not yet delivered to the group plus entries delivered but not acknowledged."""
-        for group in await self.redis.xinfo_groups(self.stream):
-            name = _text(group.get("name", b""))
-            if name == self.group:
-                lag = group.get("lag")
-                pending = int(group.get("pending") or 0)
-                if lag is None:  # Redis < 7 or an unknown lag: count what is after the last delivered id
-                    lag = 0
-                return int(lag) + pending
-        return 0
+        """Entries not yet delivered to the group plus entries delivered but not acknowledged. Without the group
+        (lost with the stream, or never created) every entry of the stream counts; without the stream, 0."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xinfo_groups(self.stream)
+        pipe.xinfo_stream(self.stream)
+        try:
+            groups, stream = await pipe.execute()
+        except ResponseError as error:
+            if "no such key" in str(error).lower():
+                return 0
+            raise
+        length = int(stream.get("length") or 0)
+        for group in groups:
+            if _text(group.get("name", b"")) == self.group:
+                return _lag(group, stream, length) + int(group.get("pending") or 0)
+        return length
 
     # ---- pairing answers of variants to the same prompt (pairwise judge) ----------------------------------------
     async def pair_candidates(self, model: str, prompt_hash: str, variant: str, sample: bytes) -> dict[str, bytes]:
@@ -157,6 +180,22 @@ async def fetch_results(redis: aioredis.Redis, request_id: str) -> dict[str, Any
     if not raw:
         return None
     return {_text(k): orjson.loads(v) for k, v in raw.items()}
+
+
+def is_missing_group(error: BaseException) -> bool:
+    """Whether a Redis error says the stream or its consumer group does not exist (deleted, Redis restarted empty)."""
+    return isinstance(error, ResponseError) and str(error).startswith("NOGROUP")
+
+
+def _lag(group: dict[Any, Any], stream: dict[Any, Any], length: int) -> int:
+    """Entries after the group's last delivered one, at most the stream's length. Redis < 8 keeps counting entries
+    trimmed before they were read (redis/redis#13957), and Redis < 7 or a stream with deletions gives no lag."""
+    if _text(group.get("last-delivered-id", b"")) == _text(stream.get("last-generated-id", b"")):
+        return 0  # everything written so far has been delivered
+    lag = group.get("lag")
+    if lag is None:
+        return 0
+    return min(int(lag), length)
 
 
 def _text(value: Any) -> str:

@@ -3,8 +3,10 @@
 Each entry: count the attempt, parse the sample, run the judges that apply (per config: which judges, on which
 models, at what rate), pair it with other variants' answers to the same prompt for the pairwise judge, then commit
 atomically (mark processed + store results + acknowledge) and only then export to Prometheus. Entries a dead worker
-left pending are claimed after ``claim_idle_seconds``; an entry that keeps failing goes to the dead letters after
-``max_deliveries`` attempts. Several workers share the load through the consumer group.
+left pending are claimed after ``claim_idle_seconds`` (a heartbeat keeps the entries a live worker is still judging
+from being claimed); an entry that keeps failing goes to the dead letters after ``max_deliveries`` attempts. Several
+workers share the load through the consumer group. A lost consumer group (stream deleted, Redis restarted empty) is
+created again.
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ from monitors.judge_llm import judged_trace
 from monitors.judges.base import Judge, JudgeError, JudgeLLM, JudgeResult, PairwiseResult
 from monitors.metrics import MonitorMetrics
 from monitors.sample import Sample
-from monitors.store import Entry, SampleStore
+from monitors.store import Entry, SampleStore, is_missing_group
 
 log = logging.getLogger("llmops.monitors")
 
 _UNKNOWN_MODEL = "unknown"
 PAIRWISE_TALLY = "llmops:pairwise:"
 FEEDBACK_TALLY = "llmops:feedback_tally:"  # written by the gateway's feedback endpoint
+PAIRWISE_MODELS = "llmops:pairwise_models"  # set of the models with a pairwise tally (added where tallies are written)
 RATINGS_REFRESH_SECONDS = 10.0
+# Entries in hand longer than this are no longer kept from other workers (a hung sample must not hold its entry for
+# good). Longer than the slowest legitimate sample: a RAG judge's sequential calls, each up to 3 x 120 s.
+MAX_HOLD_SECONDS = 1800.0
 
 
 @dataclass(slots=True)
@@ -43,6 +49,7 @@ class Outcome:
     fields: dict[str, Any] = field(default_factory=dict)
     scores: list[JudgeResult] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (judge, reason)
+    runs: list[tuple[str, str]] = field(default_factory=list)  # (judge, "ok" or "error"): one per judge run
     pairwise: list[tuple[str, str, str]] = field(default_factory=list)  # (variant_a, variant_b, winner)
 
 
@@ -84,6 +91,7 @@ class Worker:
         self.llm = llm
         self.drift = drift  # monitors.drift.monitor.DriftMonitor, or None
         self._stop = asyncio.Event()
+        self._in_hand: dict[str, float] = {}  # entry id -> when its processing started (monotonic)
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,6 +104,7 @@ class Worker:
             await self.drift.windows.load_scripts()
         backlog = asyncio.create_task(self._watch_backlog())
         ratings = asyncio.create_task(self._watch_ratings())
+        heartbeat = asyncio.create_task(self._keep_in_hand())
         claim_every = max(min(self.settings.claim_idle_seconds / 2, 30.0), 0.2)
         next_claim = 0.0
         concurrency = self.settings.concurrency
@@ -119,12 +128,40 @@ class Worker:
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # Redis hiccup: entries stay pending and are claimed later
-                    log.warning("monitors loop error (%s: %s); retrying in 1 s", type(error).__name__, error)
-                    await asyncio.sleep(1.0)
+                    await self._recover(error)
         finally:
-            backlog.cancel()
-            ratings.cancel()
-            await asyncio.gather(backlog, ratings, return_exceptions=True)
+            for task in (backlog, ratings, heartbeat):
+                task.cancel()
+            await asyncio.gather(backlog, ratings, heartbeat, return_exceptions=True)
+
+    async def _recover(self, error: Exception) -> None:
+        """After a failed read or claim: create the consumer group again at once when it is gone (stream deleted,
+        evicted or flushed, Redis restarted empty: XADD recreates the stream, never the group); otherwise wait 1 s."""
+        if is_missing_group(error):
+            log.warning(
+                "consumer group %s on %s is gone (%s); creating it again", self.store.group, self.store.stream, error
+            )
+            try:
+                await self.store.ensure_group()
+                return
+            except Exception as again:
+                error = again
+        log.warning("monitors loop error (%s: %s); retrying in 1 s", type(error).__name__, error)
+        await asyncio.sleep(1.0)
+
+    async def _keep_in_hand(self) -> None:
+        """Heartbeat: every third of ``claim_idle_seconds``, reset the idle time of the entries in hand, so that only
+        entries of a dead or stuck worker are claimed by others, never one whose judge calls are merely slow."""
+        every = max(self.settings.claim_idle_seconds / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            since = time.monotonic() - MAX_HOLD_SECONDS
+            try:
+                await self.store.keep(sorted(i for i, started in self._in_hand.items() if started > since))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # Redis away: the entries may be claimed, the commit stays idempotent
+                log.debug("entries in hand not refreshed: %s", error)
 
     async def _watch_backlog(self) -> None:
         gauge = self.metrics.backlog.labels(self.store.stream)
@@ -140,6 +177,7 @@ class Worker:
     # ---- one entry ----------------------------------------------------------------------------------------------
     async def process(self, entry: Entry) -> None:
         """Judge one entry and commit it; failures leave it pending for a later attempt."""
+        self._in_hand[entry.entry_id] = time.monotonic()
         try:
             attempts = await self.store.attempt(entry.entry_id)
             if entry.raw is None:
@@ -183,6 +221,8 @@ class Worker:
                 type(error).__name__,
                 error,
             )
+        finally:
+            self._in_hand.pop(entry.entry_id, None)
 
     async def _give_up(self, entry: Entry, model: str, reason: str) -> None:
         log.warning(
@@ -220,6 +260,7 @@ class Worker:
 
     @staticmethod
     def _collect(outcome: Outcome, name: str, result: Any) -> None:
+        outcome.runs.append((name, "error" if isinstance(result, BaseException) else "ok"))
         if isinstance(result, JudgeError):
             outcome.errors.append((name, result.reason))
             outcome.fields[f"{name}:error"] = {"reason": result.reason, "message": str(result)}
@@ -245,9 +286,11 @@ class Worker:
             try:
                 verdict: PairwiseResult = await self.pairwise.compare(a, b, self.llm)
             except JudgeError as error:
+                outcome.runs.append(("pairwise", "error"))
                 outcome.errors.append(("pairwise", error.reason))
                 outcome.fields[f"pairwise:{a.variant}:{b.variant}:error"] = {"reason": error.reason}
                 continue
+            outcome.runs.append(("pairwise", "ok"))
             outcome.pairwise.append((str(a.variant), str(b.variant), verdict.winner))
             outcome.fields[f"pairwise:{a.variant}:{b.variant}"] = {
                 "winner": verdict.winner,
@@ -263,6 +306,8 @@ class Worker:
             m.judge_score.labels(sample.model, score.judge, score.criterion).observe(score.score)
         for judge, reason in outcome.errors:
             m.judge_errors.labels(judge, reason).inc()
+        for judge, result in outcome.runs:
+            m.judge_runs.labels(judge, result).inc()
         for variant_a, variant_b, winner in outcome.pairwise:
             m.pairwise.labels(sample.model, variant_a, variant_b, winner).inc()
         if outcome.pairwise:
@@ -276,6 +321,7 @@ class Worker:
             pipe = self.store.redis.pipeline(transaction=False)
             for a, b, winner in verdicts:
                 pipe.hincrby(PAIRWISE_TALLY + model, f"{a}|{b}|{winner}", 1)
+            pipe.sadd(PAIRWISE_MODELS, model)
             await pipe.execute()
             await self.refresh_ratings(model)
         except Exception as error:
@@ -306,15 +352,18 @@ class Worker:
         for variant, rating in bradley_terry(outcomes, feedback=feedback).items():
             self.metrics.variant_rating.labels(model, variant).set(rating)
 
+    async def rated_models(self) -> list[str]:
+        """Models that may have tallies: the configured ones (the gateway counts feedback on configured models
+        only) and those with pairwise verdicts. No keyspace SCAN: that walks every key of Redis."""
+        models = {model.name for model in self.config.models}
+        models |= {m.decode() if isinstance(m, bytes) else m for m in await self.store.redis.smembers(PAIRWISE_MODELS)}
+        return sorted(models)
+
     async def _watch_ratings(self) -> None:
         """Refresh every model's variant ratings now and then (feedback arrives without any sample)."""
         while True:
             try:
-                models: set[str] = set()
-                for prefix in (PAIRWISE_TALLY, FEEDBACK_TALLY):
-                    async for key in self.store.redis.scan_iter(match=prefix + "*", count=100):
-                        models.add(key.decode()[len(prefix) :])
-                for model in models:
+                for model in await self.rated_models():
                     await self.refresh_ratings(model)
             except asyncio.CancelledError:
                 raise

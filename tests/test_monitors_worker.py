@@ -114,15 +114,75 @@ def test_monitors_show_prints_results(tmp_path: Path, redis_url: str) -> None:
     assert missing.returncode == 1 and "no judge results" in missing.stdout
 
 
-def test_redelivered_sample_is_not_counted_twice(tmp_path: Path, redis_url: str) -> None:
-    """The same sample id arriving twice (a retried write, or a claim after a commit) is exported once."""
+def test_same_request_id_twice_is_judged_twice(tmp_path: Path, redis_url: str) -> None:
+    """Two stream entries with one request id (a client retrying with the same x-request-id) are two samples: both
+    are judged. De-duplication is per stream entry (a redelivery): tests/test_monitors_store.py."""
     sample = make_sample(1)
     add_samples(redis_url, [sample, sample])
     with monitors(write_config(tmp_path, redis_url)) as worker:
-        wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_duplicate_total") == 1)
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 2)
         after = scrape(worker)
-        assert metric(after, "llm_monitor_samples_processed_total") == 1
-        assert metric(after, "llm_judge_score_count", criterion="empty_answer") == 1
+        assert metric(after, "llm_monitor_samples_duplicate_total") == 0
+        assert metric(after, "llm_judge_score_count", criterion="empty_answer") == 2
+
+
+def test_worker_recreates_a_lost_consumer_group(tmp_path: Path, redis_url: str) -> None:
+    """The stream (and with it the group) disappears under a running worker: Redis restarted empty, FLUSHALL, or
+    eviction. The gateway's next XADD recreates the stream without a group; the worker must create the group again
+    and judge what arrives, and the backlog must count the stream's entries while there is no group."""
+    client = redis.Redis.from_url(redis_url)
+    add_samples(redis_url, [make_sample(0)])
+    with monitors(write_config(tmp_path, redis_url)) as worker:
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 1)
+        client.delete(STREAM)
+        add_samples(redis_url, [make_sample(i) for i in range(1, 5)])
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 5)
+        assert client.xinfo_groups(STREAM)[0]["name"] == b"llmops-monitors"
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_stream_backlog", stream=STREAM) == 0)
+    assert client.xpending(STREAM, "llmops-monitors")["pending"] == 0
+
+
+def test_ratings_refresh_finds_models_without_scanning_the_keyspace(tmp_path: Path, redis_url: str) -> None:
+    """Feedback counted by the gateway on a configured model becomes variant ratings; the worker finds the models
+    from its config (and a set of models with pairwise verdicts), never with SCAN over every key of Redis."""
+    client = redis.Redis.from_url(redis_url)
+    client.mset({f"llmops:req:{i}": "x" for i in range(2000)})  # what the keyspace is mostly made of
+    client.hincrby("llmops:feedback_tally:app", "alpha|positive", 3)
+    client.hincrby("llmops:feedback_tally:app", "beta|negative", 2)
+    client.config_resetstat()
+    with monitors(write_config(tmp_path, redis_url)) as worker:
+        ratings = wait_for(
+            lambda: (
+                {
+                    v: metric(scrape(worker), "llm_judge_variant_rating", model="app", variant=v)
+                    for v in ("alpha", "beta")
+                }
+                if metric(scrape(worker), "llm_judge_variant_rating", model="app", variant="alpha")
+                else None
+            )
+        )
+        assert ratings["alpha"] > 1000 > ratings["beta"]
+    assert "cmdstat_scan" not in client.info("commandstats")
+
+
+def test_judge_failures_are_counted_as_failed_runs(tmp_path: Path, redis_url: str) -> None:
+    """A judge model that cannot be reached: the sample is still processed, and the judge's runs count as errors
+    (llm_judge_runs_total{outcome="error"}), next to the rules judge's successful runs."""
+    config = write_config(
+        tmp_path,
+        redis_url,
+        judges=["rules", "llm_single"],
+        judge_model="app",
+        gateway_url=f"http://127.0.0.1:{free_port()}/v1",  # no gateway listens there
+    )
+    add_samples(redis_url, [make_sample(i) for i in range(2)])
+    with monitors(config) as worker:
+        wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 2, timeout=60)
+        after = scrape(worker)
+        assert metric(after, "llm_judge_runs_total", judge="llm_single", outcome="error") == 2
+        assert metric(after, "llm_judge_runs_total", judge="llm_single", outcome="ok") == 0
+        assert metric(after, "llm_judge_runs_total", judge="rules", outcome="ok") == 2
+        assert metric(after, "llm_judge_errors_total", judge="llm_single", reason="llm_error") == 2
 
 
 def test_malformed_entries_go_to_dead_letters(tmp_path: Path, redis_url: str) -> None:
@@ -220,6 +280,40 @@ def test_killed_worker_loses_nothing_and_nothing_counts_twice(tmp_path: Path, re
             assert client.xpending(STREAM, "llmops-monitors")["pending"] == 0
             workers = {client.hget(RESULTS + f"req-{i:05d}", "_meta") is not None for i in range(24)}
             assert workers == {True}
+
+
+def test_slow_judge_calls_are_not_taken_over_by_other_workers(tmp_path: Path, redis_url: str) -> None:
+    """A judge call slower than claim_idle_seconds: the worker judging it keeps its entries (heartbeat), so the
+    other workers do not claim them and call the judge model again."""
+    script = tmp_path / "judge.yaml"
+    script.write_text('- {match: ".*", response: "Fine. Rating: [[8]]"}\n')
+    with simulator("--script", str(script), "--ttft-ms", "3500", "--tokens-per-second", "0", "--model", "judge") as sim:
+        gw_port = free_port()
+        config = gateway_config(
+            tmp_path / "config.yaml",
+            [{"name": "judge", "deployments": [{"name": "judge-sim", "base_url": f"{sim}/v1", "model": "judge"}]}],
+            redis={"url": redis_url},
+            monitors={
+                "gateway_url": f"http://127.0.0.1:{gw_port}/v1",
+                "judge_model": "judge",
+                "judges": ["llm_single"],
+                "claim_idle_seconds": 1,
+            },
+        )
+        from tests.support import gateway
+
+        with gateway(config, port=gw_port) as gw, monitors(config) as first, monitors(config) as second:
+            add_samples(redis_url, [make_sample(i) for i in range(2)])
+            workers = (first, second)
+
+            def total(name: str) -> float:
+                return sum(metric(scrape(w), name) for w in workers)
+
+            wait_for(lambda: total("llm_monitor_samples_processed_total") == 2, timeout=60)
+            time.sleep(1.5)  # a takeover would show by now
+            assert total("llm_monitor_entries_claimed_total") == 0
+            assert total("llm_monitor_samples_duplicate_total") == 0
+            assert metric(scrape(gw), "llm_gateway_requests_total", model="judge") == 2, "one judge call per sample"
 
 
 def test_monitors_without_redis_says_what_to_fix(tmp_path: Path) -> None:

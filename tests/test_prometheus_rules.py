@@ -59,6 +59,7 @@ COUNTERS_AND_GAUGES = {
     "llm_monitor_samples_processed_total",
     "llm_monitor_stream_backlog",
     "llm_judge_errors_total",
+    "llm_judge_runs_total",
     "llm_judge_pairwise_total",
     "llm_drift_detected",
     "llm_drift_score",
@@ -443,6 +444,22 @@ def test_dashboard_queries_use_known_metrics() -> None:
             assert window in ("$__rate_interval", "$__range") or _duration_seconds(window) >= 60, (title, window)
     # The parse is not vacuous: it finds the names it should.
     assert {"llm_gateway_requests_total", "vllm:num_preemptions_total", "llmops:judge_score:avg_1h"} <= used
+
+
+def test_variant_queries_keep_the_model() -> None:
+    """Variant names (control/treatment, a/b) repeat across models: a query grouping by variant also groups by model
+    and names it in the legend, or different models' variants are added up into one series."""
+    checked = 0
+    for name, dashboard in _dashboards().items():
+        for panel in _panels(dashboard):
+            for target in panel.get("targets", []):
+                for clause in re.findall(r"\bby\s*\(([^)]*)\)", target.get("expr", "")):
+                    labels = {label.strip() for label in clause.split(",")}
+                    if labels & {"variant", "variant_a", "variant_b"}:
+                        checked += 1
+                        assert "model" in labels, f"{name} / {panel['title']}: by ({clause}) without model"
+                        assert "{{model}}" in target.get("legendFormat", ""), f"{name} / {panel['title']}: legend"
+    assert checked >= 1
 
 
 def test_dashboard_queries_are_valid_promql(promtool: str, tmp_path: Path) -> None:

@@ -1,0 +1,147 @@
+"""The monitors' Redis side and one worker, in this process, against a real ``redis-server``: the backlog without a
+group and after an overflow, de-duplication per stream entry, pending entries trimmed from the stream, and finding
+the rated models without a keyspace SCAN."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from llmops.config import Config
+from monitors.metrics import MonitorMetrics
+from monitors.sample import STREAM
+from monitors.store import ATTEMPTS, DEAD_LETTERS, SampleStore
+from monitors.worker import PAIRWISE_MODELS, Worker
+from tests.support import metric, redis_server
+from tests.test_monitors_worker import make_sample
+
+GROUP = "llmops-monitors"
+DEPLOYMENT = {"name": "sim", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+
+
+@pytest.fixture()
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture()
+async def store(redis_url: str) -> AsyncIterator[SampleStore]:
+    store = SampleStore.connect(redis_url, GROUP, "test-consumer")
+    yield store
+    await store.close()
+
+
+def make_worker(store: SampleStore, **monitors: object) -> Worker:
+    config = Config.model_validate(
+        {
+            "models": [{"name": "app", "deployments": [DEPLOYMENT]}],
+            "monitors": {"judges": ["rules"], **monitors},
+        }
+    )
+    return Worker(config, store, metrics=MonitorMetrics())
+
+
+def samples(worker: Worker) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(worker.metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+async def add(redis: aioredis.Redis, *request_ids: str, maxlen: int | None = None) -> list[str]:
+    ids = []
+    for i, request_id in enumerate(request_ids):
+        sample = make_sample(i)
+        sample.id = request_id
+        fields = {"id": request_id, "sample": sample.to_json()}
+        entry_id = await redis.xadd(STREAM, fields, maxlen=maxlen, approximate=False)
+        ids.append(entry_id.decode())
+    return ids
+
+
+# ---- backlog ------------------------------------------------------------------------------------------------------
+async def test_backlog_without_stream_or_group(store: SampleStore) -> None:
+    assert await store.backlog() == 0  # no stream at all
+    await add(store.redis, "a", "b", "c")  # the gateway's XADD recreates the stream, never the group
+    assert await store.backlog() == 3, "without the group, every entry of the stream waits"
+    await store.ensure_group()
+    assert await store.backlog() == 3
+    await store.read(2, block_ms=10)
+    assert await store.backlog() == 3, "2 pending + 1 not delivered"
+
+
+async def test_backlog_after_an_overflow_of_maxlen(store: SampleStore) -> None:
+    """Redis < 8 keeps entries trimmed before the group read them in the group's lag (redis/redis#13957): the
+    backlog must not stay inflated once the workers have caught up."""
+    await store.ensure_group()
+    await add(store.redis, *(f"r{i}" for i in range(10)))
+    first = await store.read(3, block_ms=10)
+    await store.redis.xack(STREAM, GROUP, *(e.entry_id for e in first))
+    await add(store.redis, *(f"s{i}" for i in range(10)), maxlen=5)  # the workers fell behind: MAXLEN trims
+    assert await store.backlog() == 5, "at most the stream's length"
+    rest = await store.read(100, block_ms=10)
+    assert len(rest) == 5
+    await store.redis.xack(STREAM, GROUP, *(e.entry_id for e in rest))
+    assert await store.backlog() == 0
+
+
+# ---- de-duplication on the stream entry -------------------------------------------------------------------------
+async def test_same_request_id_twice_is_two_samples_and_a_redelivery_counts_once(store: SampleStore) -> None:
+    """A client retry with the same x-request-id (502, then 200) is two stream entries: both are judged. A second
+    delivery of one entry (a claim after a slow worker's commit) is acknowledged and exported once."""
+    await store.ensure_group()
+    await add(store.redis, "client-req-0001", "client-req-0001")
+    worker = make_worker(store)
+    entries = await store.read(10, block_ms=10)
+    assert [e.request_id for e in entries] == ["client-req-0001"] * 2
+    for entry in entries:
+        await worker.process(entry)
+    after = samples(worker)
+    assert metric(after, "llm_monitor_samples_processed_total", model="app", outcome="ok") == 2
+    assert metric(after, "llm_judge_score_count", judge="rules", criterion="empty_answer") == 2
+    await worker.process(entries[0])  # delivered again
+    after = samples(worker)
+    assert metric(after, "llm_monitor_samples_processed_total") == 2
+    assert metric(after, "llm_monitor_samples_duplicate_total") == 1
+    assert metric(after, "llm_judge_score_count", judge="rules", criterion="empty_answer") == 2
+    assert (await store.redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+# ---- pending entries trimmed from the stream (XAUTOCLAIM's deleted ids, Redis >= 7) ------------------------------
+async def test_trimmed_pending_entries_are_dead_lettered(store: SampleStore) -> None:
+    await store.ensure_group()
+    trimmed = await add(store.redis, *(f"lost-{i}" for i in range(5)))
+    worker = make_worker(store)
+    delivered = await store.read(10, block_ms=10)
+    for entry in delivered:  # a worker counted its attempts, then died with them in hand
+        await store.attempt(entry.entry_id)
+    await add(store.redis, "k1", "k2", "k3", maxlen=3)  # the backlog overflows MAXLEN: the pending five are gone
+    claimed = await store.claim(0, 10)
+    assert sorted(e.entry_id for e in claimed) == sorted(trimmed)
+    assert all(e.raw is None for e in claimed)
+    await asyncio.gather(*(worker.process(entry) for entry in claimed))
+    dead = await store.redis.xrange(DEAD_LETTERS)
+    assert sorted(d[1][b"entry"].decode() for d in dead) == sorted(trimmed)
+    assert all(b"trimmed" in d[1][b"reason"] for d in dead)
+    assert metric(samples(worker), "llm_monitor_samples_processed_total", model="unknown", outcome="error") == 5
+    assert await store.redis.hlen(ATTEMPTS) == 0, "their attempt counters are cleared"
+    assert (await store.redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+# ---- rated models, without SCAN -----------------------------------------------------------------------------------
+async def test_rated_models_come_from_the_config_and_the_pairwise_set(store: SampleStore) -> None:
+    worker = make_worker(store)
+    await store.redis.hincrby("llmops:feedback_tally:app", "alpha|positive", 2)
+    await worker._update_ratings("other", [("a", "b", "a")])  # a pairwise verdict on a model the config lacks
+    assert await store.redis.sismember(PAIRWISE_MODELS, "other")
+    assert await worker.rated_models() == ["app", "other"]
+    stats = await store.redis.info("commandstats")
+    assert "cmdstat_scan" not in stats
+    assert metric(samples(worker), "llm_judge_variant_rating", model="other", variant="a") > 1000
