@@ -130,6 +130,66 @@ async def test_too_few_samples_is_a_counted_skip(redis, tmp_path) -> None:  # no
     assert series(m, "llm_drift_last_run_timestamp_seconds", model="m") is None
 
 
+VERDICT = ("llm_drift_detected", "llm_drift_score", "llm_drift_share", "llm_drift_group_detected")
+
+
+def verdict_series(m: DriftMonitor, model: str = "m") -> list[str]:
+    """The names of the model's verdict series the monitor exports (one entry per series)."""
+    text = generate_latest(m.metrics.registry).decode()
+    return [
+        sample.name
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in VERDICT and sample.labels.get("model") == model
+    ]
+
+
+async def test_a_run_without_a_verdict_withdraws_the_previous_one(redis, tmp_path, monkeypatch) -> None:  # noqa: F811
+    """A skipped or failed run (here: a re-pinned reference under min_samples, then an error) removes the model's
+    verdict series in every worker, so an old drift verdict cannot keep LLMDriftDetected firing; the start of the
+    latest ok run (llm_drift_last_run_timestamp_seconds) stays, for the alert's freshness check."""
+    import monitors.drift.monitor as monitor_module
+    from monitors.drift.features import extract
+
+    a, b = monitor(redis, tmp_path), monitor(redis, tmp_path)
+    await feed(a, generate(Traffic(), 300, seed=601))  # reference = the first window
+    shifted = await feed(a, generate(Traffic(prompt_words=100), 300, seed=602))
+    assert shifted[-1].drift
+    await feed(b, generate(Traffic(prompt_words=100), 1, seed=603))  # b exports a's stored result
+    started = shifted[-1].started_at
+    for worker in (a, b):
+        assert series(worker, "llm_drift_group_detected", model="m", group="all") == 1.0
+        assert len(verdict_series(worker)) > 20
+        assert series(worker, "llm_drift_last_run_timestamp_seconds", model="m") == started
+
+    small = [extract(s, x) for s, x in generate(Traffic(prompt_words=100), 50, seed=604)]
+    await a.windows.set_reference("m", small, "file:small")  # every run is skipped against it
+    skipped = await a.run("m")
+    assert skipped.outcome == "skipped" and "50 reference" in skipped.reason
+    assert verdict_series(a) == []
+    await feed(b, generate(Traffic(prompt_words=100), 1, seed=605))  # b syncs the skipped result
+    assert verdict_series(b) == []
+    for worker in (a, b):
+        assert series(worker, "llm_drift_last_run_timestamp_seconds", model="m") == started
+    assert series(a, "llm_drift_runs_total", model="m", outcome="skipped") == 1
+
+    rows = [extract(s, x) for s, x in generate(Traffic(), 200, seed=606)]
+    await a.windows.set_reference("m", rows, "file:ok")
+    assert (await a.run("m")).drift  # an ok run gives a verdict again
+    await feed(b, generate(Traffic(prompt_words=100), 1, seed=607))
+    for worker in (a, b):
+        assert series(worker, "llm_drift_group_detected", model="m", group="all") == 1.0
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("synthetic failure")
+
+    monkeypatch.setattr(monitor_module, "detect", broken)
+    assert (await a.run("m")).outcome == "error"
+    assert verdict_series(a) == []
+    await feed(b, generate(Traffic(prompt_words=100), 1, seed=608))
+    assert verdict_series(b) == []
+
+
 async def test_constant_column_and_failing_stat_test_are_counted_skips(redis, tmp_path, monkeypatch) -> None:  # noqa: F811
     import monitors.drift.detector as detector
 

@@ -104,7 +104,27 @@ async def test_a_bad_file_names_the_line(redis, tmp_path) -> None:  # noqa: F811
         await pin.pin_reference_async(redis, "m", file=path)
 
 
-def test_command_line(redis_url, capsys) -> None:  # noqa: F811
+async def test_a_reference_smaller_than_min_samples_is_refused(redis, tmp_path) -> None:  # noqa: F811
+    """Fewer rows than the workers' min_samples would make every later run a skip: refused, naming both numbers."""
+    await write_stream(redis)
+    with pytest.raises(
+        ValueError,
+        match=r"^80 samples of model 'm' between .*: fewer than monitors\.drift\.min_samples \(100\), so every drift "
+        r"run would be skipped; pin a longer time range \(or --file\), or lower min_samples",
+    ):
+        await pin.pin_reference_async(redis, "m", START, START + 80)  # the default configuration's min_samples
+    small = DriftConfig(min_samples=90)
+    with pytest.raises(ValueError, match=r"^80 samples .*min_samples \(90\)"):
+        await pin.pin_reference_async(redis, "m", START, START + 80, settings=small)
+    path = tmp_path / "reference.jsonl"
+    path.write_text("".join(json.dumps(extract(s, x)) + "\n" for s, x in generate(Traffic(), 89, seed=15)))
+    with pytest.raises(ValueError, match=r"^89 samples of model 'm' in .*reference\.jsonl: .*\(90\).*add rows to the"):
+        await pin.pin_reference_async(redis, "m", file=path, settings=small)
+    assert await redis.exists("llmops:drift:m:reference") == 0
+    assert (await pin.pin_reference_async(redis, "m", START, START + 90, settings=small))["rows"] == 90
+
+
+def test_command_line(redis_url, capsys, tmp_path) -> None:  # noqa: F811
     import asyncio
 
     import redis.asyncio as aioredis
@@ -121,13 +141,26 @@ def test_command_line(redis_url, capsys) -> None:  # noqa: F811
     args = parser.parse_args(
         ["--model", "m", "--from", "2025-06-15T15:06:40Z", "--to", "2025-06-15T15:08:00Z", "--redis-url", redis_url]
     )
-    assert pin.run(args) == 0
+    assert pin.run(args) == 1  # 80 samples: under the default min_samples (100), every run would be skipped
+    out = " ".join(capsys.readouterr().out.split())
+    assert "nothing pinned: 80 samples of model 'm'" in out and "min_samples (100)" in out
+    config = tmp_path / "llmops.yaml"
+    config.write_text(
+        "models: [{name: m, deployments: [{name: d, base_url: 'http://127.0.0.1:1/v1', model: m}]}]\n"
+        f"redis: {{url: '{redis_url}'}}\n"
+        "monitors: {drift: {min_samples: 50}}\n"
+    )
+    args = parser.parse_args(
+        ["--model", "m", "--from", "2025-06-15T15:06:40Z", "--to", "2025-06-15T15:08:00Z", "--config", str(config)]
+    )
+    assert pin.run(args) == 0  # the configuration's min_samples (50) and redis.url
     out = capsys.readouterr().out
     assert "drift reference pinned for m" in out and "pinned:2025-06-15T15:06:40Z..2025-06-15T15:08:00Z" in out
     assert pin.run(parser.parse_args(["--model", "nobody", "--from", "0", "--to", "1", "--redis-url", redis_url])) == 1
     assert "nothing pinned" in capsys.readouterr().out
     assert pin.run(parser.parse_args(["--model", "m", "--redis-url", redis_url])) == 2
-    assert pin.pin_reference(redis_url, "m", START, START + 10)["rows"] == 10  # 11 seconds, one failed request
+    small = DriftConfig(min_samples=10)
+    assert pin.pin_reference(redis_url, "m", START, START + 10, settings=small)["rows"] == 10  # 11 s, one failed
 
 
 def test_times() -> None:

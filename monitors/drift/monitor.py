@@ -5,7 +5,9 @@ script). When a run is due (every ``every`` samples, or ``every_seconds`` after 
 background, at most one per model at a time in this process; the stat tests run in a thread
 (``asyncio.to_thread``), so the worker's event loop never waits for Evidently. Results go to Prometheus and to Redis,
 from where every worker exports the latest one (whichever worker ran it). Failures are logged and counted
-(``llm_drift_runs_total{outcome="skipped"|"error"}``), never raised to the worker.
+(``llm_drift_runs_total{outcome="skipped"|"error"}``), never raised to the worker; such a run has no verdict, so it
+removes the model's verdict series (a drift found earlier no longer holds), and
+``llm_drift_last_run_timestamp_seconds`` keeps the start of the latest ``ok`` run.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class DriftMetrics:
         )
         self.last_run = Gauge(
             "llm_drift_last_run_timestamp_seconds",
-            "When the model's latest completed drift run started.",
+            "When the model's latest completed (ok) drift run started; runs that end skipped or error leave it.",
             ["model"],
             registry=r,
         )
@@ -89,8 +91,12 @@ class DriftMetrics:
         self._features: dict[str, set[str]] = {}
 
     def export(self, result: DriftResult) -> None:
-        """Set the gauges from one completed run (series of features no longer tested are removed)."""
+        """Set the gauges from one run: an ok run sets the verdict (series of features no longer tested are
+        removed); a skipped or failed run has none and clears the model's verdict (see ``clear``)."""
         model = result.model
+        if result.outcome != "ok":
+            self.clear(model)
+            return
         scores = {(f.feature, f.stattest) for f in result.tested if f.stattest}
         for feature, stattest in self._scores.get(model, set()) - scores:
             self.score.remove(model, feature, stattest)
@@ -108,6 +114,18 @@ class DriftMetrics:
             self.group.labels(model, group).set(1 if result.groups.get(group) else 0)
         self.last_run.labels(model).set(result.started_at)
         self.duration.labels(model).set(result.duration_seconds)
+
+    def clear(self, model: str) -> None:
+        """Remove ``model``'s verdict series (``llm_drift_detected``, ``_score``, ``_share``, ``_group_detected``),
+        so that an old verdict does not outlive the run that found it. The latest ok run's timestamp, its duration
+        and the counters stay."""
+        for feature, stattest in self._scores.pop(model, set()):
+            self.score.remove(model, feature, stattest)
+        for feature in self._features.pop(model, set()):
+            self.detected.remove(model, feature)
+        self.share.remove(model)
+        for group in ("all", *GROUPS):
+            self.group.remove(model, group)
 
 
 class DriftMonitor:
@@ -228,13 +246,12 @@ class DriftMonitor:
         result.started_at = started
         result.duration_seconds = time.perf_counter() - t0
         self._record(result)
-        if result.outcome == "ok":
-            try:
-                self._exported[model] = await self.windows.store_result(model, result.to_dict())
-            except Exception as error:
-                self._warn(f"drift: cannot store the result for {model}: {type(error).__name__}: {error}")
-            if report or (report is None and self.auto_reports and self._report_due(result)):
-                await self._report(result, reference_columns, current_columns, wait=bool(report))
+        try:  # skipped and failed runs too: the other workers then drop the verdict they export
+            self._exported[model] = await self.windows.store_result(model, result.to_dict())
+        except Exception as error:
+            self._warn(f"drift: cannot store the result for {model}: {type(error).__name__}: {error}")
+        if result.outcome == "ok" and (report or (report is None and self.auto_reports and self._report_due(result))):
+            await self._report(result, reference_columns, current_columns, wait=bool(report))
         return result
 
     async def _feedback(self, model: str, info: ReferenceInfo, raw_window: list[bytes]) -> tuple[list, list] | None:
@@ -297,7 +314,8 @@ class DriftMonitor:
                 log.log(level, "drift: %s: %s skipped (%s): %s", model, f.feature, f.skipped, f.detail)
         if result.outcome != "ok":
             level = logging.WARNING if result.outcome == "error" else logging.INFO
-            log.log(level, "drift: run for %s %s", model, result.summary())
+            log.log(level, "drift: run for %s %s (no verdict until the next ok run)", model, result.summary())
+            m.export(result)
             return
         previous = self.last.get(model)
         self.last[model] = result
@@ -315,7 +333,7 @@ class DriftMonitor:
         )
 
     async def _sync(self, model: str) -> None:
-        """Export the latest result another worker stored."""
+        """Export the latest result another worker stored (a skipped or failed one clears the verdict)."""
         version, data = await self.windows.last_result(model)
         if data is not None and version > self._exported.get(model, 0):
             self.metrics.export(DriftResult.from_dict(data))

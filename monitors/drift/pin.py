@@ -7,7 +7,8 @@ From the stream: the samples of the model between the two times (stream ids are 
 is checked too), with the judge scores still kept for them (``llmops:results:<id>``), turned into feature rows.
 From a file: feature rows (columns named as in ``monitors.drift.FEATURES``, plus an optional ``ts``). The reference is
 stored with its content hash, creation time and source (``pinned:<from>..<to>`` or ``file:<path>``); workers pick it
-up at their next run.
+up at their next run. A reference with fewer rows than ``monitors.drift.min_samples`` (of ``--config``, else the
+default) is refused: every run would be skipped against it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from monitors.sample import STREAM
 if TYPE_CHECKING:  # the command line builds its parsers at start: the rest is imported when a pin runs
     import redis.asyncio as aioredis
 
+    from llmops.config import DriftConfig
     from monitors.drift.features import Row
 
 
@@ -144,17 +146,20 @@ async def pin_reference_async(
     end: str | float | datetime | None = None,
     file: str | Path | None = None,
     *,
-    min_rows: int = 10,
+    settings: DriftConfig | None = None,
     prefix: str = PREFIX,
 ) -> dict[str, Any]:
-    """Select the rows and store them as ``model``'s reference; returns what was pinned."""
+    """Select the rows and store them as ``model``'s reference; returns what was pinned. ValueError when there are
+    fewer rows than ``settings.min_samples`` (default: ``DriftConfig()``'s), since every run would skip them."""
     from llmops.config import DriftConfig
     from monitors.drift.windows import DriftWindows
 
+    settings = settings if settings is not None else DriftConfig()
     if file is not None:
         rows = load_rows(file)
         source = f"file:{file}"
         where = f"in {file}"
+        remedy = "add rows to the file"
     else:
         if start is None or end is None:
             raise ValueError("give --from and --to (a time range of sampled traffic), or --file")
@@ -164,9 +169,15 @@ async def pin_reference_async(
         rows = await rows_from_stream(redis, model, first, last)
         source = f"pinned:{_iso(first)}..{_iso(last)}"
         where = f"between {_iso(first)} and {_iso(last)} in the stream {STREAM} (it keeps only its latest entries)"
-    if len(rows) < min_rows:
-        raise ValueError(f"{len(rows)} samples of model {model!r} {where}: a reference needs at least {min_rows}")
-    info = await DriftWindows(redis, DriftConfig(), prefix).set_reference(model, rows, source)
+        remedy = "pin a longer time range (or --file)"
+    needed = settings.min_samples
+    if len(rows) < needed:
+        raise ValueError(
+            f"{len(rows)} samples of model {model!r} {where}: fewer than monitors.drift.min_samples ({needed}), so "
+            f"every drift run would be skipped; {remedy}, or lower min_samples in the workers' configuration and "
+            "pass it with --config"
+        )
+    info = await DriftWindows(redis, settings, prefix).set_reference(model, rows, source)
     assert info is not None
     return {"model": model, **info.to_dict()}
 
@@ -200,7 +211,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="start", help="start of the time range (ISO 8601, UTC unless a zone is given)")
     parser.add_argument("--to", dest="end", help="end of the time range (ISO 8601)")
     parser.add_argument("--file", help="a .csv or .jsonl file of feature rows instead of a time range")
-    parser.add_argument("--config", help="YAML configuration file to take redis.url from")
+    parser.add_argument(
+        "--config", help="YAML configuration file to take redis.url and monitors.drift.min_samples from"
+    )
     parser.add_argument("--redis-url", help=f"Redis URL (default: redis.url from --config, or {DEFAULT_REDIS_URL})")
 
 
@@ -210,17 +223,20 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     console = Console()
-    redis_url = args.redis_url
-    if redis_url is None and args.config:
+    redis_url, settings = args.redis_url, None
+    if args.config:
         from llmops.config import load_config
 
         config = load_config(args.config)
-        redis_url = config.redis.url if config.redis else None
+        settings = config.monitors.drift
+        if redis_url is None and config.redis:
+            redis_url = config.redis.url
     if args.file is None and (args.start is None or args.end is None):
         console.print("[red]give --from and --to (a time range of sampled traffic), or --file[/red]")
         return 2
     try:
-        pinned = pin_reference(redis_url or DEFAULT_REDIS_URL, args.model, args.start, args.end, args.file)
+        url = redis_url or DEFAULT_REDIS_URL
+        pinned = pin_reference(url, args.model, args.start, args.end, args.file, settings=settings)
     except (ValueError, OSError) as error:
         console.print(f"[red]nothing pinned:[/red] {error}")
         return 1
