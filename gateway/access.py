@@ -189,6 +189,8 @@ class AccessControl:
         config = self.by_name.get(name)
         if config is None or self._redis is None or not (config.tpm or config.budget_usd is not None):
             return
+        if self._outage:  # admission found Redis failing: this charge cannot land either (admission says when back)
+            return
         task = asyncio.get_running_loop().create_task(self._charge(name, config, tokens, cost))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

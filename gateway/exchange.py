@@ -57,6 +57,7 @@ class Exchange:
         "upstream_reason",
         "usage",
         "usage_estimated",
+        "usage_final",
         "variant",
     )
 
@@ -85,6 +86,7 @@ class Exchange:
         self.payload: dict[str, Any] | None = None  # the parsed request (a reference, for estimates)
         self.output_events = 0  # stream chunks relayed from the first output on
         self.usage_estimated = False  # usage is the gateway's estimate (the stream ended without the upstream's)
+        self.usage_final = False  # a stream's final usage arrived (OpenAI's usage chunk, Anthropic's message_delta)
         self.traceparent: str | None = None  # with tracing off: the client's traceparent, passed on as it is
 
     def response_headers(self) -> dict[str, str]:

@@ -19,11 +19,12 @@ class _State:
     failures: int = 0
     cooldown: float = 0.0
     until: float = 0.0
+    since: float = 0.0  # when the current cooldown began
     probing: bool = False
 
 
 class DeploymentHealth:
-    """Health of every deployment of one gateway process (keyed by ``model/deployment``)."""
+    """Health of every deployment of one gateway process (keyed by ``model|deployment``)."""
 
     def __init__(
         self,
@@ -49,11 +50,14 @@ class DeploymentHealth:
             return True
         return self._clock() >= state.until and not state.probing
 
-    def begin(self, key: str) -> None:
-        """A request is sent to the deployment: after a cooldown it is the probe."""
+    def begin(self, key: str) -> float:
+        """A request is sent to the deployment: after a cooldown it is the probe. Returns when it began (give it to
+        :meth:`success`)."""
+        now = self._clock()
         state = self._states.get(key)
-        if state is not None and state.until and self._clock() >= state.until:
+        if state is not None and state.until and now >= state.until:
             state.probing = True
+        return now
 
     def release(self, key: str) -> None:
         """The request sent as a probe told nothing about the deployment (it failed before or beside the upstream
@@ -62,9 +66,13 @@ class DeploymentHealth:
         if state is not None:
             state.probing = False
 
-    def success(self, key: str) -> None:
+    def success(self, key: str, began: float | None = None) -> None:
+        """The deployment served a request. One that ``began`` before the current cooldown (a long stream or
+        generation started while the deployment was still taking traffic) says nothing about it since: ignored."""
         state = self._states.get(key)
         if state is None:
+            return
+        if began is not None and state.until and began < state.since:
             return
         was_down = state.until != 0.0
         state.failures = 0
@@ -88,7 +96,8 @@ class DeploymentHealth:
             else:
                 cooldown = settings.cooldown_seconds
             state.cooldown = cooldown
-            state.until = self._clock() + cooldown
+            state.since = self._clock()
+            state.until = state.since + cooldown
             state.probing = False
             if not was_down and self._on_change:
                 self._on_change(key, False)

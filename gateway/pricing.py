@@ -160,7 +160,7 @@ class CostModel:
     @classmethod
     def build(cls, pricing: Pricing | None, names: list[str], table: PriceTable, key: str = "") -> CostModel:
         """From the model's configured ``pricing``, else the first of ``names`` found in ``table``. ``key``
-        (``model/deployment``) names a GPU-priced deployment's shared throughput in Redis."""
+        (``model|deployment``) names a GPU-priced deployment's shared throughput in Redis."""
         if pricing is not None:
             if pricing.gpu_hour_usd is not None:
                 gpu = GpuTimeCost(pricing.gpu_hour_usd, pricing.gpus, pricing.min_tokens_per_second, key=key)

@@ -267,24 +267,23 @@ class Proxy:
         assert model is not None
         variant = next((v for v in model.variants if v.name == ex.variant), None) if ex.variant else None
         settings = self.routing
-        plan = attempt_plan(model, variant, self.health, settings.max_attempts)
+        plan = attempt_plan(model, variant, self.health, settings.max_attempts, chat=ex.endpoint.label == "chat")
         last: UpstreamFailure | None = None
         unservable: GatewayError | None = None  # why a deployment could not take this request (e.g. Anthropic)
         previous: DeploymentRoute | None = None
+        considered: DeploymentRoute | None = None  # the last deployment tried or skipped
         for attempt, route in enumerate(plan):
+            switched = considered is not None and route.model != considered.model
+            considered = route
             try:
                 body = self._body(ex, payload, route)
             except GatewayError as error:  # this deployment cannot take the request: the next one may
                 unservable = unservable or error
                 continue
+            if switched and route.model != model.name and route.model in model.config.fallbacks:
+                self.metrics.fallbacks.labels(model.name, route.model).inc()
             if previous is not None:
                 self.metrics.retries.labels(previous.name).inc()
-                if (
-                    route.model != previous.model
-                    and route.model != model.name
-                    and route.model in model.config.fallbacks
-                ):
-                    self.metrics.fallbacks.labels(model.name, route.model).inc()
                 delay = min(settings.backoff_seconds * (2 ** (attempt - 1)), settings.backoff_max_seconds)
                 slept_at = perf_counter()
                 await asyncio.sleep(random.uniform(0, delay))  # full jitter
@@ -301,10 +300,10 @@ class Proxy:
                     attempt=attempt + 1,
                     provider=route.provider,
                 )
-            self.health.begin(route.key)
+            began = self.health.begin(route.key)
             try:
                 if ex.stream:
-                    response = await self._stream(ex, body, in_flight, attempt_span)
+                    response = await self._stream(ex, body, in_flight, attempt_span, began)
                 else:
                     response = await self._unary(ex, body, attempt_span)
             except UpstreamFailure as failure:
@@ -316,7 +315,7 @@ class Proxy:
                 if failure.retryable or failure.reason == "invalid_response":
                     self.health.failure(route.key, failure.retry_after)  # the deployment's fault
                 else:
-                    self.health.success(route.key)  # a 4xx about the request: the deployment answered, it is alive
+                    self.health.success(route.key, began)  # a 4xx about the request: the deployment is alive
                 last = failure
                 previous = route
                 if not failure.retryable:
@@ -328,7 +327,7 @@ class Proxy:
                     attempt_span.end(getattr(error, "status", None))
                 raise
             if not ex.stream:  # a stream's verdict waits for its end (the relay's on_end)
-                self.health.success(route.key)
+                self.health.success(route.key, began)
             if attempt_span is not None and not ex.stream:
                 attempt_span.end(200)
             return response
@@ -383,7 +382,7 @@ class Proxy:
         return Response(out, status_code=200, headers=headers)
 
     # ---- streaming responses -----------------------------------------------------------------------------------
-    async def _stream(self, ex: Exchange, body: bytes, in_flight: Any, attempt_span: Any) -> StreamRelay:
+    async def _stream(self, ex: Exchange, body: bytes, in_flight: Any, attempt_span: Any, began: float) -> StreamRelay:
         route = ex.deployment
         assert route is not None and ex.model is not None
         ex.own_seconds = perf_counter() - ex.start - ex.retry_seconds
@@ -408,8 +407,10 @@ class Proxy:
             in_flight.dec()
             if done.upstream_reason in _DEPLOYMENT_FAULTS:  # broke off, timed out, or a 5xx error event
                 self.health.failure(route.key)
-            else:  # complete, a client-side error event, or the client went away: the deployment served
-                self.health.success(route.key)
+            elif done.disconnected and done.first_token_at is None:  # the client left before any output: no verdict
+                self.health.release(route.key)
+            else:  # complete, a client-side error event, or the client left after output: the deployment served
+                self.health.success(route.key, began)
             if attempt_span is not None:
                 self._span_response(done, None)
                 if done.status >= 400 or done.disconnected:
@@ -417,7 +418,9 @@ class Proxy:
                         done.upstream_reason or ("client_disconnected" if done.disconnected else str(done.status))
                     )
                 attempt_span.end(done.status)
-            estimate = estimate_stream_usage(done.usage, done.payload, done.output_events)
+            estimate = estimate_stream_usage(
+                done.usage, done.payload, done.output_events, final=done.usage_final, client_left=done.disconnected
+            )
             if estimate is not None:
                 done.usage = estimate
                 done.usage_estimated = True

@@ -112,6 +112,7 @@ class OpenAIEvents:
                 usage = Usage.from_openai(chunk.get("usage"))
                 if usage is not None:
                     ex.usage = usage
+                    ex.usage_final = True
                     if chunk.get("choices") == [] and not ex.client_wants_usage:
                         return None
         rewritten = data.replace(self.upstream_field, self.public_field, 1)
@@ -153,6 +154,7 @@ class AnthropicEvents:
         usage = t.usage
         if usage is not None:
             ex.usage = usage
+            ex.usage_final = t.usage_final
         if t.error is not None and not self.error:
             self.error = True
             ex.status = t.error_status or 502

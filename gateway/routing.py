@@ -27,7 +27,7 @@ class DeploymentRoute:
     config: Deployment
     cost: CostModel
     headers: dict[str, str]
-    key: str = ""  # "model/deployment": the health key
+    key: str = ""  # "model|deployment": the health key
     host: str = ""  # server.address / server.port, for traces
     port: int | None = None
     # `"model":"<upstream name>"` as the upstream writes it
@@ -89,10 +89,16 @@ class ModelRoute:
         pick = int.from_bytes(digest, "big") / _SCALE
         return self.variants[_weighted([(v.weight, v) for v in self.variants], pick)]
 
-    def ordered(self, health: DeploymentHealth, limit: int, subset: list[str] | None = None) -> list[DeploymentRoute]:
+    def ordered(
+        self, health: DeploymentHealth, limit: int, subset: list[str] | None = None, chat: bool = True
+    ) -> list[DeploymentRoute]:
         """Deployments in the order to try: a weighted pick among the available ones first, the other available
-        ones by weight, then those cooling down (tried only when nothing else is left); at most ``limit``."""
+        ones by weight, then those cooling down (tried only when nothing else is left); at most ``limit``. Without
+        ``chat`` (completions, embeddings), Anthropic deployments, which serve chat only, are left out while others
+        remain."""
         pool = [d for d in self.deployments if subset is None or d.name in subset]
+        if not chat:
+            pool = [d for d in pool if not d.is_anthropic] or pool
         ready = [d for d in pool if health.available(d.key)]
         cooling = [d for d in pool if d not in ready]
         first: list[DeploymentRoute] = []
@@ -104,16 +110,16 @@ class ModelRoute:
 
 
 def attempt_plan(
-    model: ModelRoute, variant: Variant | None, health: DeploymentHealth, max_attempts: int
+    model: ModelRoute, variant: Variant | None, health: DeploymentHealth, max_attempts: int, chat: bool = True
 ) -> list[DeploymentRoute]:
     """Every deployment to try for one request, in order: the model's (or the variant's), then each fallback
     model's in the configured order."""
     if variant is not None and variant.model is not None:
-        plan = model.variant_targets[variant.name].ordered(health, max_attempts)
+        plan = model.variant_targets[variant.name].ordered(health, max_attempts, chat=chat)
     else:
-        plan = model.ordered(health, max_attempts, variant.deployments if variant is not None else None)
+        plan = model.ordered(health, max_attempts, variant.deployments if variant is not None else None, chat)
     for fallback in model.fallbacks:
-        plan += fallback.ordered(health, max_attempts)
+        plan += fallback.ordered(health, max_attempts, chat=chat)
     return plan
 
 
@@ -133,9 +139,9 @@ def build_routes(config: Config, table: PriceTable) -> dict[str, ModelRoute]:
                 DeploymentRoute(
                     model=model.name,
                     config=dep,
-                    cost=CostModel.build(model.pricing, [dep.model, model.name], table, key=f"{model.name}/{dep.name}"),
+                    cost=CostModel.build(model.pricing, [dep.model, model.name], table, key=f"{model.name}|{dep.name}"),
                     headers=headers,
-                    key=f"{model.name}/{dep.name}",
+                    key=f"{model.name}|{dep.name}",  # "|" is never in a name; "/" may be
                     host=urlsplit(dep.base_url).hostname or "",
                     port=urlsplit(dep.base_url).port or (443 if dep.base_url.startswith("https") else 80),
                     upstream_model_field=b'"model":' + orjson.dumps(dep.model),

@@ -7,11 +7,13 @@ served, not by each process's 1/N share. The request path never waits for Redis:
 what this process served since. When Redis is away (or not configured) the estimate falls back to this process's own
 window; a sync that fails loses nothing, its buckets are sent again with the next one.
 
-Redis keys: ``llmops:served:{model}/{deployment}:{bucket}`` with ``bucket = floor(unix time / bucket_seconds)``, a
+Redis keys: ``llmops:served:{model}|{deployment}:{bucket}`` with ``bucket = floor(unix time / bucket_seconds)``, a
 hash of each process's own total for that bucket (absolute values, so a sync that timed out after Redis applied it
 and is sent again still counts once), expiring a window after the bucket ends; and
-``llmops:served:{model}/{deployment}:since``, when the first process (since Redis last lost its data) began counting,
-so that a young fleet divides by its age, not by a whole window.
+``llmops:served:{model}|{deployment}:since``, when the first process (since Redis last lost its data) began counting,
+so that a young fleet divides by its age, not by a whole window. Buckets and ``since`` are Unix time: the gateway
+hosts' clocks are assumed in sync (NTP); a host seconds ahead shifts a young fleet's estimate until the fleet is a
+window old.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ SYNC_SECONDS = 1.0
 class ServedTokens:
     """Sliding-window count of the tokens (input + output) one deployment served.
 
-    ``key`` names the deployment in Redis (``model/deployment``). ``clock`` is monotonic time for the local window;
+    ``key`` names the deployment in Redis (``model|deployment``). ``clock`` is monotonic time for the local window;
     ``wall_clock`` is Unix time, shared between hosts, for the Redis buckets.
     """
 
@@ -77,8 +79,10 @@ class ServedTokens:
         """Count ``tokens`` served now."""
         if tokens <= 0:
             return
-        self._events.append((self._clock(), tokens))
+        now = self._clock()
+        self._events.append((now, tokens))
         self._local_tokens += tokens
+        self._expire(now)  # amortised O(1); keeps the local window bounded while the shared estimate is in use
         bucket = int(self._wall() // self.bucket_seconds)
         self._mine[bucket] = self._mine.get(bucket, 0) + tokens
         self._dirty.add(bucket)
@@ -95,12 +99,15 @@ class ServedTokens:
     def local_tokens_per_second(self) -> float:
         """This process's own tokens per second over the window (or since start, when younger than the window)."""
         now = self._clock()
+        self._expire(now)
+        span = min(self.window_seconds, max(now - self._started, 1.0))
+        return self._local_tokens / span
+
+    def _expire(self, now: float) -> None:
         horizon = now - self.window_seconds
         events = self._events
         while events and events[0][0] < horizon:
             self._local_tokens -= events.popleft()[1]
-        span = min(self.window_seconds, max(now - self._started, 1.0))
-        return self._local_tokens / span
 
     @property
     def shared(self) -> bool:

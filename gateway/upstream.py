@@ -207,6 +207,17 @@ def classify_http_error(route: DeploymentRoute, status: int, body: bytes, header
 def _anthropic_http_error(route: DeploymentRoute, status: int, body: bytes, headers: Any) -> UpstreamFailure:
     from gateway.providers.anthropic import anthropic_error
 
+    if status == 404:  # the deployment's model (or base_url) is wrong, not the client's request
+        return UpstreamFailure(
+            "http_4xx",
+            upstream_error(
+                502,
+                f"Upstream deployment '{route.name}' answered 404 for model '{route.config.model}'; check the "
+                "deployment's base_url and model.",
+                "upstream_not_found",
+            ),
+            retryable=True,
+        )
     client_status, payload = anthropic_error(status, body[:_MAX_ERROR_BODY])
     inner = payload["error"]
     extra = {}
@@ -217,6 +228,6 @@ def _anthropic_http_error(route: DeploymentRoute, status: int, body: bytes, head
         client_status, inner["message"], type=inner["type"], param=inner["param"], code=inner["code"], headers=extra
     )
     reason = "http_5xx" if status >= 500 else "http_4xx"
-    # As for OpenAI-compatible upstreams: 401/403/404 are the deployment's credentials or model, not the request.
-    retryable = status in (401, 403, 404, 429) or status >= 500
+    # As for OpenAI-compatible upstreams: 401/403 are the deployment's credentials, not the request.
+    retryable = status in (401, 403, 429) or status >= 500
     return UpstreamFailure(reason, error, retryable=retryable, retry_after=retry_after)

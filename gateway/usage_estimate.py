@@ -38,13 +38,23 @@ def estimate_prompt_tokens(payload: dict[str, Any] | None) -> int:
     return -(-_text_chars(payload.get("prompt")) // _CHARS_PER_TOKEN)
 
 
-def estimate_stream_usage(known: Usage | None, payload: dict[str, Any] | None, output_events: int) -> Usage | None:
-    """The usage to charge for a stream: ``known`` when the upstream sent it complete, else an estimate (``None``
-    when ``known`` stands). Anthropic's ``message_start`` gives the input tokens before any output: those are kept."""
-    if known is not None and (known.output > 0 or output_events == 0):
+def estimate_stream_usage(
+    known: Usage | None, payload: dict[str, Any] | None, output_events: int, *, final: bool, client_left: bool
+) -> Usage | None:
+    """The usage to charge for a stream, or ``None`` to keep ``known``.
+
+    ``known`` stands when it is ``final`` (OpenAI's usage chunk, Anthropic's ``message_delta`` arrived). Otherwise:
+    the input tokens known so far (Anthropic's ``message_start``) or estimated from the request, and the larger of the
+    output tokens known so far and the chunks relayed. A stream that failed on the upstream's side before any output
+    (an error event first, a timeout) gave the client nothing and is not charged; one the client left is, since the
+    prompt was processed."""
+    if final:
         return None
-    prompt = known.input if known is not None else estimate_prompt_tokens(payload)
+    if output_events == 0 and not client_left:
+        return None
+    prompt = known.input if known is not None and known.input else estimate_prompt_tokens(payload)
     cached = known.cached_input if known is not None else 0
-    if prompt == 0 and output_events == 0:
+    output = max(known.output if known is not None else 0, output_events)
+    if prompt == 0 and output == 0:
         return None
-    return Usage(input=prompt, output=output_events, cached_input=cached)
+    return Usage(input=prompt, output=output, cached_input=cached)

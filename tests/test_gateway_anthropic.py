@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
@@ -217,3 +218,63 @@ def test_a_fallback_that_cannot_take_the_request_does_not_turn_an_outage_into_a_
     )
     assert served.headers["x-llmops-deployment"] == "anthropic-sim"
     assert served.parse().choices[0].message.content == "hello"
+
+
+def test_cut_stream_wrong_model_and_a_skipped_deployment(tmp_path: Path) -> None:
+    """Against their own simulators: (1) a stream the client leaves is charged an estimate, although Anthropic's
+    message_start already said output_tokens 1; (2) a deployment whose model Anthropic does not know is the gateway's
+    fault: 502, not the client's 404; (3) an embeddings request to a model whose only deployment is Anthropic's goes
+    to its fallback, counted as a fallback."""
+    from tests.support import simulator
+
+    slow = BackgroundAnthropicSimulator(
+        models=("claude-sonnet-4-5",), echo=False, output_tokens=400, tokens_per_second=40, api_key="k"
+    )
+    with slow as sim, simulator("--model", "emb", "--ttft-ms", "0", "--tokens-per-second", "0") as openai_sim:
+
+        def anthropic(name: str, model: str) -> dict:
+            deployment = {"name": name, "provider": "anthropic", "base_url": sim.base_url, "model": model}
+            return {**deployment, "api_key": "k"}
+
+        config = gateway_config(
+            tmp_path / "config.yaml",
+            [
+                {"name": "slow-claude", "deployments": [anthropic("slow", "claude-sonnet-4-5")]},
+                {"name": "wrong", "deployments": [anthropic("misnamed", "claude-nope")]},
+                {
+                    "name": "chat-or-embed",
+                    "deployments": [anthropic("chat-only", "claude-sonnet-4-5")],
+                    "fallbacks": ["emb"],
+                },
+                {"name": "emb", "deployments": [{"name": "emb-sim", "base_url": f"{openai_sim}/v1", "model": "emb"}]},
+            ],
+        )
+        with gateway(config) as gw:
+            client = openai.OpenAI(base_url=f"{gw}/v1", api_key="x", max_retries=0)
+            before = scrape(gw)
+            stream = client.chat.completions.create(
+                model="slow-claude", messages=[{"role": "user", "content": "tell me a long story"}], stream=True
+            )
+            for count, _ in enumerate(stream, start=1):
+                if count == 6:
+                    break
+            stream.close()
+
+            def estimated() -> dict | None:
+                samples = scrape(gw)
+                return samples if metric(samples, "llm_gateway_usage_estimated_total", model="slow-claude") else None
+
+            after = wait_for(estimated, timeout=10)
+            assert metric(after, "llm_gateway_tokens_total", model="slow-claude", type="output") >= 4
+            assert metric(after, "llm_gateway_requests_total", model="slow-claude", status="499") == 1
+
+            with pytest.raises(openai.InternalServerError) as wrong:
+                client.chat.completions.create(model="wrong", messages=[{"role": "user", "content": "x"}])
+            assert wrong.value.status_code == 502
+            assert wrong.value.body["code"] == "upstream_not_found"
+
+            embedded = client.embeddings.with_raw_response.create(model="chat-or-embed", input="embed me")
+            assert embedded.headers["x-llmops-deployment"] == "emb-sim"
+            samples = scrape(gw)
+            assert metric(samples, "llm_gateway_fallbacks_total", model="chat-or-embed", fallback_model="emb") == 1
+            assert metric(samples, "llm_gateway_retries_total") == metric(before, "llm_gateway_retries_total")

@@ -311,25 +311,25 @@ def test_streams_that_break_after_the_start_cool_the_deployment_down(sims: tuple
 
 def test_overhead_excludes_failed_attempts_and_backoff(sims: tuple[str, str], tmp_path: Path) -> None:
     """llm_gateway_overhead_seconds is the gateway's own time: a first attempt that times out after 0.3 s and the
-    backoff before the retry are upstream time, not overhead."""
+    backoff before the fallback are upstream time, not overhead."""
     ok, _ = sims
     with simulator("--echo", "--slow-rate", "1.0", "--slow-ms", "2000", "--model", "sim-model") as slow:
         config = gateway_config(
             tmp_path / "config.yaml",
             [
                 {
-                    "name": "m",
+                    "name": "m",  # the stuck deployment first, always; then the fallback model
                     "deployments": [
                         {
                             "name": "stuck",
                             "base_url": f"{slow}/v1",
                             "model": "sim-model",
-                            "weight": 1000,
                             "timeouts": {"first_byte": 0.3},
-                        },
-                        {"name": "quick", "base_url": f"{ok}/v1", "model": "sim-model"},
+                        }
                     ],
-                }
+                    "fallbacks": ["q"],
+                },
+                {"name": "q", "deployments": [{"name": "quick", "base_url": f"{ok}/v1", "model": "sim-model"}]},
             ],
             routing={"backoff_seconds": 0.2, "failure_threshold": 100},
         )
@@ -343,3 +343,24 @@ def test_overhead_excludes_failed_attempts_and_backoff(sims: tuple[str, str], tm
     under_50ms = _delta(before, after, "llm_gateway_overhead_seconds_bucket", endpoint="chat", le="0.05")
     assert count == 3
     assert under_50ms == 3, "the 0.3 s timeouts and the backoff were counted as the gateway's own time"
+
+
+def test_a_success_that_began_before_the_cooldown_does_not_end_it() -> None:
+    """A long stream (or generation) that began while the deployment still took traffic and ends well after a 429
+    with Retry-After cooled it down says nothing about the deployment since: the cooldown stands. A request that
+    began after it (the probe) does end it."""
+    from gateway.health import DeploymentHealth
+    from llmops.config import RoutingConfig
+
+    now = [0.0]
+    health = DeploymentHealth(RoutingConfig(failure_threshold=3), clock=lambda: now[0])
+    long_stream = health.begin("m|d")  # t = 0
+    now[0] = 5.0
+    health.failure("m|d", retry_after=30)  # t = 5: a 429, cooldown until 35
+    now[0] = 6.0
+    health.success("m|d", long_stream)  # the old stream ends fine
+    assert not health.available("m|d"), "an old success must not clear the newer cooldown"
+    now[0] = 36.0
+    probe = health.begin("m|d")
+    health.success("m|d", probe)
+    assert health.available("m|d")

@@ -271,3 +271,18 @@ def test_a_gateway_prices_by_tokens_another_gateway_served(tmp_path: Path) -> No
     # The same tokens over spans at most one sync (1 s) apart, out of the several seconds since the first started.
     assert second_rate == pytest.approx(first_rate, rel=0.25)
     assert (alone_rate, alone_shared) == (0.0, 0.0)
+
+
+def test_local_window_stays_bounded_while_the_shared_estimate_is_used() -> None:
+    """The local window (the fallback during Redis outages) forgets old requests as new ones come, even while
+    nothing reads it: memory does not grow with traffic."""
+    mono = Clock(0.0)
+    served = ServedTokens("m|d", window_seconds=60, clock=mono, wall_clock=Clock(1_000.0))
+    served.take_dirty(1_000.0)
+    served.set_shared(1_000, since_wall=0.0, now_wall=1_000.0)
+    for _ in range(10_000):  # 10,000 requests over 1,000 s, 0.1 s apart, read through the shared estimate only
+        mono.now += 0.1
+        served.stale_after = mono.now + 1  # the shared estimate stays fresh
+        served.add(10)
+    assert len(served._events) <= 601  # 60 s of requests
+    assert served.local_tokens_per_second() == pytest.approx(100, rel=0.02)

@@ -19,11 +19,20 @@ def test_prompt_estimate_hand_computed() -> None:
     assert estimate_prompt_tokens(None) == 0
 
 
-def test_known_usage_stands_and_missing_usage_is_estimated() -> None:
+def test_final_usage_stands_and_missing_usage_is_estimated() -> None:
     payload = {"messages": [{"role": "user", "content": "12345678"}]}  # 2 + 4 tokens
-    assert estimate_stream_usage(Usage(input=9, output=3), payload, output_events=5) is None
-    assert estimate_stream_usage(None, payload, output_events=5) == Usage(input=6, output=5)
-    # Anthropic's message_start told the input (and cached) tokens; the output count never came.
-    assert estimate_stream_usage(Usage(input=30, output=0, cached_input=10), payload, 7) == Usage(30, 7, 10)
-    assert estimate_stream_usage(Usage(input=30, output=0), payload, output_events=0) is None
-    assert estimate_stream_usage(None, {}, output_events=0) is None
+
+    def estimate(known: Usage | None, events: int, final: bool = False, left: bool = False) -> Usage | None:
+        return estimate_stream_usage(known, payload, events, final=final, client_left=left)
+
+    assert estimate(Usage(input=9, output=3), 5, final=True) is None  # the upstream's final usage stands
+    assert estimate(None, 5) == Usage(input=6, output=5)  # cut, or a host ignoring include_usage
+    # Anthropic: message_start told the input (and cached) tokens and an output of 1; message_delta never came.
+    assert estimate(Usage(input=30, output=1, cached_input=10), 7) == Usage(30, 7, 10)
+    assert estimate(Usage(input=30, output=9), 7) == Usage(30, 9)  # never less than the upstream said so far
+    # Failed upstream-side before any output: the client got nothing, nothing is added.
+    assert estimate(None, 0) is None
+    assert estimate(Usage(input=30, output=1), 0) is None
+    # The client left before any output: the prompt was processed.
+    assert estimate(None, 0, left=True) == Usage(input=6, output=0)
+    assert estimate_stream_usage(None, {}, 0, final=False, client_left=True) is None

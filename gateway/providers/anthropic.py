@@ -705,6 +705,7 @@ class AnthropicStreamTranslator:
         "error_status",
         "finish_reason",
         "has_output",
+        "usage_final",
     )
 
     def __init__(self, public_model: str, include_usage: bool) -> None:
@@ -721,6 +722,7 @@ class AnthropicStreamTranslator:
         self.error: dict[str, Any] | None = None
         self.error_status: int | None = None
         self.has_output = False  # True from the first text, tool call or reasoning chunk: time to first token
+        self.usage_final = False  # message_delta (the final output token count) arrived
         self.done = False
 
     # -- results -------------------------------------------------------------------------------------------------
@@ -872,6 +874,7 @@ class AnthropicStreamTranslator:
 
     def _message_delta(self, data: dict[str, Any]) -> list[bytes]:
         self._take_usage(data.get("usage"))
+        self.usage_final = True
         delta = data.get("delta")
         stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
         self.finish_reason = finish_reason(stop_reason) or "stop"
