@@ -427,6 +427,38 @@ def gateway_dashboard():
     )
     d = d.with_panel(
         ts(
+            "Cost per million tokens by model",
+            "USD per million tokens (input, cached input and output together). Hosted models: their per-token "
+            "prices. Self-hosted (GPU-priced) models: their GPUs' cost per second over the tokens per second they "
+            "served, so both sit on one axis, and a self-hosted model gets cheaper per token as its GPUs get busier "
+            "(README, Cost).",
+            [
+                (
+                    f"sum by (model) (rate(llm_gateway_cost_usd_total{{{MK}}}[{RI}])) * 1e6"
+                    f" / sum by (model) (rate(llm_gateway_tokens_total{{{MK}}}[{RI}]))",
+                    "{{model}}",
+                )
+            ],
+            "currencyUSD",
+        )
+    )
+    d = d.with_panel(
+        ts(
+            "GPU-priced deployments: served tokens/s",
+            "Tokens per second each self-hosted deployment served over the last 60 s: the divisor of its GPU-time "
+            "cost (every gateway process's traffic while they share Redis; llm_gateway_gpu_throughput_shared 0 "
+            "means a process prices by its own traffic only).",
+            [
+                (
+                    'max by (model, deployment) (llm_gateway_gpu_served_tokens_per_second{model=~"$model"})',
+                    "{{model}} {{deployment}}",
+                )
+            ],
+            "short",
+        )
+    )
+    d = d.with_panel(
+        ts(
             "Cost per hour by key",
             "Spend rate in USD per hour by key.",
             [(f"sum by (key) (rate(llm_gateway_cost_usd_total{{{MK}}}[{RI}])) * 3600", "{{key}}")],

@@ -181,9 +181,9 @@ def stack_config(path: Path, app_sim: str, judge_sim: str, redis_url: str, gw_po
                 "sampling": {"rate": 1.0},
             },
             {
-                "name": "backup",
+                "name": "backup",  # self-hosted: priced by GPU time (the served-throughput panel reads it)
                 "deployments": [{"name": "backup-sim", "base_url": f"{app_sim}/v1", "model": "app-model"}],
-                "pricing": per_token,
+                "pricing": {"gpu_hour_usd": 2.5, "gpus": 1},
             },
             {
                 "name": "judge",

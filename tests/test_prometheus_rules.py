@@ -49,6 +49,9 @@ COUNTERS_AND_GAUGES = {
     "llm_gateway_deployment_healthy",
     "llm_gateway_key_spend_usd",
     "llm_gateway_key_budget_usd",
+    "llm_gateway_gpu_served_tokens_per_second",
+    "llm_gateway_gpu_throughput_shared",
+    "llm_gateway_usage_estimated_total",
     # GPU exporter
     "llm_gpu_utilization_ratio",
     "llm_gpu_memory_used_bytes",
