@@ -46,7 +46,8 @@ _GPU_LABELS = ["gpu", "uuid"]
 _PROCESS_LABELS = ["gpu", "uuid", "pid", "process"]
 # Bounded values of the ``reading`` label of llm_gpu_scrape_errors_total. A failed NVML initialisation is not
 # counted there: it shows as llm_gpu_up 0 (a host without GPUs is a state, not a stream of errors).
-READINGS = ("handle", "utilization", "memory", "power", "temperature", "processes")
+# ``busy``: a scrape found NVML still held by an earlier one (a hung NVML call) and gave up waiting.
+READINGS = ("handle", "utilization", "memory", "power", "temperature", "processes", "busy")
 
 # NVML return codes (nvml.h); used where the module in hand lacks the matching exception classes.
 _NVML_ERROR_UNINITIALIZED = 1
@@ -99,6 +100,7 @@ class _Device:
     uuid: str
     name: str
     unsupported: set[str] = field(default_factory=set)
+    memory_v1: bool = False  # the driver has no nvmlDeviceGetMemoryInfo_v2
 
     @property
     def labels(self) -> list[str]:
@@ -120,8 +122,10 @@ class GpuCollector(Collector):
         max_processes_per_gpu: int = 8,
         proc_root: str | os.PathLike[str] = "/proc",
         clock: Callable[[], float] = time.monotonic,
+        lock_timeout_seconds: float = 2.0,
     ) -> None:
         self._nvml = nvml
+        self.lock_timeout_seconds = lock_timeout_seconds
         self._import_error: str | None = None
         if nvml is None:
             try:
@@ -140,6 +144,8 @@ class GpuCollector(Collector):
         self._last_init_error: str | None = None
         self._unavailable_logged = False
         self._devices: list[_Device] = []
+        self._reported = 0  # GPUs NVML reports (some may have failed to open)
+        self._last_reopen = 0.0
         self._errors: dict[str, int] = dict.fromkeys(READINGS, 0)
         self._warned: set[tuple[int, str, str]] = set()
 
@@ -161,10 +167,15 @@ class GpuCollector(Collector):
             return None
         return self._import_error or self._last_init_error
 
-    def ensure_initialized(self) -> bool:
-        """Initialise NVML if not done yet and the retry interval has passed; return whether it is up."""
-        with self._lock:
+    def ensure_initialized(self, wait: bool = True) -> bool:
+        """Initialise NVML if not done yet and the retry interval has passed; return whether it is up. Without
+        ``wait``, a collector busy in NVML (a scrape in progress, or a hung NVML call) is not waited for."""
+        if not self._lock.acquire(blocking=wait):
+            return self._initialized
+        try:
             return self._ensure_initialized()
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Shut NVML down (idempotent)."""
@@ -208,7 +219,9 @@ class GpuCollector(Collector):
             self._note_init_failure(error)
             self._safe_shutdown()
             return False
+        self._reported = count
         self._devices = [device for index in range(count) if (device := self._open_device(index)) is not None]
+        self._last_reopen = now
         self._initialized = True
         self._last_init_error = None
         self._unavailable_logged = False
@@ -272,6 +285,21 @@ class GpuCollector(Collector):
             self._safe_shutdown()
         self._initialized = False
         self._devices = []
+        self._reported = 0
+
+    def _reopen_missing(self) -> None:
+        """Try again, at most every ``retry_init_seconds``, the GPUs whose handle failed (they may come back)."""
+        if len(self._devices) >= self._reported:
+            return
+        now = self._clock()
+        if now - self._last_reopen < self.retry_init_seconds:
+            return
+        self._last_reopen = now
+        present = {device.index for device in self._devices}
+        reopened = [d for i in range(self._reported) if i not in present and (d := self._open_device(i)) is not None]
+        if reopened:
+            log.info("llmops gpu-exporter: GPU(s) %s opened", ", ".join(str(d.index) for d in reopened))
+            self._devices = sorted([*self._devices, *reopened], key=lambda d: d.index)
 
     # -- readings ---------------------------------------------------------------------------------
     def _read(self, device: _Device, reading: str, fn: Callable[[], Any]) -> Any | None:
@@ -281,8 +309,11 @@ class GpuCollector(Collector):
         try:
             return fn()
         except Exception as error:
-            if self._is_nvml_error(error, "NVMLError_NotSupported", _NVML_ERROR_NOT_SUPPORTED) or (
-                self._is_nvml_error(error, "NVMLError_FunctionNotFound", _NVML_ERROR_FUNCTION_NOT_FOUND)
+            mismatch = self._error_class("NVMLLibraryMismatchError")  # the driver lacks this call's version
+            if (
+                self._is_nvml_error(error, "NVMLError_NotSupported", _NVML_ERROR_NOT_SUPPORTED)
+                or self._is_nvml_error(error, "NVMLError_FunctionNotFound", _NVML_ERROR_FUNCTION_NOT_FOUND)
+                or (mismatch is not None and isinstance(error, mismatch))
             ):
                 # A property of this GPU or driver, not a fault: stop asking until NVML is initialised again.
                 device.unsupported.add(reading)
@@ -301,6 +332,25 @@ class GpuCollector(Collector):
             if _error_code(error) in _REINIT_CODES and self._is_nvml_exception(error):
                 raise _ReinitNeeded(error) from error
             return None
+
+    def _memory(self, device: _Device) -> Any:
+        """Memory info: the v2 call where the driver has it (its ``used`` leaves out driver-reserved memory, as
+        nvidia-smi and DCGM do), else v1."""
+        nvml = self._nvml
+        version = getattr(nvml, "nvmlMemory_v2", None)
+        if version is not None and not device.memory_v1:
+            try:
+                return nvml.nvmlDeviceGetMemoryInfo(device.handle, version=version)
+            except TypeError:  # a pynvml without the version argument
+                device.memory_v1 = True
+            except Exception as error:
+                if not (
+                    self._is_nvml_error(error, "NVMLError_FunctionNotFound", _NVML_ERROR_FUNCTION_NOT_FOUND)
+                    or self._is_nvml_error(error, "NVMLError_NotSupported", _NVML_ERROR_NOT_SUPPORTED)
+                ):
+                    raise
+                device.memory_v1 = True
+        return nvml.nvmlDeviceGetMemoryInfo(device.handle)
 
     def _temperature(self, handle: Any) -> int:
         nvml = self._nvml
@@ -364,10 +414,25 @@ class GpuCollector(Collector):
         }
 
     def collect(self) -> Iterator[Metric]:
-        """Read NVML now and yield the ``llm_gpu_*`` families."""
-        with self._lock:
+        """Read NVML now and yield the ``llm_gpu_*`` families. A scrape that finds NVML still held by an earlier
+        one for ``lock_timeout_seconds`` (a hung NVML call) reports ``llm_gpu_up 0`` instead of waiting: scrapes
+        never pile up behind a stuck driver."""
+        if not self._lock.acquire(timeout=self.lock_timeout_seconds):
+            yield from self._busy_families()
+            return
+        try:
             families = self._collect_locked()
+        finally:
+            self._lock.release()
         yield from families
+
+    def _busy_families(self) -> list[Metric]:
+        self._errors["busy"] += 1
+        f = self._families()
+        f["up"].add_metric([], 0.0)
+        for reading in READINGS:
+            f["errors"].add_metric([reading], float(self._errors[reading]))
+        return [family for family in f.values() if family.samples]
 
     def _collect_locked(self) -> list[Metric]:
         start = time.perf_counter()
@@ -375,6 +440,7 @@ class GpuCollector(Collector):
         up = self._ensure_initialized()
         if up:
             try:
+                self._reopen_missing()
                 self._collect_devices(f)
             except _ReinitNeeded:
                 # NVML lost its driver session: export what was read, say down, initialise again later.
@@ -383,7 +449,7 @@ class GpuCollector(Collector):
                 up = False
         f["up"].add_metric([], 1.0 if up else 0.0)
         if up:
-            f["count"].add_metric([], float(len(self._devices)))
+            f["count"].add_metric([], float(self._reported))
         for reading in READINGS:
             f["errors"].add_metric([reading], float(self._errors[reading]))
         f["duration"].add_metric([], time.perf_counter() - start)
@@ -398,7 +464,7 @@ class GpuCollector(Collector):
             util = self._read(device, "utilization", lambda h=h: nvml.nvmlDeviceGetUtilizationRates(h))
             if util is not None:
                 f["util"].add_metric(labels, float(util.gpu) / 100.0)
-            mem = self._read(device, "memory", lambda h=h: nvml.nvmlDeviceGetMemoryInfo(h))
+            mem = self._read(device, "memory", lambda device=device: self._memory(device))
             if mem is not None:
                 f["mem_used"].add_metric(labels, float(mem.used))
                 f["mem_total"].add_metric(labels, float(mem.total))
@@ -444,7 +510,7 @@ def _make_app(registry: CollectorRegistry, collector: GpuCollector) -> Callable[
         if path == "/metrics":
             return metrics_app(environ, start_response)
         if path == "/health":
-            collector.ensure_initialized()  # bounded by the retry interval
+            collector.ensure_initialized(wait=False)  # bounded by the retry interval; never waits for a scrape
             body = json.dumps(
                 {
                     "status": "ok",

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -341,14 +342,112 @@ def test_lost_driver_session_goes_down_then_recovers() -> None:
         assert nvml.init_calls == 2
 
 
-def test_gpu_whose_handle_fails_is_skipped() -> None:
-    nvml = FakeNVML([gpu(uuid=FakeUnknown()), gpu(uuid="GPU-ok")])
-    with running(GpuCollector(nvml)) as base:
+def test_gpu_whose_handle_fails_is_skipped_then_opened_again() -> None:
+    """A GPU whose handle fails is left out (llm_gpu_count still says how many NVML reports) and tried again every
+    retry interval, so it shows up once it can be opened."""
+    clock = FakeClock()
+    attempts = iter([FakeUnknown(), FakeUnknown(), "GPU-late"])
+    nvml = FakeNVML([gpu(uuid=lambda: next(attempts)), gpu(uuid="GPU-ok")])
+    with running(GpuCollector(nvml, retry_init_seconds=30, clock=clock)) as base:
         samples = scrape(base)
         assert value(samples, "llm_gpu_up") == 1.0
-        assert value(samples, "llm_gpu_count") == 1.0
+        assert value(samples, "llm_gpu_count") == 2.0  # what NVML reports; one of them has no series yet
         assert series(samples, "llm_gpu_memory_total_bytes") == [{"gpu": "1", "uuid": "GPU-ok"}]
         assert value(samples, "llm_gpu_scrape_errors_total", reading="handle") == 1
+        clock.now += 10  # within the retry interval: not tried again
+        assert value(scrape(base), "llm_gpu_scrape_errors_total", reading="handle") == 1
+        clock.now += 25
+        assert value(scrape(base), "llm_gpu_scrape_errors_total", reading="handle") == 2  # tried, failed again
+        clock.now += 31
+        samples = scrape(base)
+        assert sorted(s["uuid"] for s in series(samples, "llm_gpu_memory_total_bytes")) == ["GPU-late", "GPU-ok"]
+        assert value(samples, "llm_gpu_info", gpu="0", uuid="GPU-late", name="NVIDIA Fake 80GB") == 1.0
+
+
+def test_a_hung_nvml_call_never_blocks_scrapes_or_health() -> None:
+    """NVML has no call timeout: a reading that hangs holds the collector. The next scrapes give up after the lock
+    timeout with llm_gpu_up 0 (counted as reading="busy"), /health answers at once, and readings resume when NVML
+    answers again."""
+    release = threading.Event()
+
+    def hung_power() -> int:
+        release.wait(10)
+        return 70_000
+
+    nvml = FakeNVML([gpu(uuid="GPU-h")])
+    collector = GpuCollector(nvml, lock_timeout_seconds=0.2)
+    with running(collector) as base:
+        assert value(scrape(base), "llm_gpu_power_watts", gpu="0", uuid="GPU-h") == 60.0
+        nvml.gpus[0]["power_mw"] = hung_power
+        stuck = threading.Thread(target=lambda: get(f"{base}/metrics"), daemon=True)
+        stuck.start()
+        time.sleep(0.1)  # the stuck scrape holds the collector
+        for expected_busy in (1, 2):
+            samples = scrape(base)
+            assert value(samples, "llm_gpu_up") == 0.0
+            assert value(samples, "llm_gpu_scrape_errors_total", reading="busy") == expected_busy
+            assert "llm_gpu_power_watts" not in names(samples)
+        status, _, body = get(f"{base}/health")
+        assert status == 200 and '"status": "ok"' in body
+        release.set()
+        stuck.join(5)
+        samples = scrape(base)
+        assert value(samples, "llm_gpu_up") == 1.0
+        assert value(samples, "llm_gpu_power_watts", gpu="0", uuid="GPU-h") == 70.0
+
+
+class FakeNVMLWithMemoryV2(FakeNVML):
+    """A driver with nvmlDeviceGetMemoryInfo_v2: its ``used`` leaves out the driver's reserved memory."""
+
+    nvmlMemory_v2 = 0x02000028
+
+    def __init__(self, gpus: list[dict[str, Reading]], v2_error: Exception | None = None) -> None:
+        super().__init__(gpus)
+        self.v2_error = v2_error
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int, version: int | None = None) -> SimpleNamespace:
+        used, total = self._get(handle, "memory")
+        if version is None:
+            return SimpleNamespace(used=used, total=total, free=total - used)
+        assert version == self.nvmlMemory_v2
+        if self.v2_error is not None:
+            raise self.v2_error
+        reserved = 512 * 1024**2
+        return SimpleNamespace(used=used - reserved, reserved=reserved, total=total, free=total - used)
+
+
+class FakeFunctionNotFound(FakeNVMLError):
+    def __init__(self) -> None:
+        super().__init__(13)
+
+
+def test_memory_used_leaves_out_reserved_memory_where_the_driver_can() -> None:
+    readings = gpu(uuid="GPU-m", memory=(10 * GIB, 80 * GIB))
+    with running(GpuCollector(FakeNVMLWithMemoryV2([readings]))) as base:
+        samples = scrape(base)
+    assert value(samples, "llm_gpu_memory_used_bytes", gpu="0", uuid="GPU-m") == 10 * GIB - 512 * 1024**2
+    assert value(samples, "llm_gpu_memory_total_bytes", gpu="0", uuid="GPU-m") == 80 * GIB
+    older = FakeNVMLWithMemoryV2([dict(readings)], v2_error=FakeFunctionNotFound())  # a driver before v2
+    with running(GpuCollector(older)) as base:
+        first, second = scrape(base), scrape(base)
+    assert value(first, "llm_gpu_memory_used_bytes", gpu="0", uuid="GPU-m") == 10 * GIB
+    assert value(second, "llm_gpu_memory_used_bytes", gpu="0", uuid="GPU-m") == 10 * GIB
+    assert value(second, "llm_gpu_scrape_errors_total", reading="memory") == 0
+
+
+class FakeLibraryMismatch(Exception):
+    """pynvml's NVMLLibraryMismatchError: a versioned call (e.g. ..._v3) the driver does not have."""
+
+
+def test_process_listing_missing_from_an_older_driver_is_unsupported_not_an_error() -> None:
+    nvml = FakeNVML([gpu(uuid="GPU-o", procs=FakeLibraryMismatch("no _v3"))])
+    nvml.NVMLLibraryMismatchError = FakeLibraryMismatch
+    with running(GpuCollector(nvml)) as base:
+        scrape(base)
+        samples = scrape(base)
+    assert value(samples, "llm_gpu_scrape_errors_total", reading="processes") == 0
+    assert nvml.calls[(0, "procs")] == 1  # asked once, then skipped
+    assert value(samples, "llm_gpu_memory_total_bytes", gpu="0", uuid="GPU-o") == 80 * GIB
 
 
 # -- (3) processes --

@@ -53,6 +53,8 @@ COUNTERS_AND_GAUGES = {
     "llm_gateway_gpu_throughput_shared",
     "llm_gateway_usage_estimated_total",
     # GPU exporter
+    "llm_gpu_up",
+    "llm_gpu_scrape_errors_total",
     "llm_gpu_utilization_ratio",
     "llm_gpu_memory_used_bytes",
     "llm_gpu_memory_total_bytes",
