@@ -707,3 +707,37 @@ def test_script_answers_the_first_match(simulator_factory: SimulatorFactory, tmp
     assert pairwise.choices[0].text == "[[A]]" and pairwise.choices[0].finish_reason == "length"
     other = sdk.chat.completions.create(model="sim-model", messages=user("no match here"))
     assert "Rating" not in other.choices[0].message.content and other.usage.completion_tokens == 32
+
+
+def test_top_logprobs_up_to_vllm_maximum_are_distinct(simulator_echo: BackgroundSimulator) -> None:
+    """Every top_logprobs count vLLM accepts (up to 20) is answered with that many distinct alternatives (a count
+    above 3 used to loop forever on the server's event loop)."""
+    from llmops.simulator.protocol import MAX_LOGPROBS
+    from llmops.simulator.text import top_alternatives
+
+    for count in range(MAX_LOGPROBS + 1):
+        for token in ("one", " two", "x"):
+            alternatives = top_alternatives(token, 3, count)
+            assert len(alternatives) == count
+            assert len({alt for alt, _ in alternatives}) == count
+    completion = client(simulator_echo).chat.completions.create(
+        model="sim-model", messages=user("one two"), logprobs=True, top_logprobs=MAX_LOGPROBS, timeout=10
+    )
+    assert [len(entry.top_logprobs) for entry in completion.choices[0].logprobs.content] == [MAX_LOGPROBS] * 2
+    legacy = client(simulator_echo).completions.create(model="sim-model", prompt="alpha beta", logprobs=5, timeout=10)
+    assert [len(top) for top in legacy.choices[0].logprobs.top_logprobs] == [5, 5]
+
+
+def test_injected_error_with_a_non_standard_status(simulator_echo: BackgroundSimulator) -> None:
+    """Statuses outside http.HTTPStatus (499, 529) are answered as asked, in vLLM's error shape."""
+    import httpx
+
+    for status in (499, 529):
+        response = httpx.post(
+            f"{simulator_echo.url}/v1/chat/completions",
+            json={"model": "sim-model", "messages": user("x"), "simulate": {"fault": "error", "status": status}},
+            timeout=10,
+        )
+        assert response.status_code == status
+        assert response.json()["error"]["code"] == status
+        assert response.json()["error"]["message"] == f"Simulated fault: HTTP {status}"

@@ -48,6 +48,14 @@ def error_response(message: str, status: int, param: str | None = None) -> web.R
     return web.Response(body=error_bytes(message, status, param), status=status, content_type=JSON)
 
 
+def _phrase(status: int) -> str:
+    """The status's reason phrase, or ``HTTP <status>`` for one outside the standard list (e.g. 499, 529)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
 def drop_connection(request: web.Request) -> None:
     """Close the client's connection at once, without (the rest of) a response; ends the handler quietly."""
     transport = request.transport
@@ -86,7 +94,7 @@ async def apply_early_faults(engine: Engine, request: web.Request, plan: FaultPl
         await asyncio.sleep(plan.delay_s)
     if plan.kind == "error":
         faults["error"].inc()
-        message = plan.message or f"Simulated fault: {HTTPStatus(plan.status).phrase}"
+        message = plan.message or f"Simulated fault: {_phrase(plan.status)}"
         return error_response(message, plan.status)
     if plan.kind == "disconnect" and plan.after_tokens is None:
         faults["disconnect"].inc()

@@ -87,10 +87,12 @@ def top_alternatives(token: str, position: int, count: int) -> list[tuple[str, f
     code = zlib.crc32(token.encode("utf-8", "surrogatepass"), (position * 7919) & 0xFFFFFFFF)
     prefix = " " if token[:1].isspace() else ""
     seen = {token}
-    step = 0
-    while len(out) < count:
-        candidate = prefix + VOCABULARY[(code + 31 * step) % len(VOCABULARY)]
-        step += 1
+    size = len(VOCABULARY)
+    stride = next(s for s in (29, 23, 19, 17, 13, 11, 7, 5, 3, 1) if math.gcd(s, size) == 1)  # visits every word
+    for step in range(size):  # one bounded pass: never more words than the vocabulary has
+        if len(out) >= count:
+            break
+        candidate = prefix + VOCABULARY[(code + stride * step) % size]
         if candidate in seen:
             continue
         seen.add(candidate)
