@@ -1,12 +1,13 @@
 """``llmops monitors``: a worker in the Redis consumer group that judges sampled traffic and exports the scores.
 
-Each entry: count the attempt, parse the sample, run the judges that apply (per config: which judges, on which
-models, at what rate), pair it with other variants' answers to the same prompt for the pairwise judge, then commit
-atomically (mark processed + store results + acknowledge) and only then export to Prometheus. Entries a dead worker
-left pending are claimed after ``claim_idle_seconds`` (a heartbeat keeps the entries a live worker is still judging
-from being claimed); an entry that keeps failing goes to the dead letters after ``max_deliveries`` attempts. Several
-workers share the load through the consumer group. A lost consumer group (stream deleted, Redis restarted empty) is
-created again.
+Up to ``concurrency`` entries are judged at once, as a pool: a new entry is read as soon as one is done, so a slow
+sample never holds up the samples queued behind it. Each entry: count the attempt, parse the sample, run the judges
+that apply (per config: which judges, on which models, at what rate), pair it with other variants' answers to the same
+prompt for the pairwise judge, then commit atomically (mark processed + store results + acknowledge) and only then
+export to Prometheus. Entries a dead worker left pending are claimed after ``claim_idle_seconds`` (a heartbeat keeps
+the entries a live worker is still judging from being claimed); an entry that keeps failing goes to the dead letters
+after ``max_deliveries`` attempts. Several workers share the load through the consumer group. A lost consumer group
+(stream deleted, Redis restarted empty) is created again.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ RATINGS_REFRESH_SECONDS = 10.0
 # Entries in hand longer than this are no longer kept from other workers (a hung sample must not hold its entry for
 # good). Longer than the slowest legitimate sample: a RAG judge's sequential calls, each up to 3 x 120 s.
 MAX_HOLD_SECONDS = 1800.0
+READ_BLOCK_MS = 500  # how long one read waits for new entries (then claims are due, or a stop is seen)
 
 
 @dataclass(slots=True)
@@ -98,41 +100,64 @@ class Worker:
 
     # ---- main loop ----------------------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Consume until :meth:`stop`; finishes the entries in hand before returning."""
+        """Consume until :meth:`stop`, judging up to ``concurrency`` entries at once: a new entry is read (or claimed)
+        as soon as a slot frees, so one slow sample never holds up those behind it. On stop, no new entry is taken
+        and the entries in hand are finished before returning; if cancelled instead, they are left pending (not
+        committed), to be claimed later."""
         await self.store.ensure_group()
         if self.drift is not None:
             await self.drift.windows.load_scripts()
         backlog = asyncio.create_task(self._watch_backlog())
         ratings = asyncio.create_task(self._watch_ratings())
         heartbeat = asyncio.create_task(self._keep_in_hand())
+        stopping = asyncio.create_task(self._stop.wait())
         claim_every = max(min(self.settings.claim_idle_seconds / 2, 30.0), 0.2)
         next_claim = 0.0
         concurrency = self.settings.concurrency
+        in_flight: dict[asyncio.Task[None], str] = {}  # task -> the entry id it processes
         log.info(
             "monitors worker %s consuming %s as group %s", self.store.consumer, self.store.stream, self.store.group
         )
         try:
             while not self._stop.is_set():
                 try:
+                    free = concurrency - len(in_flight)
+                    if free <= 0:  # every slot busy: wait for one to free (or for stop)
+                        await asyncio.wait({*in_flight, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                        continue
                     entries: list[Entry] = []
                     if time.monotonic() >= next_claim:
                         next_claim = time.monotonic() + claim_every
-                        entries = await self.store.claim(int(self.settings.claim_idle_seconds * 1000), concurrency)
-                        if entries:
-                            self.metrics.claimed.labels(self.store.stream).inc(len(entries))
-                            log.info("claimed %d entries left pending by another consumer", len(entries))
+                        entries = await self._claim(free, set(in_flight.values()))
                     if not entries:
-                        entries = await self.store.read(concurrency, block_ms=500)
-                    if entries:
-                        await asyncio.gather(*(self.process(entry) for entry in entries))
+                        entries = await self.store.read(free, block_ms=READ_BLOCK_MS)
+                    for entry in entries:
+                        task = asyncio.create_task(self.process(entry))
+                        in_flight[task] = entry.entry_id
+                        task.add_done_callback(lambda done: in_flight.pop(done, None))
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # Redis hiccup: entries stay pending and are claimed later
                     await self._recover(error)
+            if in_flight:
+                log.info("stopping: finishing %d entries in hand", len(in_flight))
+                await asyncio.gather(*in_flight, return_exceptions=True)
         finally:
-            for task in (backlog, ratings, heartbeat):
+            # entries still in hand here (only when cancelled) are not committed: they stay pending, claimed later
+            tasks = [*in_flight, backlog, ratings, heartbeat, stopping]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(backlog, ratings, heartbeat, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _claim(self, count: int, in_hand: set[str]) -> list[Entry]:
+        """Up to ``count`` entries left pending too long by any consumer (a dead worker), less those this worker is
+        still processing (its heartbeat keeps them fresh, but one held past ``MAX_HOLD_SECONDS`` is claimable)."""
+        claimed = await self.store.claim(int(self.settings.claim_idle_seconds * 1000), count)
+        entries = [entry for entry in claimed if entry.entry_id not in in_hand]
+        if entries:
+            self.metrics.claimed.labels(self.store.stream).inc(len(entries))
+            log.info("claimed %d entries left pending by another consumer", len(entries))
+        return entries
 
     async def _recover(self, error: Exception) -> None:
         """After a failed read or claim: create the consumer group again at once when it is gone (stream deleted,
