@@ -438,20 +438,31 @@ def test_worker_runs_drift_detection_and_serves_the_report(tmp_path: Path, redis
         drift={"window": 20, "every": 20, "min_samples": 10, "every_seconds": 1, "reports_dir": str(tmp_path / "r")},
     )
     # a reference window of short English prompts, then a current window of long Korean ones
-    samples = [make_sample(i) for i in range(20)]
-    for i in range(20, 40):
+
+    def korean(i: int) -> Sample:
         sample = make_sample(i)
         sample.request["messages"][0]["content"] = "서울은 대한민국의 수도이며 가장 큰 도시입니다 " * 8
-        samples.append(sample)
-    add_samples(redis_url, samples[:20])
+        return sample
+
+    add_samples(redis_url, [make_sample(i) for i in range(20)])
     with monitors(config) as worker:
         # the first full window becomes the reference; runs start once Evidently is imported (a few seconds)
         wait_for(lambda: metric(scrape(worker), "llm_drift_last_run_timestamp_seconds", model="app") > 0, timeout=60)
-        add_samples(redis_url, samples[20:])
+        add_samples(redis_url, [korean(i) for i in range(20, 40)])
+        # Runs come every `every` samples or `every_seconds` after the last one while traffic flows: the run the
+        # first Korean sample triggers sees a mixed window, and the count may not reach `every` again. Traffic goes
+        # on, one Korean sample a second, as it would in production, until a run has seen a Korean window.
+        more = iter(range(40, 200))
+        last_added = [time.monotonic()]
 
         def drifted() -> dict | None:
             samples = scrape(worker)
-            return samples if metric(samples, "llm_drift_share", model="app") > 0 else None
+            if metric(samples, "llm_drift_share", model="app") > 0:
+                return samples
+            if time.monotonic() - last_added[0] > 1.0:
+                add_samples(redis_url, [korean(next(more))])
+                last_added[0] = time.monotonic()
+            return None
 
         after = wait_for(drifted, timeout=60)
         assert metric(after, "llm_drift_detected", model="app", feature="prompt_hangul_share") == 1
