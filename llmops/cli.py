@@ -37,6 +37,7 @@ def _add_monitors(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", help="YAML configuration file (the gateway's; its monitors and redis sections)")
     p.add_argument("--metrics-port", type=int, help="port of /metrics (default: monitors.metrics_port, 9101)")
+    p.add_argument("--metrics-host", help="listen address of /metrics (default: monitors.metrics_host, 0.0.0.0)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     show = actions.add_parser("show", help="print every judge result kept for one sampled request")
@@ -62,7 +63,7 @@ def _run_monitors(args: argparse.Namespace) -> int:
         raise ConfigError("--config FILE is required to run a monitors worker")
     from monitors.server import serve
 
-    serve(args.config, metrics_port=args.metrics_port, log_level=args.log_level)
+    serve(args.config, metrics_port=args.metrics_port, log_level=args.log_level, metrics_host=args.metrics_host)
     return 0
 
 

@@ -258,6 +258,7 @@ class MonitorsConfig(_Strict):
     judge_api_key: str | None = Field(None, repr=False, description="gateway key the judges use, when keys are on")
     judges: list[JudgeName | JudgeSpec] = ["rules"]
     drift: DriftConfig = DriftConfig()
+    metrics_host: str = Field("0.0.0.0", description="listen address of the worker's /metrics, /health and reports")
     metrics_port: int = Field(9101, ge=1, le=65535)
     consumer_group: str = "llmops-monitors"
     concurrency: int = Field(8, ge=1, le=256, description="samples judged at once by one worker")

@@ -62,6 +62,7 @@ def demo_config(simulator_url: str, judge_url: str, gateway_port: int, redis_url
             "gateway_url": f"http://127.0.0.1:{gateway_port}/v1",
             "judge_model": "judge",
             "judges": ["rules", "reference", "llm_single", "perplexity"],
+            "metrics_host": "127.0.0.1",  # the demo serves this machine only
             "metrics_port": monitors_port,
         },
         "models": [
@@ -136,6 +137,8 @@ class _Process:
 
 @contextlib.contextmanager
 def _processes(processes: list[_Process]) -> Iterator[None]:
+    """Start ``processes`` in order; stop them all in reverse order however the block ends (Ctrl-C, SIGTERM or
+    SIGHUP included; a second Ctrl-C while stopping does not leave any running)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
         for process in processes:
@@ -143,8 +146,38 @@ def _processes(processes: list[_Process]) -> Iterator[None]:
             process.wait_ready()
         yield
     finally:
-        for process in reversed(processes):
-            process.stop()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _in_main_thread() else None
+        try:
+            for process in reversed(processes):
+                process.stop()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _stop_on_termination() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the demo as Ctrl-C does (its children run in their own sessions: nobody else stops
+    them)."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 async def _send_traffic(gateway_url: str, requests: int, concurrency: int, progress: Progress) -> dict[str, int]:
@@ -307,12 +340,13 @@ def run_demo(
     console = Console()
     if not console.is_terminal:
         console = Console(width=150)
-    simulator_port = free_port(simulator_port)
+    taken: set[int] = set()  # every port picked once: two parts never get the same one
+    simulator_port = free_port(simulator_port, taken)
     urls = _Urls(
-        gateway=f"http://127.0.0.1:{free_port(gateway_port)}",
+        gateway=f"http://127.0.0.1:{free_port(gateway_port, taken)}",
         simulator=f"http://127.0.0.1:{simulator_port}",
-        judge=f"http://127.0.0.1:{free_port(simulator_port + 1)}",
-        monitors=f"http://127.0.0.1:{free_port(9101)}",
+        judge=f"http://127.0.0.1:{free_port(simulator_port + 1, taken)}",
+        monitors=f"http://127.0.0.1:{free_port(9101, taken)}",
     )
     workdir = Path(tempfile.mkdtemp(prefix="llmops-demo-"))
     config_path = workdir / "config.yaml"
@@ -326,7 +360,7 @@ def run_demo(
     judge_args = ["simulate", "--port", urls.judge.rsplit(":", 1)[1], "--model", "judge"]
     judge_args += ["--script", str(judge_script), "--ttft-ms", "20", "--tokens-per-second", "0"]
     console.print(f"[bold]llmops demo[/bold]: config and logs in {workdir}")
-    with demo_redis(redis, workdir, console) as redis_url:
+    with _stop_on_termination(), demo_redis(redis, workdir, console) as redis_url:
         gateway_port_used = int(urls.gateway.rsplit(":", 1)[1])
         monitors_port_used = int(urls.monitors.rsplit(":", 1)[1])
         config = demo_config(urls.simulator, urls.judge, gateway_port_used, redis_url, monitors_port_used)

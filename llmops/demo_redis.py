@@ -29,17 +29,26 @@ def port_open(port: int) -> bool:
         return False
 
 
-def free_port(preferred: int) -> int:
-    """``preferred`` when it is free, else a free port."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            pass
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(preferred: int, taken: set[int] | None = None) -> int:
+    """``preferred`` when it is free (and not in ``taken``, ports already picked for something else), else a free
+    port; the result is added to ``taken``."""
+    taken = taken if taken is not None else set()
+    candidates = [preferred] if preferred not in taken else []
+    for candidate in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            taken.add(candidate)
+            return candidate
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
 
 
 @contextlib.contextmanager
@@ -50,6 +59,7 @@ def _server(binary: str, workdir: Path, console: Console) -> Iterator[str]:
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C reaches the demo only: Redis stops last, after what uses it
         )
         try:
             deadline = time.monotonic() + 10

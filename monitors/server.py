@@ -49,7 +49,7 @@ def _redis_url(config: Config) -> str:
     return config.redis.url
 
 
-async def run_worker(config: Config, metrics_host: str = "0.0.0.0", metrics_port: int | None = None) -> None:
+async def run_worker(config: Config, metrics_host: str | None = None, metrics_port: int | None = None) -> None:
     """Run one worker with its HTTP endpoint until SIGINT/SIGTERM."""
     metrics = MonitorMetrics()
     store = SampleStore.connect(_redis_url(config), config.monitors.consumer_group, consumer_name())
@@ -66,6 +66,7 @@ async def run_worker(config: Config, metrics_host: str = "0.0.0.0", metrics_port
     runner = web.AppRunner(build_http_app(metrics, drift), access_log=None)
     await runner.setup()
     port = metrics_port or config.monitors.metrics_port
+    metrics_host = metrics_host or config.monitors.metrics_host
     await web.TCPSite(runner, metrics_host, port).start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,7 +85,9 @@ async def run_worker(config: Config, metrics_host: str = "0.0.0.0", metrics_port
         await store.close()
 
 
-def serve(config_path: str, metrics_port: int | None = None, log_level: str = "info") -> None:
+def serve(
+    config_path: str, metrics_port: int | None = None, log_level: str = "info", metrics_host: str | None = None
+) -> None:
     """``llmops monitors --config FILE``."""
     config = load_config(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -92,9 +95,9 @@ def serve(config_path: str, metrics_port: int | None = None, log_level: str = "i
     try:
         import uvloop
 
-        uvloop.run(run_worker(config, metrics_port=metrics_port))
+        uvloop.run(run_worker(config, metrics_host=metrics_host, metrics_port=metrics_port))
     except ImportError:
-        asyncio.run(run_worker(config, metrics_port=metrics_port))
+        asyncio.run(run_worker(config, metrics_host=metrics_host, metrics_port=metrics_port))
 
 
 def show(request_id: str, redis_url: str) -> int:

@@ -55,3 +55,64 @@ def test_demo_without_redis_runs_on_the_embedded_stand_in_and_says_so() -> None:
     assert "embedded in-process stand-in" in out
     assert "Production always uses a real Redis" in out
     assert re.search(r"│ (llama-3-8b|gpt-4o-mini)\s+│ llm_single\s+│ overall", out), out
+
+
+def test_ports_picked_once_each() -> None:
+    """The demo's parts never share a port, even when the ports asked for collide (judge = simulator + 1)."""
+    from llmops.demo_redis import free_port as pick
+
+    taken: set[int] = set()
+    base = free_port()
+    first = pick(base, taken)
+    second = pick(base, taken)  # the same port asked for twice
+    third = pick(base + 1, taken)
+    assert first == base
+    assert len({first, second, third}) == 3
+    assert {first, second, third} == taken
+
+
+def test_sigterm_stops_the_whole_stack() -> None:
+    """`llmops demo` (staying up) ended with SIGTERM stops its simulator, judge, gateway, monitors and Redis: its
+    children run in their own sessions, so nobody else would."""
+    import os
+    import signal
+    import socket
+    import time
+
+    gateway_port, simulator_port = free_port(), free_port()
+    ports_asked = ["--gateway-port", str(gateway_port), "--simulator-port", str(simulator_port)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmops.cli", "demo", "--requests", "10", *ports_asked],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "stays up" in line:
+                break
+        output = "".join(lines)
+        assert "stays up" in output, output
+        ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", output)]
+        assert gateway_port in ports and simulator_port in ports, output
+
+        def listening(port: int) -> bool:
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        assert all(listening(port) for port in set(ports))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) is not None
+        deadline = time.monotonic() + 10
+        while any(listening(port) for port in set(ports)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [port for port in set(ports) if listening(port)], "parts of the demo outlived it"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
