@@ -54,6 +54,7 @@ class Exchange:
         "status",
         "stream",
         "traceparent",
+        "tracestate",
         "upstream_reason",
         "usage",
         "usage_estimated",
@@ -83,6 +84,7 @@ class Exchange:
         self.finished = False  # recorded (metrics, cost, sample): at most once, whatever fails afterwards
         self.sample: SampleDraft | None = None  # set when this request is sampled (or its content traced)
         self.span: Any = None  # the tracing span (None when tracing is off)
+        self.tracestate: str | None = None  # the client's, passed upstream with its traceparent when tracing is off
         self.payload: dict[str, Any] | None = None  # the parsed request (a reference, for estimates)
         self.output_events = 0  # stream chunks relayed from the first output on
         self.usage_estimated = False  # usage is the gateway's estimate (the stream ended without the upstream's)

@@ -136,6 +136,8 @@ class Proxy:
                 ex.span = self._start_span(ex, payload, request.scope["headers"])
             else:
                 ex.traceparent = request.headers.get("traceparent")
+                if ex.traceparent is not None:
+                    ex.tracestate = request.headers.get("tracestate")
             in_flight = self.metrics.in_flight.labels(ex.model.name)  # type: ignore[union-attr]
             in_flight.inc()
             response = await self._attempts(ex, payload, in_flight)
@@ -177,7 +179,7 @@ class Proxy:
     def _start_span(self, ex: Exchange, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> Any:
         model = ex.model
         assert model is not None and self.tracer is not None
-        max_tokens = payload.get("max_tokens")
+        max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
         temperature = payload.get("temperature")
         return self.tracer.start_request(
             operation=ex.endpoint.operation,
@@ -185,8 +187,10 @@ class Proxy:
             provider=model.deployments[0].provider if model.deployments else "openai_compatible",
             stream=ex.stream,
             headers=headers,
-            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
-            temperature=temperature if isinstance(temperature, int | float) else None,
+            max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
+            temperature=temperature
+            if isinstance(temperature, int | float) and not isinstance(temperature, bool)
+            else None,
         )
 
     # ---- request side ------------------------------------------------------------------------------------------
@@ -343,10 +347,11 @@ class Proxy:
         sent_at = perf_counter()
         ex.own_seconds = sent_at - ex.start - ex.retry_seconds
         path = anthropic.ANTHROPIC_PATH if route.is_anthropic else ex.endpoint.path
-        traceparent = attempt_span.traceparent() if attempt_span is not None else ex.traceparent
-        upstream = await self.client.post(route, path, body, ex.request_id, traceparent)
+        traceparent, tracestate = self._trace_headers(ex, attempt_span)
+        upstream = await self.client.post(route, path, body, ex.request_id, traceparent, tracestate)
         raw = await self.client.read(route, upstream)
         received_at = perf_counter()
+        response_model = route.config.model  # the upstream's own name for the model that answered
         if upstream.status >= 400:
             raise classify_http_error(route, upstream.status, raw, upstream.headers)
         try:
@@ -364,6 +369,8 @@ class Proxy:
             out = orjson.dumps(data)
         else:
             ex.usage = Usage.from_openai(data.get("usage"))
+            if ex.span is not None and isinstance(data.get("model"), str):
+                response_model = data["model"]  # what the upstream says answered, before the rewrite below
             out = raw.replace(route.upstream_model_field, ex.model.public_model_field, 1)
             if out is raw and "model" in data:  # the upstream spaced its JSON differently: rewrite properly
                 data["model"] = ex.model.name
@@ -374,7 +381,7 @@ class Proxy:
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             ex.finish_reason = choices[0].get("finish_reason")
         if ex.span is not None:
-            self._span_response(ex, data.get("id"))
+            self._span_response(ex, data.get("id"), response_model)
         ex.own_seconds += perf_counter() - received_at
         self._finish(ex)
         headers = ex.response_headers()
@@ -387,8 +394,8 @@ class Proxy:
         assert route is not None and ex.model is not None
         ex.own_seconds = perf_counter() - ex.start - ex.retry_seconds
         path = anthropic.ANTHROPIC_PATH if route.is_anthropic else ex.endpoint.path
-        traceparent = attempt_span.traceparent() if attempt_span is not None else ex.traceparent
-        upstream = await self.client.post(route, path, body, ex.request_id, traceparent)
+        traceparent, tracestate = self._trace_headers(ex, attempt_span)
+        upstream = await self.client.post(route, path, body, ex.request_id, traceparent, tracestate)
         if upstream.status >= 400:
             raw = await self.client.read(route, upstream)
             raise classify_http_error(route, upstream.status, raw, upstream.headers)
@@ -412,7 +419,7 @@ class Proxy:
             else:  # complete, a client-side error event, or the client left after output: the deployment served
                 self.health.success(route.key, began)
             if attempt_span is not None:
-                self._span_response(done, None)
+                self._span_response(done, None, route.config.model)
                 if done.status >= 400 or done.disconnected:
                     attempt_span.set_error(
                         done.upstream_reason or ("client_disconnected" if done.disconnected else str(done.status))
@@ -432,6 +439,14 @@ class Proxy:
             self._finish(done)
 
         return StreamRelay(ex, upstream, events, ex.response_headers(), on_end)
+
+    @staticmethod
+    def _trace_headers(ex: Exchange, attempt_span: Any) -> tuple[str | None, str | None]:
+        """``traceparent`` and ``tracestate`` for the upstream: this attempt's span with the caller's state, or the
+        caller's own headers passed on when tracing is off."""
+        if attempt_span is not None:
+            return attempt_span.traceparent(), attempt_span.tracestate()
+        return ex.traceparent, ex.tracestate
 
     # ---- metrics -----------------------------------------------------------------------------------------------
     def _finish(self, ex: Exchange) -> None:
@@ -487,10 +502,10 @@ class Proxy:
                 log.exception("could not end the trace span of request %s", ex.request_id)
 
     @staticmethod
-    def _span_response(ex: Exchange, response_id: Any) -> None:
+    def _span_response(ex: Exchange, response_id: Any, response_model: str | None) -> None:
         usage = ex.usage
         ex.span.set_response(
-            response_model=ex.model.name if ex.model is not None else None,
+            response_model=response_model,
             response_id=response_id if isinstance(response_id, str) else None,
             finish_reasons=[ex.finish_reason] if ex.finish_reason else None,
             input_tokens=usage.input if usage is not None else None,

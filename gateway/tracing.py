@@ -65,6 +65,12 @@ def _traceparent(span: trace.Span) -> str | None:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
+def _tracestate(span: trace.Span) -> str | None:
+    """The W3C ``tracestate`` the span carries (the caller's vendor entries), or ``None`` when empty."""
+    header = span.get_span_context().trace_state.to_header()
+    return header or None
+
+
 def _parent_context(headers: Iterable[tuple[bytes, bytes]]) -> Context:
     """The caller's trace context from ASGI headers (lower-case names), or an empty context (a new trace)."""
     carrier: dict[str, str] | None = None
@@ -150,6 +156,10 @@ class AttemptSpan:
     def traceparent(self) -> str | None:
         """The W3C ``traceparent`` value to send upstream with this attempt (this span as the parent)."""
         return _traceparent(self._span)
+
+    def tracestate(self) -> str | None:
+        """The W3C ``tracestate`` to send upstream with ``traceparent`` (the caller's, carried on)."""
+        return _tracestate(self._span)
 
     def set_error(self, error_type: str) -> None:
         """Mark the attempt failed: ``error.type`` (e.g. ``timeout``, ``connect``, ``http_5xx``), status ERROR."""
@@ -322,6 +332,9 @@ class _NoopAttemptSpan:
     __slots__ = ()
 
     def traceparent(self) -> None:
+        return None
+
+    def tracestate(self) -> None:
         return None
 
     def set_error(self, error_type: str) -> None:

@@ -83,7 +83,13 @@ class UpstreamClient:
         return timeout
 
     async def post(
-        self, route: DeploymentRoute, path: str, body: bytes, request_id: str, traceparent: str | None = None
+        self,
+        route: DeploymentRoute,
+        path: str,
+        body: bytes,
+        request_id: str,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> aiohttp.ClientResponse:
         """POST ``body`` to the deployment; returns once the response headers arrived (the caller reads the body
         and must release the response). Raises :class:`UpstreamFailure` for timeouts and connection failures."""
@@ -92,6 +98,8 @@ class UpstreamClient:
         headers["X-Request-Id"] = request_id
         if traceparent:
             headers["traceparent"] = traceparent
+            if tracestate:
+                headers["tracestate"] = tracestate
         try:
             return await self._session.post(route.url(path), data=body, headers=headers, timeout=self._timeout(route))
         except Exception as exc:  # classified below; anything unexpected is an invalid response

@@ -281,3 +281,17 @@ def test_stream_without_usage_is_charged_an_estimate(gw: str, upstream: Scripted
     assert delta("llm_gateway_tokens_total", model="public-x", type="input") == 4 + 4
     assert delta("llm_gateway_tokens_total", model="public-x", type="output") == 3
     assert delta("llm_gateway_cost_usd_total", model="public-x") == pytest.approx((8 + 3) / 1e6)
+
+
+def test_trace_context_passes_through_when_tracing_is_off(gw: str, upstream: ScriptedUpstream) -> None:
+    """Without telemetry the gateway makes no spans, but the caller's W3C trace context still reaches the upstream
+    (vLLM's own traces then join the caller's); tracestate only with a traceparent."""
+    _json_reply(upstream, 200, COMPLETION)
+    body = {"model": "public-x", "messages": [{"role": "user", "content": "x"}]}
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    httpx.post(f"{gw}/v1/chat/completions", json=body, headers={"traceparent": parent, "tracestate": "congo=t61"})
+    sent = upstream.received[-1]["headers"]
+    assert sent["traceparent"] == parent and sent["tracestate"] == "congo=t61"
+    httpx.post(f"{gw}/v1/chat/completions", json=body, headers={"tracestate": "congo=t61"})
+    sent = upstream.received[-1]["headers"]
+    assert "traceparent" not in sent and "tracestate" not in sent

@@ -93,7 +93,8 @@ async def test_plain_request_span(traced: tuple[httpx.AsyncClient, InMemorySpanE
     assert server.name == "chat echo"
     a = server.attributes
     assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.provider.name"] == "openai"
-    assert a["gen_ai.request.model"] == "echo" and a["gen_ai.response.model"] == "echo"
+    # the request names the public model; the response names the model that answered, as the upstream calls it
+    assert a["gen_ai.request.model"] == "echo" and a["gen_ai.response.model"] == "sim-model"
     assert a["gen_ai.request.stream"] is False
     assert a["gen_ai.request.max_tokens"] == 50 and a["gen_ai.request.temperature"] == 0.2
     assert a["gen_ai.usage.input_tokens"] == 5 and a["gen_ai.usage.output_tokens"] == 5
@@ -172,14 +173,17 @@ async def test_traceparent_is_continued_to_the_upstream(
     incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     await client.post(
         "/v1/chat/completions",
-        json={"model": "scripted", "messages": [{"role": "user", "content": "x"}]},
-        headers={"traceparent": incoming},
+        json={"model": "scripted", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 9},
+        headers={"traceparent": incoming, "tracestate": "vendor1=abc,vendor2=xyz"},
     )
     server, attempts = _spans(exporter)
     assert f"{server.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
     assert server.parent.span_id == int("b7ad6b7169203331", 16)
-    sent = scripted.received[-1]["headers"]["traceparent"]
-    assert sent == f"00-0af7651916cd43dd8448eb211c80319c-{attempts[0].context.span_id:016x}-01"
+    sent = scripted.received[-1]["headers"]
+    assert sent["traceparent"] == f"00-0af7651916cd43dd8448eb211c80319c-{attempts[0].context.span_id:016x}-01"
+    assert sent["tracestate"] == "vendor1=abc,vendor2=xyz"  # the caller's vendor state goes on with it
+    assert server.attributes["gen_ai.response.model"] == "up-model"  # as the upstream named it
+    assert server.attributes["gen_ai.request.max_tokens"] == 9  # max_completion_tokens, the current name
 
 
 async def test_prompt_text_only_when_configured(sim: str, scripted: ScriptedUpstream) -> None:
