@@ -332,8 +332,6 @@ class Proxy:
                 raise
             if not ex.stream:  # a stream's verdict waits for its end (the relay's on_end)
                 self.health.success(route.key, began)
-            if attempt_span is not None and not ex.stream:
-                attempt_span.end(200)
             return response
         if last is not None:  # an upstream failure says more than a deployment that could not take the request
             raise last
@@ -382,6 +380,8 @@ class Proxy:
             ex.finish_reason = choices[0].get("finish_reason")
         if ex.span is not None:
             self._span_response(ex, data.get("id"), response_model)
+        if attempt_span is not None:
+            attempt_span.end(200)  # before the request span ends (it closes any attempt still open, without status)
         ex.own_seconds += perf_counter() - received_at
         self._finish(ex)
         headers = ex.response_headers()

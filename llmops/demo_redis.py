@@ -29,6 +29,17 @@ def port_open(port: int) -> bool:
         return False
 
 
+def redis_answers(port: int) -> bool:
+    """Whether a Redis on 127.0.0.1:``port`` answers PING without a password (a protected one, or another server
+    on that port, cannot hold the demo's data)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def free_port(preferred: int, taken: set[int] | None = None) -> int:
     """``preferred`` when it is free (and not in ``taken``, ports already picked for something else), else a free
     port; the result is added to ``taken``."""
@@ -110,9 +121,9 @@ def demo_redis(mode: str, workdir: Path, console: Console) -> Iterator[str]:
         with _server(binary, workdir, console) as url:
             yield url
         return
-    if mode == "local" or (mode == "auto" and port_open(6379)):
-        if not port_open(6379):
-            raise RuntimeError("--redis local: nothing answers on 127.0.0.1:6379")
+    if mode == "local" or (mode == "auto" and redis_answers(6379)):
+        if not redis_answers(6379):
+            raise RuntimeError("--redis local: no Redis answers PING (without a password) on 127.0.0.1:6379")
         console.print("Redis: using the Redis that answers on 127.0.0.1:6379 (database 15)")
         yield "redis://127.0.0.1:6379/15"
         return

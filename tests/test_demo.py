@@ -116,3 +116,29 @@ def test_sigterm_stops_the_whole_stack() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_auto_redis_needs_a_redis_that_answers_ping() -> None:
+    """`--redis auto` uses a Redis on 6379 only if it answers PING without a password, not any listener there."""
+    import socket
+    import threading
+
+    from llmops.demo_redis import redis_answers
+    from tests.support import redis_server
+
+    with redis_server() as url:
+        assert redis_answers(int(url.rsplit(":", 1)[1].split("/")[0]))
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a listener that answers like a protected Redis
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(b"-NOAUTH Authentication required.\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        assert not redis_answers(port)
+        thread.join(5)
+    assert not redis_answers(free_port())  # nothing listening

@@ -102,6 +102,7 @@ async def test_plain_request_span(traced: tuple[httpx.AsyncClient, InMemorySpanE
     assert a["gen_ai.response.id"].startswith("chatcmpl-")
     assert a["http.response.status_code"] == 200 and "error.type" not in a
     assert len(attempts) == 1 and attempts[0].name == "chat sim-model"
+    assert attempts[0].attributes["http.response.status_code"] == 200  # the upstream's status, on the CLIENT span
     assert attempts[0].attributes["server.address"] == "127.0.0.1" and attempts[0].attributes["server.port"] > 0
     assert attempts[0].parent.span_id == server.context.span_id
     assert response.headers["x-trace-id"] == f"{server.context.trace_id:032x}"
