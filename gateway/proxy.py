@@ -418,6 +418,13 @@ class Proxy:
                 self.health.release(route.key)
             else:  # complete, a client-side error event, or the client left after output: the deployment served
                 self.health.success(route.key, began)
+            estimate = estimate_stream_usage(
+                done.usage, done.payload, done.output_events, final=done.usage_final, client_left=done.disconnected
+            )
+            if estimate is not None:  # before the span records the usage
+                done.usage = estimate
+                done.usage_estimated = True
+                self.metrics.usage_estimated.labels(done.model.name).inc()  # type: ignore[union-attr]
             if attempt_span is not None:
                 self._span_response(done, None, route.config.model)
                 if done.status >= 400 or done.disconnected:
@@ -425,13 +432,6 @@ class Proxy:
                         done.upstream_reason or ("client_disconnected" if done.disconnected else str(done.status))
                     )
                 attempt_span.end(done.status)
-            estimate = estimate_stream_usage(
-                done.usage, done.payload, done.output_events, final=done.usage_final, client_left=done.disconnected
-            )
-            if estimate is not None:
-                done.usage = estimate
-                done.usage_estimated = True
-                self.metrics.usage_estimated.labels(done.model.name).inc()  # type: ignore[union-attr]
             if done.status >= 400 and done.error_type is None:
                 done.error_type = done.upstream_reason or (
                     "client_disconnected" if done.disconnected else str(done.status)
