@@ -152,6 +152,17 @@ def classify_http_error(route: DeploymentRoute, status: int, body: bytes, header
     gateway's own credentials) and 404 (the deployment's base_url or model is wrong: the gateway already checked the
     public model name), which are the deployment's fault: 502, retried on another deployment and counted against
     its health; 5xx becomes 502 too."""
+    if status == 404:  # the deployment's model (or base_url) is wrong, not the client's request: any provider
+        return UpstreamFailure(
+            "http_4xx",
+            upstream_error(
+                502,
+                f"Upstream deployment '{route.name}' answered 404 for model '{route.config.model}'; check the "
+                "deployment's base_url and model.",
+                "upstream_not_found",
+            ),
+            retryable=True,
+        )
     if route.is_anthropic:
         return _anthropic_http_error(route, status, body, headers)
     try:
@@ -168,17 +179,6 @@ def classify_http_error(route: DeploymentRoute, status: int, body: bytes, header
                 f"Upstream deployment '{route.name}' rejected the gateway's credentials (HTTP {status}); "
                 "check the deployment's api_key.",
                 "upstream_auth_error",
-            ),
-            retryable=True,
-        )
-    if status == 404:
-        return UpstreamFailure(
-            "http_4xx",
-            upstream_error(
-                502,
-                f"Upstream deployment '{route.name}' answered 404 for model '{route.config.model}'; check the "
-                "deployment's base_url and model.",
-                "upstream_not_found",
             ),
             retryable=True,
         )
@@ -215,17 +215,6 @@ def classify_http_error(route: DeploymentRoute, status: int, body: bytes, header
 def _anthropic_http_error(route: DeploymentRoute, status: int, body: bytes, headers: Any) -> UpstreamFailure:
     from gateway.providers.anthropic import anthropic_error
 
-    if status == 404:  # the deployment's model (or base_url) is wrong, not the client's request
-        return UpstreamFailure(
-            "http_4xx",
-            upstream_error(
-                502,
-                f"Upstream deployment '{route.name}' answered 404 for model '{route.config.model}'; check the "
-                "deployment's base_url and model.",
-                "upstream_not_found",
-            ),
-            retryable=True,
-        )
     client_status, payload = anthropic_error(status, body[:_MAX_ERROR_BODY])
     inner = payload["error"]
     extra = {}
