@@ -196,6 +196,12 @@ class GpuCollector(Collector):
         base = self._error_class("NVMLError")
         return base is not None and isinstance(error, base)
 
+    def _unsupported(self, error: BaseException) -> bool:
+        """Whether NVML says this GPU or driver lacks the call (NotSupported, FunctionNotFound): not a fault."""
+        return self._is_nvml_error(error, "NVMLError_NotSupported", _NVML_ERROR_NOT_SUPPORTED) or self._is_nvml_error(
+            error, "NVMLError_FunctionNotFound", _NVML_ERROR_FUNCTION_NOT_FOUND
+        )
+
     def _ensure_initialized(self) -> bool:
         if self._initialized:
             return True
@@ -310,11 +316,7 @@ class GpuCollector(Collector):
             return fn()
         except Exception as error:
             mismatch = self._error_class("NVMLLibraryMismatchError")  # the driver lacks this call's version
-            if (
-                self._is_nvml_error(error, "NVMLError_NotSupported", _NVML_ERROR_NOT_SUPPORTED)
-                or self._is_nvml_error(error, "NVMLError_FunctionNotFound", _NVML_ERROR_FUNCTION_NOT_FOUND)
-                or (mismatch is not None and isinstance(error, mismatch))
-            ):
+            if self._unsupported(error) or (mismatch is not None and isinstance(error, mismatch)):
                 # A property of this GPU or driver, not a fault: stop asking until NVML is initialised again.
                 device.unsupported.add(reading)
                 log.info("llmops gpu-exporter: GPU %d does not support %s; skipped", device.index, reading)
@@ -344,10 +346,7 @@ class GpuCollector(Collector):
             except TypeError:  # a pynvml without the version argument
                 device.memory_v1 = True
             except Exception as error:
-                if not (
-                    self._is_nvml_error(error, "NVMLError_FunctionNotFound", _NVML_ERROR_FUNCTION_NOT_FOUND)
-                    or self._is_nvml_error(error, "NVMLError_NotSupported", _NVML_ERROR_NOT_SUPPORTED)
-                ):
+                if not self._unsupported(error):
                     raise
                 device.memory_v1 = True
         return nvml.nvmlDeviceGetMemoryInfo(device.handle)
