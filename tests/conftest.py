@@ -46,3 +46,15 @@ def simulator_factory() -> Iterator[SimulatorFactory]:
 def simulator_echo(simulator_factory: SimulatorFactory) -> BackgroundSimulator:
     """A fast simulator in echo mode (answers with the last user message)."""
     return simulator_factory(echo=True)
+
+
+# -- redis ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def redis_url() -> Iterator[str]:
+    """A private ``redis-server`` on a free port for one test (killable by it); its URL."""
+    from tests.support import redis_server
+
+    with redis_server() as url:
+        yield url

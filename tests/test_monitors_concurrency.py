@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,7 +23,7 @@ from monitors.metrics import MonitorMetrics
 from monitors.sample import STREAM, Sample
 from monitors.store import SampleStore
 from monitors.worker import Worker
-from tests.support import free_port, metric, redis_server
+from tests.support import free_port, metric
 from tests.test_monitors_worker import make_sample
 
 GROUP = "llmops-monitors"
@@ -81,12 +81,6 @@ class JudgeUpstream:
             )
         finally:
             self.active -= 1
-
-
-@pytest.fixture()
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ the rated models without a keyspace SCAN."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,17 +15,11 @@ from monitors.metrics import MonitorMetrics
 from monitors.sample import STREAM
 from monitors.store import ATTEMPTS, DEAD_LETTERS, SampleStore
 from monitors.worker import PAIRWISE_MODELS, Worker
-from tests.support import metric, redis_server
+from tests.support import metric
 from tests.test_monitors_worker import make_sample
 
 GROUP = "llmops-monitors"
 DEPLOYMENT = {"name": "sim", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
-
-
-@pytest.fixture()
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture()

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -24,7 +23,6 @@ from tests.support import (
     gateway_config,
     metric,
     monitors,
-    redis_server,
     scrape,
     simulator,
     wait_for,
@@ -64,12 +62,6 @@ def write_config(tmp_path: Path, redis_url: str, **monitors_section: object) -> 
         redis={"url": redis_url},
         monitors={"judges": ["rules"], "claim_idle_seconds": 1, **monitors_section},
     )
-
-
-@pytest.fixture()
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 def test_worker_judges_commits_and_exports(tmp_path: Path, redis_url: str) -> None:
