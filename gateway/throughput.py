@@ -73,6 +73,7 @@ class ServedTokens:
         self._unsynced_tokens = 0
         self._in_flight_tokens = 0
         self.stale_after = 3 * SYNC_SECONDS
+        self.synced = False  # a ThroughputSync sends this counter's buckets to Redis (else none are kept)
 
     # -- request path -----------------------------------------------------------------------------------------
     def add(self, tokens: int) -> None:
@@ -83,6 +84,8 @@ class ServedTokens:
         self._events.append((now, tokens))
         self._local_tokens += tokens
         self._expire(now)  # amortised O(1); keeps the local window bounded while the shared estimate is in use
+        if not self.synced:  # no Redis: nobody would send (or prune) the buckets
+            return
         bucket = int(self._wall() // self.bucket_seconds)
         self._mine[bucket] = self._mine.get(bucket, 0) + tokens
         self._dirty.add(bucket)
@@ -90,11 +93,11 @@ class ServedTokens:
 
     def tokens_per_second(self) -> float:
         """Tokens per second over the window: fleet-wide while a recent sync is at hand, else this process's own."""
-        now = self._clock()
-        if self._synced_at is not None and now - self._synced_at <= self.stale_after:
-            span = min(self.window_seconds, self._shared_span + (now - self._synced_at))
-            return (self._shared_tokens + self._unsynced_tokens) / max(span, 1.0)
-        return self.local_tokens_per_second()
+        if not self.shared:
+            return self.local_tokens_per_second()
+        assert self._synced_at is not None
+        span = min(self.window_seconds, self._shared_span + (self._clock() - self._synced_at))
+        return (self._shared_tokens + self._unsynced_tokens) / max(span, 1.0)
 
     def local_tokens_per_second(self) -> float:
         """This process's own tokens per second over the window (or since start, when younger than the window)."""
@@ -175,6 +178,7 @@ class ThroughputSync:
         self._redis = aioredis.from_url(self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
         for served in self.served:
             served.stale_after = 3 * self.interval
+            served.synced = True
         # One sync before serving, so that the first requests are priced by the fleet's throughput, not by this
         # process's (a new process would otherwise charge its first tokens for the whole fleet's idle time).
         await self.sync_once()

@@ -44,6 +44,7 @@ def test_local_window_hand_computed() -> None:
 def test_window_buckets_and_dirty_totals() -> None:
     wall = Clock(1_003.0)  # bucket 200 (5 s buckets)
     served = ServedTokens("m/d", window_seconds=60, bucket_seconds=5, clock=Clock(0.0), wall_clock=wall)
+    served.synced = True  # as a ThroughputSync sets it
     assert served.window_buckets(1_003.0) == list(range(189, 201))  # 12 buckets: [945 s, now]
     served.add(10)
     wall.now = 1_006.0  # bucket 201
@@ -63,6 +64,7 @@ def test_window_buckets_and_dirty_totals() -> None:
 def test_shared_estimate_hand_computed_and_going_stale() -> None:
     mono = Clock(50.0)
     served = ServedTokens("m/d", window_seconds=60, bucket_seconds=5, clock=mono, wall_clock=Clock(1_003.0))
+    served.synced = True
     served.add(40)  # this process's own: 40 tokens in 1 s of age -> 40 tokens/s locally
     served.take_dirty(1_003.0)
     # The fleet served 6,000 tokens in the window; counting began long ago: the span runs from the oldest bucket's
@@ -87,6 +89,7 @@ def test_gpu_time_cost_uses_the_fleet_throughput() -> None:
     gpu = GpuTimeCost(gpu_hour_usd=2.5, gpus=1, min_tokens_per_second=50, clock=mono, key="m/d")
     for _ in range(10):
         gpu.cost(Usage(input=50, output=50))  # 1,000 local tokens in the 500 s-old process: 16.7 tokens/s locally
+    gpu.served.synced = True
     gpu.served.take_dirty(1_000.0)
     gpu.served.set_shared(60_000, since_wall=0.0, now_wall=1_000.0)  # window [945, 1000] s: 55 s
     expected_rate = 60_000 / 55
@@ -286,3 +289,15 @@ def test_local_window_stays_bounded_while_the_shared_estimate_is_used() -> None:
         served.add(10)
     assert len(served._events) <= 601  # 60 s of requests
     assert served.local_tokens_per_second() == pytest.approx(100, rel=0.02)
+
+
+def test_without_redis_no_buckets_are_kept() -> None:
+    """Buckets exist to be sent to Redis: without a ThroughputSync none are kept, so nothing grows with uptime."""
+    mono, wall = Clock(0.0), Clock(1_000.0)
+    served = ServedTokens("m|d", window_seconds=60, clock=mono, wall_clock=wall)
+    for _ in range(1_000):  # 1,000 s of traffic: 200 buckets' worth
+        mono.now += 1
+        wall.now += 1
+        served.add(10)
+    assert served._mine == {} and served._dirty == set()
+    assert served.tokens_per_second() == pytest.approx(10, rel=0.02)  # the local window still works
