@@ -427,8 +427,11 @@ class GpuCollector(Collector):
 
     def _busy_families(self) -> list[Metric]:
         self._errors["busy"] += 1
-        f = self._families()
-        f["up"].add_metric([], 0.0)
+        return self._with_status(self._families(), up=False)
+
+    def _with_status(self, f: dict[str, Metric], up: bool) -> list[Metric]:
+        """Add ``llm_gpu_up`` and the error counters to ``f``; the families that have samples."""
+        f["up"].add_metric([], 1.0 if up else 0.0)
         for reading in READINGS:
             f["errors"].add_metric([reading], float(self._errors[reading]))
         return [family for family in f.values() if family.samples]
@@ -446,13 +449,10 @@ class GpuCollector(Collector):
                 self._shutdown()
                 self._last_init_attempt = self._clock()
                 up = False
-        f["up"].add_metric([], 1.0 if up else 0.0)
         if up:
             f["count"].add_metric([], float(self._reported))
-        for reading in READINGS:
-            f["errors"].add_metric([reading], float(self._errors[reading]))
         f["duration"].add_metric([], time.perf_counter() - start)
-        return [family for family in f.values() if family.samples]
+        return self._with_status(f, up)
 
     def _collect_devices(self, f: dict[str, Metric]) -> None:
         nvml = self._nvml
