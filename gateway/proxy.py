@@ -126,18 +126,22 @@ class Proxy:
         ex = Exchange(endpoint, request_id_of(request.scope), perf_counter())
         in_flight = None
         try:
-            if self.access is not None:
-                ex.key = self.access.authenticate(request.headers.get("authorization"))
-            payload = ex.payload = await self._read_payload(request)
-            self._prepare(ex, payload, request.headers.get(JUDGE_HEADER) is not None)
-            if self.access is not None:
-                await self.access.admit(ex.key, self.metrics)
-            if self.tracer is not None:
-                ex.span = self._start_span(ex, payload, request.scope["headers"])
+            if self.tracer is not None:  # first, so a request refused below has its span too
+                ex.span = self.tracer.start_request(operation=endpoint.operation, headers=request.scope["headers"])
             else:
                 ex.traceparent = request.headers.get("traceparent")
                 if ex.traceparent is not None:
                     ex.tracestate = request.headers.get("tracestate")
+            if self.access is not None:
+                ex.key = self.access.authenticate(request.headers.get("authorization"))
+            payload = ex.payload = await self._read_payload(request)
+            try:
+                self._prepare(ex, payload, request.headers.get(JUDGE_HEADER) is not None)
+            finally:
+                if ex.span is not None:
+                    self._describe_span(ex, payload)
+            if self.access is not None:
+                await self.access.admit(ex.key, self.metrics)
             in_flight = self.metrics.in_flight.labels(ex.model.name)  # type: ignore[union-attr]
             in_flight.inc()
             response = await self._attempts(ex, payload, in_flight)
@@ -146,9 +150,11 @@ class Proxy:
             return response
         except GatewayError as error:
             ex.status = error.status
-            ex.error_type = error.code or str(error.status)
+            ex.error_type = error.code or error.type  # a bounded name: the OpenAI code, else its type
             self._finish(ex)
-            return error_response(error)
+            response = error_response(error)
+            response.headers.update(ex.response_headers())
+            return response
         except UpstreamFailure as failure:
             ex.status = failure.error.status
             ex.error_type = failure.reason
@@ -176,17 +182,21 @@ class Proxy:
             if in_flight is not None:
                 in_flight.dec()
 
-    def _start_span(self, ex: Exchange, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> Any:
+    @staticmethod
+    def _describe_span(ex: Exchange, payload: dict[str, Any]) -> None:
+        """Name the request span after its model and set the ``gen_ai.request.*`` attributes."""
         model = ex.model
-        assert model is not None and self.tracer is not None
+        if model is None:  # refused before the model was resolved (unknown, missing, not a string)
+            name = payload.get("model")
+            if isinstance(name, str) and name:
+                ex.span.set_unknown_model(name)
+            return
         max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
         temperature = payload.get("temperature")
-        return self.tracer.start_request(
-            operation=ex.endpoint.operation,
+        ex.span.set_request(
             request_model=model.name,
             provider=model.deployments[0].provider if model.deployments else "openai_compatible",
             stream=ex.stream,
-            headers=headers,
             max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
             temperature=temperature
             if isinstance(temperature, int | float) and not isinstance(temperature, bool)
@@ -497,7 +507,7 @@ class Proxy:
                 self.index.remember(ex.request_id, ex.model.name, ex.variant)
         if ex.span is not None:
             try:
-                self._end_span(ex)
+                self._end_span(ex, cost)
             except Exception:  # tracing never fails a request
                 log.exception("could not end the trace span of request %s", ex.request_id)
 
@@ -512,8 +522,22 @@ class Proxy:
             output_tokens=usage.output if usage is not None else None,
         )
 
-    def _end_span(self, ex: Exchange) -> None:
+    def _end_span(self, ex: Exchange, cost: float) -> None:
         span = ex.span
+        route, usage = ex.deployment, ex.usage
+        span.set_attributes(
+            {
+                "llmops.request_id": ex.request_id,
+                "llmops.deployment": route.name if route is not None else None,
+                "llmops.variant": ex.variant or None,
+                # the request's totals, under our names: gen_ai.usage.* is on the attempt that used the tokens
+                "llmops.usage.input_tokens": usage.input if usage is not None else None,
+                "llmops.usage.output_tokens": usage.output if usage is not None else None,
+                "llmops.usage.cached_input_tokens": usage.cached_input if usage is not None else None,
+                "llmops.usage.estimated": True if ex.usage_estimated else None,
+                "llmops.cost_usd": cost if usage is not None else None,
+            }
+        )
         if self.capture_content and ex.sample is not None:
             request = ex.sample.request
             prompt = request.get("messages", request.get("prompt", request.get("input")))

@@ -1,12 +1,16 @@
 """OpenTelemetry tracing of gateway requests, with the GenAI semantic conventions.
 
-One **SERVER** span per client request, named ``"{operation} {public model}"``, continues the caller's W3C
-``traceparent``/``tracestate`` when it sends one. Each try against an upstream deployment is a **CLIENT** child span,
-named ``"{operation} {upstream model}"``: that is the span the GenAI conventions describe (a client call to a model),
-so it carries ``server.address``/``server.port`` and the upstream's own model name, and a retried or fallen-back
-request shows as several CLIENT children under one SERVER span. Both spans carry the ``gen_ai.*`` request attributes;
-the response attributes (model, id, finish reasons, token usage) go on the SERVER span and on the attempt that
-produced them.
+One **SERVER** span per client request, every request including those refused before any upstream is tried (bad
+JSON, unknown model, a bad key, a rate limit), named ``"{operation} {public model}"`` (``"{operation}"`` until the
+model is known, and for an unknown one), continues the caller's W3C ``traceparent``/``tracestate`` when it sends one.
+Each try against an upstream deployment is a **CLIENT** child span, named ``"{operation} {upstream model}"``: that is
+the span the GenAI conventions describe (a client call to a model), so it carries ``server.address``/``server.port``
+and the upstream's own model name, and a retried or fallen-back request shows as several CLIENT children under one
+SERVER span. Both spans carry the ``gen_ai.*`` request attributes and the response model, id and finish reasons.
+
+Token usage (``gen_ai.usage.*``) goes **only on the CLIENT span** that produced it: GenAI-aware backends add usage up
+over a trace, and the same tokens on the SERVER span would be counted twice. The SERVER span carries the request's
+totals under our own names instead (``llmops.usage.*``, ``llmops.cost_usd``), which no backend sums as model usage.
 
 Prompt and answer text are never recorded unless ``telemetry.capture_content`` is true; then they go on the SERVER span
 as ``gen_ai.input.messages`` / ``gen_ai.output.messages`` (JSON, the conventions' message/parts shape).
@@ -200,6 +204,9 @@ class RequestSpan:
         "trace_id",
     )
 
+    #: Longest unknown model name kept on a span (the name comes from the client).
+    MAX_UNKNOWN_MODEL_CHARS = 256
+
     def __init__(
         self,
         tracer: trace.Tracer,
@@ -211,7 +218,7 @@ class RequestSpan:
         self._tracer = tracer
         self._span = span
         self._operation = operation
-        self._request_attributes = request_attributes  # copied onto each attempt
+        self._request_attributes = request_attributes  # copied onto each attempt (set_request fills it)
         self._capture = capture_content
         self._attempt: AttemptSpan | None = None
         self._ended = False
@@ -220,6 +227,40 @@ class RequestSpan:
         ctx = span.get_span_context()
         #: The trace id (32 hex digits): for the ``x-trace-id`` response header and the traffic sample.
         self.trace_id: str | None = f"{ctx.trace_id:032x}" if ctx.is_valid else None
+
+    def set_request(
+        self,
+        *,
+        request_model: str,
+        provider: str,
+        stream: bool,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> None:
+        """Describe the request once its model is known: names the span ``"{operation} {request_model}"`` and sets
+        the ``gen_ai.request.*`` attributes, which each later attempt copies (``provider``: our config's name)."""
+        if self._ended:
+            return
+        attributes = self._request_attributes
+        attributes["gen_ai.provider.name"] = provider_name(provider)
+        attributes["gen_ai.request.model"] = request_model
+        attributes["gen_ai.request.stream"] = stream
+        if max_tokens is not None:
+            attributes["gen_ai.request.max_tokens"] = max_tokens
+        if temperature is not None:
+            attributes["gen_ai.request.temperature"] = temperature
+        self._span.update_name(f"{self._operation} {request_model}")
+        self._span.set_attributes(attributes)
+
+    def set_unknown_model(self, requested: str) -> None:
+        """Record a model name the gateway does not serve (clipped), without putting it in the span name."""
+        if not self._ended:
+            self._span.set_attribute("gen_ai.request.model", requested[: self.MAX_UNKNOWN_MODEL_CHARS])
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        """Set gateway attributes (``llmops.*``) on the request span; ``None`` values are left out."""
+        if not self._ended:
+            self._span.set_attributes({name: value for name, value in attributes.items() if value is not None})
 
     def start_attempt(
         self,
@@ -269,8 +310,9 @@ class RequestSpan:
         input_tokens: int | None,
         output_tokens: int | None,
     ) -> None:
-        """Record what the upstream answered, on the request span and on the current attempt if it is still open
-        (call it before ending the attempt to annotate both). ``None`` values are left out."""
+        """Record what the upstream answered: model, id and finish reasons on the request span and on the current
+        attempt if it is still open (call it before ending the attempt), token usage on that attempt only (see the
+        module docstring). ``None`` values are left out."""
         attributes: dict[str, Any] = {}
         if response_model:
             attributes["gen_ai.response.model"] = response_model
@@ -279,15 +321,18 @@ class RequestSpan:
         if finish_reasons:
             self._finish_reasons = [str(reason) for reason in finish_reasons]
             attributes["gen_ai.response.finish_reasons"] = self._finish_reasons
+        if self._ended:
+            return
+        if attributes:
+            self._span.set_attributes(attributes)
+        attempt = self._attempt
+        if attempt is None or attempt._ended:
+            return
         if input_tokens is not None:
             attributes["gen_ai.usage.input_tokens"] = input_tokens
         if output_tokens is not None:
             attributes["gen_ai.usage.output_tokens"] = output_tokens
-        if not attributes or self._ended:
-            return
-        self._span.set_attributes(attributes)
-        attempt = self._attempt
-        if attempt is not None and not attempt._ended:
+        if attributes:
             attempt._span.set_attributes(attributes)
 
     def set_content(self, prompt_messages: Any, completion_text: str | None) -> None:
@@ -349,6 +394,23 @@ class _NoopRequestSpan:
 
     __slots__ = ()
     trace_id: str | None = None
+
+    def set_request(
+        self,
+        *,
+        request_model: str,
+        provider: str,
+        stream: bool,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> None:
+        return None
+
+    def set_unknown_model(self, requested: str) -> None:
+        return None
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        return None
 
     def start_attempt(
         self,
@@ -430,36 +492,33 @@ class GatewayTracer:
         self,
         *,
         operation: str,
-        request_model: str,
-        provider: str,
-        stream: bool,
         headers: Iterable[tuple[bytes, bytes]],
+        request_model: str | None = None,
+        provider: str = "openai_compatible",
+        stream: bool = False,
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> RequestSpan | _NoopRequestSpan:
-        """Start the SERVER span of one request (``operation``: ``chat``, ``text_completion`` or ``embeddings``;
-        ``request_model``: the public name the client sent; ``provider``: our config's provider name), continuing
-        a W3C ``traceparent`` found in the ASGI ``headers``."""
+        """Start the SERVER span of one request (``operation``: ``chat``, ``text_completion`` or ``embeddings``),
+        continuing a W3C ``traceparent`` found in the ASGI ``headers``. With ``request_model`` (the public name the
+        client sent) the request is described at once, as :meth:`RequestSpan.set_request` does later otherwise."""
         tracer = self._tracer
         if tracer is None:
             return NOOP_REQUEST
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": provider_name(provider),
-            "gen_ai.request.model": request_model,
-            "gen_ai.request.stream": stream,
-        }
-        if max_tokens is not None:
-            attributes["gen_ai.request.max_tokens"] = max_tokens
-        if temperature is not None:
-            attributes["gen_ai.request.temperature"] = temperature
+        attributes: dict[str, Any] = {"gen_ai.operation.name": operation}
         span = tracer.start_span(
-            f"{operation} {request_model}",
-            context=_parent_context(headers),
-            kind=SpanKind.SERVER,
-            attributes=attributes,
+            operation, context=_parent_context(headers), kind=SpanKind.SERVER, attributes=attributes
         )
-        return RequestSpan(tracer, span, operation, attributes, self._capture)
+        request = RequestSpan(tracer, span, operation, attributes, self._capture)
+        if request_model is not None:
+            request.set_request(
+                request_model=request_model,
+                provider=provider,
+                stream=stream,
+                max_tokens=max_tokens,
+                temperature=temperature,
+            )
+        return request
 
     @property
     def capture_content(self) -> bool:

@@ -4,6 +4,7 @@ sample, and no prompt text in spans unless configured."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -97,7 +98,14 @@ async def test_plain_request_span(traced: tuple[httpx.AsyncClient, InMemorySpanE
     assert a["gen_ai.request.model"] == "echo" and a["gen_ai.response.model"] == "sim-model"
     assert a["gen_ai.request.stream"] is False
     assert a["gen_ai.request.max_tokens"] == 50 and a["gen_ai.request.temperature"] == 0.2
-    assert a["gen_ai.usage.input_tokens"] == 5 and a["gen_ai.usage.output_tokens"] == 5
+    # usage is the attempt's (GenAI backends sum gen_ai.usage.* over a trace); the request span has its totals
+    assert not any(name.startswith("gen_ai.usage.") for name in a)
+    assert a["llmops.usage.input_tokens"] == 5 and a["llmops.usage.output_tokens"] == 5
+    assert a["llmops.usage.cached_input_tokens"] == 0 and "llmops.usage.estimated" not in a
+    assert a["llmops.cost_usd"] == 0.0  # no price configured
+    assert a["llmops.deployment"] == "sim" and a["llmops.request_id"] == response.headers["x-request-id"]
+    b = attempts[0].attributes
+    assert b["gen_ai.usage.input_tokens"] == 5 and b["gen_ai.usage.output_tokens"] == 5
     assert tuple(a["gen_ai.response.finish_reasons"]) == ("stop",)
     assert a["gen_ai.response.id"].startswith("chatcmpl-")
     assert a["http.response.status_code"] == 200 and "error.type" not in a
@@ -118,7 +126,8 @@ async def test_streaming_request_span(traced: tuple[httpx.AsyncClient, InMemoryS
     assert response.status_code == 200 and response.text.endswith("data: [DONE]\n\n")
     server, attempts = _spans(exporter)
     assert server.attributes["gen_ai.request.stream"] is True
-    assert server.attributes["gen_ai.usage.output_tokens"] == 3
+    assert server.attributes["llmops.usage.output_tokens"] == 3
+    assert attempts[0].attributes["gen_ai.usage.output_tokens"] == 3
     assert tuple(server.attributes["gen_ai.response.finish_reasons"]) == ("stop",)
     assert attempts[0].attributes["http.response.status_code"] == 200
 
@@ -139,6 +148,70 @@ async def test_failed_request_span(traced: tuple[httpx.AsyncClient, InMemorySpan
     assert server.attributes["http.response.status_code"] == 502
     assert server.status.status_code.name == "ERROR"
     assert attempts[0].attributes["error.type"] == "http_5xx"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error_type", "name", "model"),
+    [
+        (b"{not json", 400, "invalid_request_error", "chat", None),
+        (
+            b'{"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "model_not_found",
+            "chat",
+            "no-such-model",
+        ),
+        (b'{"model": "echo"}', 400, "invalid_request_error", "chat echo", "echo"),
+    ],
+)
+async def test_refused_request_still_has_a_span(
+    traced: tuple[httpx.AsyncClient, InMemorySpanExporter],
+    body: bytes,
+    status: int,
+    error_type: str,
+    name: str,
+    model: str | None,
+) -> None:
+    client, exporter = traced
+    response = await client.post(
+        "/v1/chat/completions",
+        content=body,
+        headers={"content-type": "application/json", "traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"},
+    )
+    assert response.status_code == status
+    server, attempts = _spans(exporter)
+    assert attempts == []
+    assert server.name == name
+    assert server.context.trace_id == int("ab" * 16, 16)  # joins the caller's trace even when refused
+    assert response.headers["x-trace-id"] == "ab" * 16  # so the client can find the refusal's trace
+    assert server.attributes["http.response.status_code"] == status
+    assert server.attributes["error.type"] == error_type
+    assert server.attributes.get("gen_ai.request.model") == model
+    assert server.status.status_code.name == "ERROR"
+
+
+async def test_unauthorized_request_has_a_span(sim: str, scripted: ScriptedUpstream) -> None:
+    exporter = InMemorySpanExporter()
+    config = _config(sim, scripted)
+    config["keys"] = [{"name": "team-a", "sha256": hashlib.sha256(b"sk-team-a").hexdigest()}]
+    gateway = Gateway(parse_config(config), tracer=GatewayTracer.from_config(None, exporter=exporter))
+    await gateway.client.start()
+    try:
+        transport = httpx.ASGITransport(app=gateway.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            response = await client.post(
+                "/v1/chat/completions",
+                json={"model": "echo", "messages": [{"role": "user", "content": "x"}]},
+                headers={"authorization": "Bearer sk-wrong"},
+            )
+    finally:
+        await gateway.client.close()
+    assert response.status_code == 401
+    server, attempts = _spans(exporter)
+    assert attempts == [] and server.name == "chat"  # refused before the body was read
+    assert server.attributes["error.type"] == "invalid_api_key"
+    assert server.attributes["http.response.status_code"] == 401
+    assert "sk-wrong" not in _all_text([server])
 
 
 async def test_retried_request_has_one_span_per_attempt(traced: tuple[httpx.AsyncClient, InMemorySpanExporter]) -> None:

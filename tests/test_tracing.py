@@ -94,10 +94,8 @@ def test_plain_request_attributes(exporter: InMemorySpanExporter) -> None:
         "gen_ai.response.model": "meta-llama/Meta-Llama-3-8B-Instruct",
         "gen_ai.response.id": "chatcmpl-123",
         "gen_ai.response.finish_reasons": ("stop",),
-        "gen_ai.usage.input_tokens": 12,
-        "gen_ai.usage.output_tokens": 34,
         "http.response.status_code": 200,
-    }
+    }  # no gen_ai.usage.*: the CLIENT span has it, and a trace must not count the same tokens twice
     assert dict(client.attributes) == {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "openai",
@@ -149,10 +147,11 @@ def test_streamed_anthropic_request(exporter: InMemorySpanExporter) -> None:
         assert span.attributes["gen_ai.request.stream"] is True
         assert span.attributes["gen_ai.provider.name"] == "anthropic"
         assert span.attributes["gen_ai.response.finish_reasons"] == ("length",)
-        assert span.attributes["gen_ai.usage.input_tokens"] == 5
         assert "gen_ai.usage.output_tokens" not in span.attributes
         assert "gen_ai.response.id" not in span.attributes
         assert "gen_ai.request.max_tokens" not in span.attributes
+    assert client.attributes["gen_ai.usage.input_tokens"] == 5
+    assert "gen_ai.usage.input_tokens" not in server.attributes
     assert "server.port" not in client.attributes
     assert client.attributes["server.address"] == "api.anthropic.com"
 
@@ -178,6 +177,35 @@ def test_failed_request(exporter: InMemorySpanExporter) -> None:
     assert client.attributes["error.type"] == "timeout"
     assert "http.response.status_code" not in client.attributes
     assert client.status.status_code == StatusCode.ERROR
+
+
+def test_request_described_once_its_model_is_known(exporter: InMemorySpanExporter) -> None:
+    tracer = make_tracer(exporter)
+    request = tracer.start_request(operation="chat", headers=[])
+    assert isinstance(request, RequestSpan)
+    request.set_request(request_model="llama-3-8b", provider="anthropic", stream=True, max_tokens=8)
+    request.start_attempt(deployment="d", upstream_model="up", server_address="h", server_port=1, attempt=1).end(200)
+    request.end(200)
+    (server,) = by_kind(exporter.get_finished_spans(), SpanKind.SERVER)
+    (client,) = by_kind(exporter.get_finished_spans(), SpanKind.CLIENT)
+    assert server.name == "chat llama-3-8b"
+    assert server.attributes["gen_ai.request.model"] == "llama-3-8b"
+    assert server.attributes["gen_ai.provider.name"] == "anthropic"
+    assert client.attributes["gen_ai.request.max_tokens"] == 8  # the attempt copies what set_request described
+    assert client.attributes["gen_ai.request.stream"] is True
+
+
+def test_unknown_model_stays_out_of_the_span_name(exporter: InMemorySpanExporter) -> None:
+    tracer = make_tracer(exporter)
+    request = tracer.start_request(operation="chat", headers=[])
+    assert isinstance(request, RequestSpan)
+    request.set_unknown_model("x" * 1000)
+    request.set_error("model_not_found", 404)
+    request.end(404)
+    (server,) = exporter.get_finished_spans()
+    assert server.name == "chat"  # span names stay low-cardinality: a client's typo is an attribute only
+    assert server.attributes["gen_ai.request.model"] == "x" * RequestSpan.MAX_UNKNOWN_MODEL_CHARS
+    assert server.attributes["error.type"] == "model_not_found"
 
 
 def test_attempt_http_error_status_sets_error_type(exporter: InMemorySpanExporter) -> None:
@@ -471,8 +499,9 @@ def test_exports_to_a_real_otlp_http_receiver(otlp_receiver: tuple[str, type[_Re
     assert server_attrs["gen_ai.request.stream"] is True
     assert server_attrs["gen_ai.request.max_tokens"] == 16
     assert server_attrs["gen_ai.response.finish_reasons"] == ("stop",)
-    assert server_attrs["gen_ai.usage.input_tokens"] == 7
-    assert server_attrs["gen_ai.usage.output_tokens"] == 3
+    assert client_attrs["gen_ai.usage.input_tokens"] == 7
+    assert client_attrs["gen_ai.usage.output_tokens"] == 3
+    assert not any(name.startswith("gen_ai.usage.") for name in server_attrs)
     assert client_attrs["server.address"] == "simulator"
     assert client_attrs["server.port"] == 8000
     assert client_attrs["llmops.deployment"] == "sim"
