@@ -653,7 +653,7 @@ def test_per_request_faults(simulator_echo: BackgroundSimulator) -> None:
 
 
 def test_prefix_caching_reports_cached_tokens(simulator_factory: SimulatorFactory) -> None:
-    sdk = client(simulator_factory(enable_prompt_tokens_details=True, echo=True))
+    sdk = client(simulator_factory(enable_prompt_tokens_details=True, echo=True, block_size=1))
     system = {"role": "system", "content": "you are a helpful assistant"}  # 5 tokens
     first = sdk.chat.completions.create(model="sim-model", messages=[system, *user("what is up")])
     assert first.usage.prompt_tokens_details.cached_tokens == 0
@@ -667,13 +667,27 @@ def test_prefix_caching_reports_cached_tokens(simulator_factory: SimulatorFactor
             model="sim-model", messages=follow_up, stream=True, stream_options={"include_usage": True}
         )
     )
-    assert stream[-1].usage.prompt_tokens_details.cached_tokens == 13
+    # all 13 seen before, but vLLM recomputes the last prompt token for the first output's logits
+    assert stream[-1].usage.prompt_tokens_details.cached_tokens == 12
     plain = client(simulator_factory(echo=True)).chat.completions.create(model="sim-model", messages=[system])
     assert plain.usage.prompt_tokens_details is None
 
 
+def test_prefix_cache_hits_are_whole_blocks(simulator_factory: SimulatorFactory) -> None:
+    sdk = client(simulator_factory(enable_prompt_tokens_details=True, echo=True))  # vLLM's default: 16-token blocks
+    system = {"role": "system", "content": " ".join(f"rule{i}" for i in range(40))}  # 40 tokens
+    first = sdk.chat.completions.create(model="sim-model", messages=[system, *user("hello there")])
+    assert first.usage.prompt_tokens == 42 and first.usage.prompt_tokens_details.cached_tokens == 0
+    second = sdk.chat.completions.create(model="sim-model", messages=[system, *user("something else entirely")])
+    assert second.usage.prompt_tokens_details.cached_tokens == 32  # the system prompt's 2 full blocks, not 40
+    short = [{"role": "system", "content": "you are a helpful assistant"}, *user("hi")]
+    sdk.chat.completions.create(model="sim-model", messages=short)
+    again = sdk.chat.completions.create(model="sim-model", messages=short)
+    assert again.usage.prompt_tokens_details.cached_tokens == 0  # 6 tokens seen before, but no full block
+
+
 def test_prefix_cache_metrics(simulator_factory: SimulatorFactory) -> None:
-    sim = simulator_factory(echo=True)
+    sim = simulator_factory(echo=True, block_size=1)
     sdk = client(sim)
     sdk.chat.completions.create(model="sim-model", messages=user("a b c d"))
     sdk.chat.completions.create(model="sim-model", messages=[*user("a b c d"), *user("e")])

@@ -6,7 +6,9 @@
 that overflowed it are preempted once: counted, and delayed by one more prefill (``--ttft-ms``).
 
 Prefix cache: every leading run of messages of a chat prompt (and every whole completion prompt) is remembered; a
-new prompt whose leading messages were seen before gets those messages' tokens as cached.
+new prompt whose leading messages were seen before gets those messages' tokens as cached, counted as vLLM counts
+them: whole KV blocks only (``--block-size``, 16 tokens by default), and never the prompt's last token, which vLLM
+recomputes to get the first output's logits even when the whole prompt is cached.
 """
 
 from __future__ import annotations
@@ -72,12 +74,14 @@ class Scheduler:
 class PrefixCache:
     """Digests of prompt prefixes seen recently (least recently used ones are forgotten)."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000, block_size: int = 16) -> None:
         self.max_entries = max_entries
+        self.block_size = block_size
         self._seen: OrderedDict[bytes, None] = OrderedDict()
 
     def lookup(self, prompt: Prompt) -> int:
-        """Tokens of ``prompt`` found in the cache (its longest seen leading run); then remember all its prefixes."""
+        """Tokens of ``prompt`` found in the cache (its longest seen leading run, cut to whole blocks and short of
+        the last prompt token); then remember all its prefixes."""
         seen = self._seen
         digests = prompt.digests
         hit = 0
@@ -90,7 +94,8 @@ class PrefixCache:
             seen.move_to_end(digest)
         while len(seen) > self.max_entries:
             seen.popitem(last=False)
-        return sum(prompt.segment_tokens[:hit])
+        cached = min(sum(prompt.segment_tokens[:hit]), prompt.tokens - 1)
+        return max(0, cached - cached % self.block_size)
 
 
 class Engine:
@@ -98,7 +103,7 @@ class Engine:
 
     def __init__(self, settings: SimulatorSettings) -> None:
         self.scheduler = Scheduler(settings.max_num_seqs)
-        self.prefix_cache = PrefixCache()
+        self.prefix_cache = PrefixCache(block_size=settings.block_size)
         self.kv_capacity = settings.kv_cache_tokens
         self.kv_used = 0
         self.metrics = EngineMetrics(

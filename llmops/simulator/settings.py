@@ -33,6 +33,9 @@ class SimulatorSettings(BaseModel):
     max_num_seqs: int = Field(256, ge=1)
     max_model_len: int = Field(8192, ge=1)
     kv_cache_tokens: int = Field(262144, ge=1, description="KV cache capacity in tokens")
+    block_size: int = Field(
+        16, ge=1, le=1024, description="tokens per KV cache block (prefix cache hits are whole blocks)"
+    )
     embedding_dim: int = Field(64, ge=1, le=16384)
     enable_prompt_tokens_details: bool = False
     legacy_metric_names: bool = False
@@ -161,6 +164,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=_default("kv_cache_tokens"),
         help="KV cache capacity in tokens, for vllm:kv_cache_usage_perc and preemptions (default %(default)s)",
+    )
+    eng.add_argument(
+        "--block-size",
+        type=int,
+        default=_default("block_size"),
+        help="tokens per KV cache block, as vLLM's flag: prefix cache hits count whole blocks (default %(default)s)",
     )
     eng.add_argument(
         "--enable-prompt-tokens-details",
