@@ -26,6 +26,16 @@ def traceparent_for(trace_id: str | None) -> str | None:
     return f"00-{trace_id}-{os.urandom(8).hex()}-01"
 
 
+def is_unavailable(error: openai.APIError) -> bool:
+    """Whether a failed judge call says the model was unavailable for now (worth trying again later): the gateway
+    unreachable or too slow, a rate limit or budget (429), or a server-side failure (5xx: the judge model's
+    deployments down). A 4xx about the request itself (400, 401, 404, ...) would fail the same way again."""
+    if isinstance(error, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status == 408 or status >= 500)
+
+
 class GatewayJudgeLLM:
     """:class:`monitors.judges.base.JudgeLLM` over the gateway's OpenAI-compatible API, temperature 0."""
 
@@ -51,7 +61,9 @@ class GatewayJudgeLLM:
                 extra_headers={"traceparent": traceparent} if traceparent else None,
             )
         except openai.APIError as error:
-            raise JudgeError("llm_error", f"judge model call failed: {error}") from None
+            raise JudgeError(
+                "llm_error", f"judge model call failed: {error}", transient=is_unavailable(error)
+            ) from None
         text = reply.choices[0].message.content if reply.choices else None
         if not text:
             raise JudgeError("llm_error", "the judge model answered with no text")

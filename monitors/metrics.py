@@ -36,6 +36,13 @@ class MonitorMetrics:
             ["stream"],
             registry=r,
         )
+        self.deferred = Counter(
+            "llm_monitor_samples_deferred",
+            "Attempts that left a sample pending because the judge model was unavailable for some of its judges: "
+            "those judges run again on a later attempt.",
+            ["model"],
+            registry=r,
+        )
         self.claimed = Counter(
             "llm_monitor_entries_claimed",
             "Entries taken over from a consumer that left them pending too long (XAUTOCLAIM).",

@@ -21,21 +21,22 @@ from monitors.sample import STREAM
 PROCESSED = "llmops:processed:"
 RESULTS = "llmops:results:"
 ATTEMPTS = "llmops:attempts"
+JUDGED = "llmops:judged:"  # per entry: the judges' final outcomes kept by an attempt that left the entry pending
 DEAD_LETTERS = STREAM + ":dead"
 
-# KEYS: processed mark, results hash, stream. ARGV: group, entry id, worker, ttl, then field/value pairs.
+# KEYS: processed mark, results hash, stream, attempts hash, judged-before hash. ARGV: group, entry id, worker, ttl,
+# then field/value pairs.
 _COMMIT = """
+redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('DEL', KEYS[5])
 if redis.call('SET', KEYS[1], ARGV[3], 'NX', 'EX', ARGV[4]) then
   if #ARGV > 4 then
     redis.call('HSET', KEYS[2], unpack(ARGV, 5))
     redis.call('EXPIRE', KEYS[2], ARGV[4])
   end
-  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-  redis.call('HDEL', KEYS[4], ARGV[2])
   return 1
 end
-redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-redis.call('HDEL', KEYS[4], ARGV[2])
 return 0
 """
 
@@ -128,8 +129,34 @@ class SampleStore:
         args: list[Any] = [self.group, entry.entry_id, self.consumer, ttl_seconds]
         for field, value in results.items():
             args += [field, orjson.dumps(value)]
-        keys = [self.processed_key(entry.entry_id), RESULTS + entry.request_id, self.stream, ATTEMPTS]
+        keys = [
+            self.processed_key(entry.entry_id),
+            RESULTS + entry.request_id,
+            self.stream,
+            ATTEMPTS,
+            self.judged_key(entry.entry_id),
+        ]
         return bool(await self._commit(keys=keys, args=args))
+
+    def judged_key(self, entry_id: str) -> str:
+        """Where an attempt that left ``entry_id`` pending keeps the judges' final outcomes."""
+        return f"{JUDGED}{self.stream}:{entry_id}"
+
+    async def keep_judged(self, entry_id: str, outcomes: dict[str, bytes], ttl_seconds: int) -> None:
+        """Keep the final outcomes of the judges that ran (judge name → serialised outcome) for the next attempt on
+        ``entry_id``, so that only the judges still missing run again."""
+        if not outcomes:
+            return
+        key = self.judged_key(entry_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=outcomes)
+        pipe.expire(key, ttl_seconds)
+        await pipe.execute()
+
+    async def judged_before(self, entry_id: str) -> dict[str, bytes]:
+        """What :meth:`keep_judged` kept for ``entry_id`` (empty when nothing was)."""
+        raw = await self.redis.hgetall(self.judged_key(entry_id))
+        return {_text(name): value for name, value in raw.items()}
 
     async def dead_letter(self, entry: Entry, reason: str) -> None:
         """Give up on an entry: keep it in the dead-letter stream and acknowledge it."""
@@ -142,6 +169,7 @@ class SampleStore:
         )
         pipe.xack(self.stream, self.group, entry.entry_id)
         pipe.hdel(ATTEMPTS, entry.entry_id)
+        pipe.delete(self.judged_key(entry.entry_id))
         await pipe.execute()
 
     async def backlog(self) -> int:

@@ -8,6 +8,10 @@ export to Prometheus. Entries a dead worker left pending are claimed after ``cla
 the entries a live worker is still judging from being claimed); an entry that keeps failing goes to the dead letters
 after ``max_deliveries`` attempts. Several workers share the load through the consumer group. A lost consumer group
 (stream deleted, Redis restarted empty) is created again.
+
+A judge model outage loses no judgement: when the judge model is unavailable for some judges (a transient
+:class:`JudgeError`), the entry is left pending with the other judges' outcomes kept in Redis, claimed again after
+``claim_idle_seconds``, and only the missing judges run; the last of ``max_deliveries`` attempts commits what it has.
 """
 
 from __future__ import annotations
@@ -46,13 +50,50 @@ READ_BLOCK_MS = 500  # how long one read waits for new entries (then claims are 
 
 @dataclass(slots=True)
 class Outcome:
-    """What judging one sample produced: fields to store, and what to export once committed."""
+    """What judging one sample produced: fields to store, and what to export once committed.
+
+    An outcome merges the outcomes of its judges. ``done`` keeps each judge's own outcome when it is final (a score,
+    or a failure that would recur); ``unavailable`` names the judges whose judge model was unavailable (a transient
+    :class:`JudgeError`), to be run again on a later attempt."""
 
     fields: dict[str, Any] = field(default_factory=dict)
     scores: list[JudgeResult] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (judge, reason)
     runs: list[tuple[str, str]] = field(default_factory=list)  # (judge, "ok" or "error"): one per judge run
     pairwise: list[tuple[str, str, str]] = field(default_factory=list)  # (variant_a, variant_b, winner)
+    done: dict[str, Outcome] = field(default_factory=dict)  # judge name -> its final outcome
+    unavailable: dict[str, str] = field(default_factory=dict)  # judge name -> why: run it again later
+
+    def merge(self, part: Outcome) -> None:
+        """Add one judge's outcome to this one."""
+        self.fields.update(part.fields)
+        self.scores += part.scores
+        self.errors += part.errors
+        self.runs += part.runs
+        self.pairwise += part.pairwise
+
+    def to_json(self) -> bytes:
+        """This (one judge's) outcome, to keep between attempts."""
+        return orjson.dumps(
+            {
+                "fields": self.fields,
+                "scores": [[s.judge, s.criterion, s.score, s.explanation, s.details] for s in self.scores],
+                "errors": self.errors,
+                "runs": self.runs,
+                "pairwise": self.pairwise,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Outcome:
+        data = orjson.loads(raw)
+        return cls(
+            fields=data["fields"],
+            scores=[JudgeResult(*score) for score in data["scores"]],
+            errors=[tuple(e) for e in data["errors"]],  # type: ignore[misc]
+            runs=[tuple(r) for r in data["runs"]],  # type: ignore[misc]
+            pairwise=[tuple(p) for p in data["pairwise"]],  # type: ignore[misc]
+        )
 
 
 def prompt_hash(sample: Sample) -> str:
@@ -216,11 +257,15 @@ class Worker:
             if attempts > self.settings.max_deliveries:
                 await self._give_up(entry, sample.model, f"failed {attempts - 1} times")
                 return
+            done = await self.store.judged_before(entry.entry_id) if attempts > 1 else {}
             token = judged_trace.set(sample.trace_id)
             try:
-                outcome = await self.judge(sample)
+                outcome = await self.judge(sample, {name: Outcome.from_json(raw) for name, raw in done.items()})
             finally:
                 judged_trace.reset(token)
+            if outcome.unavailable and attempts < self.settings.max_deliveries:
+                await self._defer(entry, sample, outcome, attempts)
+                return
             outcome.fields["_meta"] = {
                 "model": sample.model,
                 "variant": sample.variant,
@@ -249,6 +294,29 @@ class Worker:
         finally:
             self._in_hand.pop(entry.entry_id, None)
 
+    async def _defer(self, entry: Entry, sample: Sample, outcome: Outcome, attempts: int) -> None:
+        """The judge model was unavailable for some judges: keep what the others found, count the failed runs, and
+        leave the entry pending. It is claimed again after ``claim_idle_seconds`` (by any worker), and only the
+        judges still missing run then; the last allowed attempt commits whatever it has."""
+        await self.store.keep_judged(
+            entry.entry_id,
+            {name: part.to_json() for name, part in outcome.done.items()},
+            self.settings.results_ttl_seconds,
+        )
+        for name in outcome.unavailable:
+            self.metrics.judge_runs.labels(name, "error").inc()
+            self.metrics.judge_errors.labels(name, "llm_error").inc()
+        self.metrics.deferred.labels(sample.model).inc()
+        log.warning(
+            "sample %s (entry %s): judge model unavailable for %s (attempt %d of %d); judging again in about %.0f s",
+            entry.request_id,
+            entry.entry_id,
+            ", ".join(sorted(outcome.unavailable)),
+            attempts,
+            self.settings.max_deliveries,
+            self.settings.claim_idle_seconds,
+        )
+
     async def _give_up(self, entry: Entry, model: str, reason: str) -> None:
         log.warning(
             "giving up on entry %s (%s): %s; kept in the dead letters", entry.entry_id, entry.request_id, reason
@@ -263,14 +331,19 @@ class Worker:
             if (not spec.models or sample.model in spec.models) and sampled(f"{sample.id}:{spec.name}", spec.rate)
         ]
 
-    async def judge(self, sample: Sample) -> Outcome:
-        """Run every applicable judge on ``sample`` concurrently."""
+    async def judge(self, sample: Sample, done: dict[str, Outcome] | None = None) -> Outcome:
+        """Run every applicable judge on ``sample`` concurrently, except those with a final outcome in ``done``
+        (from an earlier attempt), whose outcome is reused."""
         outcome = Outcome()
         if sample.status != 200 or sample.endpoint == "embeddings":
             return outcome  # failed requests and embeddings have no answer to judge
+        done = done or {}
         specs = self._applicable(sample)
         runs = []
         for spec in specs:
+            if spec.name in done:
+                outcome.done[spec.name] = done[spec.name]
+                continue
             if spec.name == "pairwise":
                 continue
             judge = self.judges.get(spec.name)
@@ -278,9 +351,29 @@ class Worker:
                 runs.append((spec.name, judge.evaluate(sample, self.llm)))
         results = await asyncio.gather(*(run for _, run in runs), return_exceptions=True)
         for (name, _), result in zip(runs, results, strict=True):
-            self._collect(outcome, name, result)
-        if self.pairwise is not None and sample.variant and any(s.name == "pairwise" for s in specs):
-            await self._pairwise(sample, outcome)
+            if isinstance(result, JudgeError) and result.transient:
+                outcome.unavailable[name] = str(result)
+                continue
+            part = Outcome()
+            self._collect(part, name, result)
+            outcome.done[name] = part
+        if (
+            self.pairwise is not None
+            and sample.variant
+            and "pairwise" not in done
+            and any(s.name == "pairwise" for s in specs)
+        ):
+            part = Outcome()
+            if await self._pairwise(sample, part):
+                outcome.done["pairwise"] = part
+            else:
+                outcome.unavailable["pairwise"] = "the judge model was unavailable for a comparison"
+        for name in sorted(outcome.done):
+            outcome.merge(outcome.done[name])
+        for name, message in outcome.unavailable.items():  # recorded as failures if this attempt is the last
+            outcome.runs.append((name, "error"))
+            outcome.errors.append((name, "llm_error"))
+            outcome.fields[f"{name}:error"] = {"reason": "llm_error", "message": message}
         return outcome
 
     @staticmethod
@@ -302,7 +395,9 @@ class Worker:
                     "details": score.details,
                 }
 
-    async def _pairwise(self, sample: Sample, outcome: Outcome) -> None:
+    async def _pairwise(self, sample: Sample, outcome: Outcome) -> bool:
+        """Compare ``sample`` with the other variants' latest answers to the same prompt, into ``outcome``; False
+        when the judge model was unavailable for a comparison (the caller then drops ``outcome``)."""
         assert sample.variant is not None
         others = await self.store.pair_candidates(sample.model, prompt_hash(sample), sample.variant, sample.to_json())
         for variant, raw in sorted(others.items()):
@@ -311,6 +406,8 @@ class Worker:
             try:
                 verdict: PairwiseResult = await self.pairwise.compare(a, b, self.llm)
             except JudgeError as error:
+                if error.transient:  # the caller drops ``outcome``: every comparison is made again later
+                    return False
                 outcome.runs.append(("pairwise", "error"))
                 outcome.errors.append(("pairwise", error.reason))
                 outcome.fields[f"pairwise:{a.variant}:{b.variant}:error"] = {"reason": error.reason}
@@ -323,6 +420,7 @@ class Worker:
                 "explanation": verdict.explanation,
                 "details": verdict.details,
             }
+        return True
 
     # ---- export (only after the commit) -------------------------------------------------------------------------
     def _export(self, sample: Sample, outcome: Outcome) -> None:

@@ -158,23 +158,27 @@ def test_ratings_refresh_finds_models_without_scanning_the_keyspace(tmp_path: Pa
 
 
 def test_judge_failures_are_counted_as_failed_runs(tmp_path: Path, redis_url: str) -> None:
-    """A judge model that cannot be reached: the sample is still processed, and the judge's runs count as errors
-    (llm_judge_runs_total{outcome="error"}), next to the rules judge's successful runs."""
+    """A judge model that cannot be reached: each attempt's judge run counts as an error
+    (llm_judge_runs_total{outcome="error"}), the sample is tried again (``max_deliveries`` attempts in all), then
+    processed with the failure recorded; the rules judge ran once per sample."""
     config = write_config(
         tmp_path,
         redis_url,
         judges=["rules", "llm_single"],
         judge_model="app",
         gateway_url=f"http://127.0.0.1:{free_port()}/v1",  # no gateway listens there
+        max_deliveries=2,
     )
     add_samples(redis_url, [make_sample(i) for i in range(2)])
     with monitors(config) as worker:
         wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 2, timeout=60)
         after = scrape(worker)
-        assert metric(after, "llm_judge_runs_total", judge="llm_single", outcome="error") == 2
+        assert metric(after, "llm_monitor_samples_deferred_total", model="app") == 2
+        assert metric(after, "llm_judge_runs_total", judge="llm_single", outcome="error") == 4
         assert metric(after, "llm_judge_runs_total", judge="llm_single", outcome="ok") == 0
         assert metric(after, "llm_judge_runs_total", judge="rules", outcome="ok") == 2
-        assert metric(after, "llm_judge_errors_total", judge="llm_single", reason="llm_error") == 2
+        assert metric(after, "llm_judge_errors_total", judge="llm_single", reason="llm_error") == 4
+    assert redis.Redis.from_url(redis_url).hget(RESULTS + "req-00001", "llm_single:error") is not None
 
 
 def test_malformed_entries_go_to_dead_letters(tmp_path: Path, redis_url: str) -> None:

@@ -29,18 +29,24 @@ class PairwiseResult:
 
 
 class JudgeError(Exception):
-    """A judge could not produce a score; ``reason`` is a bounded label (``unparseable``, ``llm_error``, ...)."""
+    """A judge could not produce a score; ``reason`` is a bounded label (``unparseable``, ``llm_error``, ...).
 
-    def __init__(self, reason: str, message: str = "") -> None:
+    ``transient``: the judge model was unavailable (unreachable, timed out, rate limited, a 5xx) after the client's
+    own retries, so the same call may well succeed later; the worker then judges the sample again later instead of
+    recording the failure at once."""
+
+    def __init__(self, reason: str, message: str = "", *, transient: bool = False) -> None:
         super().__init__(message or reason)
         self.reason = reason
+        self.transient = transient
 
 
 class JudgeLLM(Protocol):
     """The judge model, called through the gateway (marked as judge traffic)."""
 
     async def complete(self, messages: list[dict[str, str]], *, max_tokens: int = 512) -> str:
-        """The judge model's answer text (temperature 0). Raises JudgeError("llm_error") on failure."""
+        """The judge model's answer text (temperature 0). Raises JudgeError("llm_error") on failure, marked
+        ``transient`` when the model was only unavailable."""
         ...
 
 
