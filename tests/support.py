@@ -10,8 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +248,21 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout} s (last value {value!r})")
         time.sleep(interval)
+
+
+@asynccontextmanager
+async def serve_post(path: str, handler: Callable[[Any], Awaitable[Any]]) -> AsyncIterator[str]:
+    """An aiohttp server in this event loop answering ``POST path`` with ``handler``, on a free port; yields its
+    base URL (``http://127.0.0.1:PORT``)."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

@@ -23,7 +23,7 @@ from monitors.metrics import MonitorMetrics
 from monitors.sample import STREAM, Sample
 from monitors.store import SampleStore
 from monitors.worker import Worker
-from tests.support import free_port, metric
+from tests.support import metric, serve_post
 from tests.test_monitors_worker import make_sample
 
 GROUP = "llmops-monitors"
@@ -94,16 +94,10 @@ async def store(redis_url: str) -> AsyncIterator[SampleStore]:
 @pytest.fixture()
 async def upstream() -> AsyncIterator[JudgeUpstream]:
     judge = JudgeUpstream()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", judge.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    judge.url = f"http://127.0.0.1:{port}/v1"
-    yield judge
-    judge.release()
-    await runner.cleanup()
+    async with serve_post("/v1/chat/completions", judge.handle) as url:
+        judge.url = f"{url}/v1"
+        yield judge
+        judge.release()
 
 
 @pytest.fixture()

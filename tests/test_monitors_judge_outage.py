@@ -24,7 +24,7 @@ from monitors.metrics import MonitorMetrics
 from monitors.sample import Sample
 from monitors.store import SampleStore, fetch_results
 from monitors.worker import Worker
-from tests.support import free_port
+from tests.support import serve_post
 from tests.test_monitors_concurrency import DEPLOYMENT, GROUP, add, committed, pending, scores, until
 from tests.test_monitors_worker import make_sample
 
@@ -77,15 +77,9 @@ class CountingJudge:
 @pytest.fixture()
 async def judge_model() -> AsyncIterator[FlakyJudgeModel]:
     model = FlakyJudgeModel()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", model.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    model.url = f"http://127.0.0.1:{port}/v1"
-    yield model
-    await runner.cleanup()
+    async with serve_post("/v1/chat/completions", model.handle) as url:
+        model.url = f"{url}/v1"
+        yield model
 
 
 @pytest.fixture()
