@@ -139,7 +139,10 @@ class Proxy:
                 self._prepare(ex, payload, request.headers.get(JUDGE_HEADER) is not None)
             finally:
                 if ex.span is not None:
-                    self._describe_span(ex, payload)
+                    try:
+                        self._describe_span(ex, payload)
+                    except Exception:  # tracing never fails a request, nor hides why it was refused
+                        log.exception("could not describe the trace span of request %s", ex.request_id)
             if self.access is not None:
                 await self.access.admit(ex.key, self.metrics)
             in_flight = self.metrics.in_flight.labels(ex.model.name)  # type: ignore[union-attr]
@@ -168,16 +171,23 @@ class Proxy:
             ex.disconnected = True
             self._finish(ex)
             return Response(status_code=499)
+        except asyncio.CancelledError:  # the server shutting down: recorded (and its span ended), then cancelled
+            ex.status = 499
+            ex.error_type = "cancelled"
+            self._finish(ex)
+            raise
         except Exception:
             log.exception("unexpected error handling request %s", ex.request_id)
             ex.status = 500
             ex.error_type = "internal_error"
             self._finish(ex)
-            return error_response(
+            response = error_response(
                 GatewayError(
                     500, "The gateway failed to handle this request.", type="server_error", code="internal_error"
                 )
             )
+            response.headers.update(ex.response_headers())
+            return response
         finally:
             if in_flight is not None:
                 in_flight.dec()

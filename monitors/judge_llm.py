@@ -28,10 +28,12 @@ def traceparent_for(trace_id: str | None) -> str | None:
 
 def is_unavailable(error: openai.APIError) -> bool:
     """Whether a failed judge call says the model was unavailable for now (worth trying again later): the gateway
-    unreachable or too slow, a rate limit or budget (429), or a server-side failure (5xx: the judge model's
-    deployments down). A 4xx about the request itself (400, 401, 404, ...) would fail the same way again."""
+    unreachable or too slow, a rate limit (429, but not a spent budget), or a server-side failure (5xx: the judge
+    model's deployments down). A 4xx about the request itself (400, 401, 404, ...) would fail the same way again."""
     if isinstance(error, openai.APIConnectionError):  # includes APITimeoutError
         return True
+    if getattr(error, "code", None) == "insufficient_quota":  # a spent budget: not back within a few minutes
+        return False
     status = getattr(error, "status_code", None)
     return isinstance(status, int) and (status == 429 or status == 408 or status >= 500)
 

@@ -45,7 +45,8 @@ class MonitorMetrics:
         )
         self.claimed = Counter(
             "llm_monitor_entries_claimed",
-            "Entries taken over from a consumer that left them pending too long (XAUTOCLAIM).",
+            "Entries claimed after they were left pending too long (XAUTOCLAIM): by a dead or stuck consumer, or "
+            "deferred while the judge model was unavailable (see llm_monitor_samples_deferred_total).",
             ["stream"],
             registry=r,
         )

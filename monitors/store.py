@@ -100,17 +100,20 @@ class SampleStore:
         reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms)
         return self._entries(reply[0][1]) if reply else []
 
-    async def claim(self, min_idle_ms: int, count: int) -> list[Entry]:
-        """Entries left pending longer than ``min_idle_ms`` by any consumer (a dead worker), now ours.
+    async def claim(self, min_idle_ms: int, count: int, start_id: str = "0-0") -> tuple[list[Entry], str]:
+        """Entries left pending longer than ``min_idle_ms`` by any consumer (a dead worker, or deferred judging), now
+        ours, scanning the pending list from ``start_id``; and where the next scan goes on (``"0-0"``: the whole list
+        has been scanned).
 
         Pending entries trimmed from the stream come back without fields (``raw`` None), to be dead-lettered: Redis
         6.2 returns them with nil fields, Redis 7+ lists their ids in a third element of the reply (and has already
         removed them from the pending list)."""
-        _, claimed, *rest = await self.redis.xautoclaim(
-            self.stream, self.group, self.consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+        cursor, claimed, *rest = await self.redis.xautoclaim(
+            self.stream, self.group, self.consumer, min_idle_time=min_idle_ms, start_id=start_id, count=count
         )
         deleted = rest[0] if rest else []
-        return self._entries(claimed) + [Entry(_text(entry_id), "", None) for entry_id in deleted or []]
+        entries = self._entries(claimed) + [Entry(_text(entry_id), "", None) for entry_id in deleted or []]
+        return entries, _text(cursor)
 
     async def keep(self, entry_ids: list[str]) -> None:
         """Reset the idle time of entries still being processed here (XCLAIM ... JUSTID: no delivery is counted), so
@@ -147,7 +150,7 @@ class SampleStore:
         ``entry_id``, so that only the judges still missing run again."""
         if not outcomes:
             return
-        key = self.judged_key(entry_id)
+        key = self.judged_key(entry_id)  # a stale worker may write it after the commit: the TTL bounds it
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(key, mapping=outcomes)
         pipe.expire(key, ttl_seconds)

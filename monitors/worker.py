@@ -10,8 +10,10 @@ after ``max_deliveries`` attempts. Several workers share the load through the co
 (stream deleted, Redis restarted empty) is created again.
 
 A judge model outage loses no judgement: when the judge model is unavailable for some judges (a transient
-:class:`JudgeError`), the entry is left pending with the other judges' outcomes kept in Redis, claimed again after
-``claim_idle_seconds``, and only the missing judges run; the last of ``max_deliveries`` attempts commits what it has.
+:class:`JudgeError`), the entry is left pending with the other judges' outcomes kept in Redis, claimed again once
+idle for ``claim_idle_seconds``, and only the missing judges run; the last of ``max_deliveries`` attempts commits what
+it has. The pairwise judge is the exception: its comparisons are made once (a later answer of another variant to the
+same prompt compares against this one anyway).
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ class Worker:
         self.drift = drift  # monitors.drift.monitor.DriftMonitor, or None
         self._stop = asyncio.Event()
         self._in_hand: dict[str, float] = {}  # entry id -> when its processing started (monotonic)
+        self._claim_from = "0-0"  # where the next XAUTOCLAIM scan of the pending list starts
 
     def stop(self) -> None:
         self._stop.set()
@@ -170,6 +173,8 @@ class Worker:
                     if time.monotonic() >= next_claim:
                         next_claim = time.monotonic() + claim_every
                         entries = await self._claim(free, set(in_flight.values()))
+                        if self._claim_from != "0-0":  # the pending list is not scanned to its end: go on at once
+                            next_claim = 0.0
                     if not entries:
                         entries = await self.store.read(free, block_ms=READ_BLOCK_MS)
                     for entry in entries:
@@ -193,11 +198,13 @@ class Worker:
     async def _claim(self, count: int, in_hand: set[str]) -> list[Entry]:
         """Up to ``count`` entries left pending too long by any consumer (a dead worker), less those this worker is
         still processing (its heartbeat keeps them fresh, but one held past ``MAX_HOLD_SECONDS`` is claimable)."""
-        claimed = await self.store.claim(int(self.settings.claim_idle_seconds * 1000), count)
+        claimed, self._claim_from = await self.store.claim(
+            int(self.settings.claim_idle_seconds * 1000), count, self._claim_from
+        )
         entries = [entry for entry in claimed if entry.entry_id not in in_hand]
         if entries:
             self.metrics.claimed.labels(self.store.stream).inc(len(entries))
-            log.info("claimed %d entries left pending by another consumer", len(entries))
+            log.info("claimed %d entries left pending (by a dead consumer, or deferred judging)", len(entries))
         return entries
 
     async def _recover(self, error: Exception) -> None:
@@ -298,10 +305,12 @@ class Worker:
         """The judge model was unavailable for some judges: keep what the others found, count the failed runs, and
         leave the entry pending. It is claimed again after ``claim_idle_seconds`` (by any worker), and only the
         judges still missing run then; the last allowed attempt commits whatever it has."""
+        settings = self.settings
         await self.store.keep_judged(
             entry.entry_id,
             {name: part.to_json() for name, part in outcome.done.items()},
-            self.settings.results_ttl_seconds,
+            # long enough for every later attempt, each claimed within claim_idle_seconds + a claim period (≤ 30 s)
+            int(settings.max_deliveries * (settings.claim_idle_seconds + 30) + MAX_HOLD_SECONDS),
         )
         for name in outcome.unavailable:
             self.metrics.judge_runs.labels(name, "error").inc()
@@ -363,11 +372,11 @@ class Worker:
             and "pairwise" not in done
             and any(s.name == "pairwise" for s in specs)
         ):
+            # Never deferred: this sample is already the variant's latest answer, so a later answer of another
+            # variant compares against it anyway; comparing again on a retry would count that pair twice.
             part = Outcome()
-            if await self._pairwise(sample, part):
-                outcome.done["pairwise"] = part
-            else:
-                outcome.unavailable["pairwise"] = "the judge model was unavailable for a comparison"
+            await self._pairwise(sample, part)
+            outcome.done["pairwise"] = part
         for name in sorted(outcome.done):
             outcome.merge(outcome.done[name])
         for name, message in outcome.unavailable.items():  # recorded as failures if this attempt is the last
@@ -395,9 +404,8 @@ class Worker:
                     "details": score.details,
                 }
 
-    async def _pairwise(self, sample: Sample, outcome: Outcome) -> bool:
-        """Compare ``sample`` with the other variants' latest answers to the same prompt, into ``outcome``; False
-        when the judge model was unavailable for a comparison (the caller then drops ``outcome``)."""
+    async def _pairwise(self, sample: Sample, outcome: Outcome) -> None:
+        """Compare ``sample`` with the other variants' latest answers to the same prompt, into ``outcome``."""
         assert sample.variant is not None
         others = await self.store.pair_candidates(sample.model, prompt_hash(sample), sample.variant, sample.to_json())
         for variant, raw in sorted(others.items()):
@@ -406,8 +414,6 @@ class Worker:
             try:
                 verdict: PairwiseResult = await self.pairwise.compare(a, b, self.llm)
             except JudgeError as error:
-                if error.transient:  # the caller drops ``outcome``: every comparison is made again later
-                    return False
                 outcome.runs.append(("pairwise", "error"))
                 outcome.errors.append(("pairwise", error.reason))
                 outcome.fields[f"pairwise:{a.variant}:{b.variant}:error"] = {"reason": error.reason}
@@ -420,7 +426,6 @@ class Worker:
                 "explanation": verdict.explanation,
                 "details": verdict.details,
             }
-        return True
 
     # ---- export (only after the commit) -------------------------------------------------------------------------
     def _export(self, sample: Sample, outcome: Outcome) -> None:

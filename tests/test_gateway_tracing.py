@@ -4,6 +4,7 @@ sample, and no prompt text in spans unless configured."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator
 
@@ -212,6 +213,30 @@ async def test_unauthorized_request_has_a_span(sim: str, scripted: ScriptedUpstr
     assert server.attributes["error.type"] == "invalid_api_key"
     assert server.attributes["http.response.status_code"] == 401
     assert "sk-wrong" not in _all_text([server])
+
+
+async def test_cancelled_request_ends_its_span(traced: tuple[httpx.AsyncClient, InMemorySpanExporter]) -> None:
+    """A request cancelled while it waits on the upstream (the server shutting down) still ends and exports its
+    spans, marked 499 ``cancelled``."""
+    client, exporter = traced
+    request = asyncio.create_task(
+        client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "echo",
+                "messages": [{"role": "user", "content": "x"}],
+                "simulate": {"fault": "slow", "delay_ms": 5000},
+            },
+        )
+    )
+    await asyncio.sleep(0.3)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    server, attempts = _spans(exporter)
+    assert server.attributes["error.type"] == "cancelled"
+    assert server.attributes["http.response.status_code"] == 499
+    assert len(attempts) == 1 and attempts[0].end_time is not None
 
 
 async def test_retried_request_has_one_span_per_attempt(traced: tuple[httpx.AsyncClient, InMemorySpanExporter]) -> None:

@@ -369,3 +369,46 @@ def test_parse_json_object_tolerant_but_strict_on_shape() -> None:
             parse_json_object(bad)
     with pytest.raises(UnparseableReply):
         parse_flags('{"verdicts": [{"verdict": 2}]}', "verdicts", "verdict", 1, "statement")
+
+
+def _status_error(status: int, code: str | None = None) -> Exception:
+    import httpx
+    import openai
+
+    request = httpx.Request("POST", "http://gateway/v1/chat/completions")
+    body = {"message": "m", "type": "t", "param": None, "code": code}
+    response = httpx.Response(status, request=request, json={"error": body})
+    client = openai.OpenAI(api_key="k", base_url="http://gateway/v1")
+    return client._make_status_error("m", body=body, response=response)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "transient"),
+    [
+        (502, None, True),  # the judge model's deployments failed
+        (503, None, True),
+        (504, None, True),
+        (429, "rate_limit_exceeded", True),  # the monitors' key is over its rpm: fine in a minute
+        (408, None, True),
+        (429, "insufficient_quota", False),  # a spent budget does not come back within a few minutes
+        (400, None, False),  # a prompt too long for the judge model fails the same way again
+        (401, "invalid_api_key", False),
+        (404, "model_not_found", False),
+    ],
+)
+def test_judge_model_unavailable_or_not(status: int, code: str | None, transient: bool) -> None:
+    from monitors.judge_llm import is_unavailable
+
+    error = _status_error(status, code)
+    assert is_unavailable(error) is transient  # type: ignore[arg-type]
+
+
+def test_unreachable_judge_model_is_unavailable() -> None:
+    import httpx
+    import openai
+
+    from monitors.judge_llm import is_unavailable
+
+    request = httpx.Request("POST", "http://gateway/v1/chat/completions")
+    assert is_unavailable(openai.APIConnectionError(request=request))
+    assert is_unavailable(openai.APITimeoutError(request=request))

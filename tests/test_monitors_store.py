@@ -117,7 +117,7 @@ async def test_trimmed_pending_entries_are_dead_lettered(store: SampleStore) -> 
     for entry in delivered:  # a worker counted its attempts, then died with them in hand
         await store.attempt(entry.entry_id)
     await add(store.redis, "k1", "k2", "k3", maxlen=3)  # the backlog overflows MAXLEN: the pending five are gone
-    claimed = await store.claim(0, 10)
+    claimed, _ = await store.claim(0, 10)
     assert sorted(e.entry_id for e in claimed) == sorted(trimmed)
     assert all(e.raw is None for e in claimed)
     await asyncio.gather(*(worker.process(entry) for entry in claimed))
@@ -127,6 +127,20 @@ async def test_trimmed_pending_entries_are_dead_lettered(store: SampleStore) -> 
     assert metric(samples(worker), "llm_monitor_samples_processed_total", model="unknown", outcome="error") == 5
     assert await store.redis.hlen(ATTEMPTS) == 0, "their attempt counters are cleared"
     assert (await store.redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_claims_go_on_through_the_pending_list(store: SampleStore) -> None:
+    """A long pending list is claimed batch after batch from where the last scan stopped, not from its start again
+    (which would claim the same first entries over and over while the others wait)."""
+    await store.ensure_group()
+    ids = await add(store.redis, *(f"req-{i}" for i in range(12)))
+    await store.read(20, block_ms=10)  # all pending now
+    seen: list[str] = []
+    cursor = "0-0"
+    for _ in range(3):
+        batch, cursor = await store.claim(0, 5, cursor)
+        seen += [entry.entry_id for entry in batch]
+    assert seen == ids and cursor == "0-0", "each entry claimed once, then the scan is complete"
 
 
 # ---- rated models, without SCAN -----------------------------------------------------------------------------------
