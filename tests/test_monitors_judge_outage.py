@@ -98,12 +98,18 @@ async def llm(judge_model: FlakyJudgeModel) -> AsyncIterator[GatewayJudgeLLM]:
     await client.close()
 
 
-def make_worker(store: SampleStore, llm: GatewayJudgeLLM, rules: CountingJudge, max_deliveries: int) -> Worker:
+def make_worker(
+    store: SampleStore,
+    llm: GatewayJudgeLLM,
+    rules: CountingJudge,
+    max_deliveries: int,
+    judges_config: tuple[str, ...] = ("rules", "llm_single"),
+) -> Worker:
     config = Config.model_validate(
         {
             "models": [{"name": "app", "deployments": [DEPLOYMENT]}, {"name": "judge", "deployments": [DEPLOYMENT]}],
             "monitors": {
-                "judges": ["rules", "llm_single"],
+                "judges": list(judges_config),
                 "judge_model": "judge",
                 "claim_idle_seconds": 0.3,
                 "max_deliveries": max_deliveries,
@@ -192,3 +198,21 @@ async def test_a_failure_that_would_recur_is_recorded_at_once(
     assert judge_model.calls == 1
     assert value(worker, "llm_monitor_samples_deferred_total", model="app") == 0
     assert value(worker, "llm_judge_errors_total", judge="llm_single", reason="llm_error") == 1
+
+
+async def test_pairwise_comparisons_are_not_deferred(
+    store: SampleStore, judge_model: FlakyJudgeModel, llm: GatewayJudgeLLM
+) -> None:
+    """A retry would compare the pair again after a later answer of the other variant had compared against this one:
+    a pair counted twice in the ratings. So a comparison the judge model could not make is recorded at once."""
+    rules = CountingJudge(build_judges(["rules"])["rules"])
+    worker = make_worker(store, llm, rules, max_deliveries=5, judges_config=("rules", "pairwise"))
+    judge_model.status = 503
+    first, second = await add(
+        store.redis, [make_sample(4, variant="alpha"), make_sample(4, variant="beta")]
+    )  # the same prompt, answered by two variants
+    await run_until(worker, lambda: committed(store, [first, second]), "both samples committed at once")
+    assert judge_model.calls == 1, "one comparison tried, not retried"
+    assert value(worker, "llm_monitor_samples_deferred_total", model="app") == 0
+    assert value(worker, "llm_judge_runs_total", judge="pairwise", outcome="error") == 1
+    assert rules.runs == 2
