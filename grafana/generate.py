@@ -649,12 +649,18 @@ def quality_dashboard():
     d = d.with_panel(
         ts(
             "Samples processed/s",
-            "Samples the monitors processed, by model and outcome. Alert LLMMonitorSampleErrors above 20% errors.",
+            "Samples the monitors processed, by model and outcome. Alert LLMMonitorSampleErrors above 20% errors. "
+            "'deferred': attempts left for later because the judge model was unavailable (judged again within "
+            "monitors.max_deliveries attempts).",
             [
                 (
                     f"sum by (model, outcome) (rate(llm_monitor_samples_processed_total{{{M}}}[{RI}]))",
                     "{{model}} {{outcome}}",
-                )
+                ),
+                (
+                    f"sum by (model) (rate(llm_monitor_samples_deferred_total{{{M}}}[{RI}]))",
+                    "{{model}} deferred",
+                ),
             ],
             "ops",
         )

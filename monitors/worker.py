@@ -138,6 +138,8 @@ class Worker:
         self._stop = asyncio.Event()
         self._in_hand: dict[str, float] = {}  # entry id -> when its processing started (monotonic)
         self._claim_from = "0-0"  # where the next XAUTOCLAIM scan of the pending list starts
+        for model in config.models:  # at 0 from the start, so that rate() sees the first deferral
+            self.metrics.deferred.labels(model.name)
 
     def stop(self) -> None:
         self._stop.set()
