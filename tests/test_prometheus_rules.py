@@ -63,6 +63,7 @@ COUNTERS_AND_GAUGES = {
     # monitors
     "llm_monitor_samples_processed_total",
     "llm_monitor_stream_backlog",
+    "llm_monitor_samples_deferred_total",
     "llm_judge_errors_total",
     "llm_judge_runs_total",
     "llm_judge_pairwise_total",
