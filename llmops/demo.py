@@ -48,13 +48,22 @@ PROMPTS = [
 DEMO_MODELS = ("llama-3-8b", "gpt-4o-mini")
 
 
+DRIFT_WINDOW = 50  # samples per model in the demo's drift windows
+
 REFERENCES = {
     "What is the capital of France and why is it famous?": "Paris is the capital of France, famous for its art.",
     "서울에서 가볼 만한 곳을 세 군데 추천해 주세요.": "경복궁, 남산타워, 북촌 한옥마을을 추천합니다.",
 }
 
 
-def demo_config(simulator_url: str, judge_url: str, gateway_port: int, redis_url: str, monitors_port: int) -> dict:
+def demo_config(
+    simulator_url: str,
+    judge_url: str,
+    gateway_port: int,
+    redis_url: str,
+    monitors_port: int,
+    reports_dir: str | None = None,
+) -> dict:
     """The embedded default configuration the demo runs the gateway and the monitors with."""
     return {
         "server": {"host": "127.0.0.1", "port": gateway_port},
@@ -65,6 +74,8 @@ def demo_config(simulator_url: str, judge_url: str, gateway_port: int, redis_url
             "judges": ["rules", "reference", "llm_single", "perplexity"],
             "metrics_host": "127.0.0.1",  # the demo serves this machine only
             "metrics_port": monitors_port,
+            # Small windows, so that a few hundred requests already show drift runs (production: 500 / 100 / 100).
+            "drift": {"window": DRIFT_WINDOW, "min_samples": 30, "every": 20, "reports_dir": reports_dir},
         },
         "models": [
             {
@@ -266,7 +277,7 @@ def summarise(families: list) -> Table:
         "tokens in/out",
         "cost USD",
     ):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
     for model in DEMO_MODELS:
         requests = total("llm_gateway_requests", model)
         ok = total("llm_gateway_requests", model, status="200")
@@ -308,11 +319,54 @@ def judge_summary(families: list) -> Table:
                 slot[0 if sample.name.endswith("_sum") else 1] += sample.value
     table = Table(title="What the monitors judged (from the worker's /metrics; scores 0..1, 1 = best)")
     for column in ("model", "judge", "criterion", "samples", "mean score"):
-        table.add_column(column, justify="right" if column in ("samples", "mean score") else "left")
+        table.add_column(column, justify="right" if column in ("samples", "mean score") else "left", overflow="fold")
     for (model, judge, criterion), (total, count) in sorted(sums.items()):
         if count:
             table.add_row(model, judge, criterion, f"{count:.0f}", f"{total / count:.3f}")
     return table
+
+
+def drift_summary(families: list) -> Table:
+    """A table of each model's latest drift run: the share of features that drifted, and which."""
+    shares: dict[str, float] = {}
+    drifted: dict[str, list[str]] = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.name == "llm_drift_share":
+                shares[sample.labels["model"]] = sample.value
+            elif sample.name == "llm_drift_detected" and sample.value == 1:
+                drifted.setdefault(sample.labels["model"], []).append(sample.labels["feature"])
+    table = Table(title="Drift: latest window vs reference")
+    for column in ("model", "features drifted", "which"):
+        table.add_column(column, justify="right" if column == "features drifted" else "left", overflow="fold")
+    for model, share in sorted(shares.items()):
+        table.add_row(model, f"{share:.0%}", ", ".join(sorted(drifted.get(model, []))) or "none")
+    return table
+
+
+def _wait_for_drift(monitors_url: str, timeout: float = 30.0) -> list:
+    """The monitors' metrics once a model with a full drift window has its first run (Evidently's first import
+    takes a few seconds), or as they are after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        families = _scrape(f"{monitors_url}/metrics")
+        runs = {s.labels["model"] for f in families for s in f.samples if s.name == "llm_drift_runs_total" and s.value}
+        if runs or time.monotonic() > deadline or not _metric_value(families, "llm_monitor_samples_processed_total"):
+            return families
+        if not _has_full_window(families):
+            return families
+        time.sleep(0.5)
+
+
+def _has_full_window(families: list) -> bool:
+    """Whether some model has had enough samples processed for a drift reference window."""
+    processed: dict[str, float] = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.name == "llm_monitor_samples_processed_total" and sample.labels.get("outcome") == "ok":
+                model = sample.labels["model"]
+                processed[model] = processed.get(model, 0.0) + sample.value
+    return any(count > DRIFT_WINDOW for count in processed.values())
 
 
 def _metric_value(families: list, name: str) -> float:
@@ -362,7 +416,9 @@ def run_demo(
     with _stop_on_termination(), demo_redis(redis, workdir, console) as redis_url:
         gateway_port_used = int(urls.gateway.rsplit(":", 1)[1])
         monitors_port_used = int(urls.monitors.rsplit(":", 1)[1])
-        config = demo_config(urls.simulator, urls.judge, gateway_port_used, redis_url, monitors_port_used)
+        config = demo_config(
+            urls.simulator, urls.judge, gateway_port_used, redis_url, monitors_port_used, str(workdir / "drift")
+        )
         config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         processes = [
             _Process("simulator", simulator_args, f"{urls.simulator}/health", workdir / "simulator.log"),
@@ -409,9 +465,17 @@ def _drive(console: Console, urls: _Urls, requests: int, concurrency: int) -> No
                 break
             time.sleep(0.5)
     console.print(judge_summary(_scrape(f"{urls.monitors}/metrics")))
+    drift = _wait_for_drift(urls.monitors)
+    console.print(drift_summary(drift))
+    if not any(s.name == "llm_drift_share" for f in drift for s in f.samples):
+        console.print(
+            f"no drift run yet: a model needs {DRIFT_WINDOW} samples for its reference window; send more requests "
+            "(--requests)"
+        )
     console.print("Look at:")
     console.print(f"  OpenAI-compatible endpoint  {urls.gateway}/v1   (model: {' or '.join(DEMO_MODELS)})")
     console.print(f"  gateway metrics             {urls.gateway}/metrics")
     console.print(f"  simulated vLLM metrics      {urls.simulator}/metrics")
     console.print(f"  monitors metrics            {urls.monitors}/metrics")
+    console.print(f"  drift report (HTML)         {urls.monitors}/reports/<model>   e.g. /reports/{DEMO_MODELS[0]}")
     console.print("  one request's judge results: llmops monitors show REQUEST_ID --redis-url <the Redis above>")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from llmops.config import ConfigError
+
 MODES = ("auto", "server", "local", "embedded")
 
 
@@ -47,6 +49,9 @@ def free_port(preferred: int, taken: set[int] | None = None) -> int:
     candidates = [preferred] if preferred not in taken else []
     for candidate in candidates:
         with socket.socket() as sock:
+            # as the servers themselves bind: a port whose last connections linger in TIME_WAIT (a demo stopped a
+            # moment ago) is free, only a listener makes it taken
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", candidate))
             except OSError:
@@ -117,13 +122,13 @@ def demo_redis(mode: str, workdir: Path, console: Console) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if mode == "server" or (mode == "auto" and binary is not None):
         if binary is None:
-            raise RuntimeError("--redis server: redis-server is not installed (apt-get install redis-server)")
+            raise ConfigError("--redis server: redis-server is not installed (apt-get install redis-server)")
         with _server(binary, workdir, console) as url:
             yield url
         return
     if mode == "local" or (mode == "auto" and redis_answers(6379)):
         if not redis_answers(6379):
-            raise RuntimeError("--redis local: no Redis answers PING (without a password) on 127.0.0.1:6379")
+            raise ConfigError("--redis local: no Redis answers PING (without a password) on 127.0.0.1:6379")
         console.print("Redis: using the Redis that answers on 127.0.0.1:6379 (database 15)")
         yield "redis://127.0.0.1:6379/15"
         return

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +71,47 @@ def test_ports_picked_once_each() -> None:
     assert first == base
     assert len({first, second, third}) == 3
     assert {first, second, third} == taken
+
+
+def test_a_port_in_time_wait_is_still_the_preferred_one() -> None:
+    """A demo stopped a moment ago leaves its ports' connections in TIME_WAIT: the servers can bind them again (they
+    set SO_REUSEADDR), so a re-run keeps the documented ports instead of moving to random ones."""
+    import socket
+
+    from llmops.demo_redis import free_port as pick
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+    client.recv(1)
+    client.close()
+    listener.close()
+    assert pick(port, set()) == port
+    with socket.create_server(("127.0.0.1", 0)) as busy:  # a listener does make a port taken
+        assert pick(busy.getsockname()[1], set()) != busy.getsockname()[1]
+
+
+def test_demo_shows_drift_runs() -> None:
+    out = run_demo("--requests", "150", "--concurrency", "8")
+    assert "Drift: latest window vs reference" in out, out
+    assert re.search(r"│ llama-3-8b\s+│\s+\d+% │", out), out
+    assert "/reports/llama-3-8b" in out
+
+
+def test_redis_server_mode_without_the_binary_says_what_to_install(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llmops.cli", "demo", "--once", "--redis", "server"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": str(tmp_path)},  # no redis-server on it
+    )
+    assert result.returncode == 2
+    assert "redis-server is not installed (apt-get install redis-server)" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_sigterm_stops_the_whole_stack() -> None:
