@@ -6,6 +6,7 @@ import re
 import typing
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from llmops.config import Config
@@ -43,3 +44,20 @@ def test_every_config_field_is_documented() -> None:
     text = DOC.read_text(encoding="utf-8")
     missing = [path for path in _fields(Config) if not _documented(path, text)]
     assert not missing, f"docs/configuration.md does not document: {', '.join(missing)}"
+
+
+def test_the_vllm_guide_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The configuration a user copies from docs/vllm.md starts the gateway as written (no unset variable without a
+    default, no fallback to a model it does not define)."""
+    from llmops.config import load_config
+
+    text = (Path(__file__).parent.parent / "docs" / "vllm.md").read_text()
+    block = re.search(r"## 3\. Gateway configuration\n\n```yaml\n(.*?)```", text, re.S)
+    assert block, "docs/vllm.md lost its gateway configuration example"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-example")
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(block.group(1))
+    config = load_config(path)
+    assert [m.name for m in config.models] == ["llama-3-8b", "gpt-4o-mini"]
+    assert config.models[0].fallbacks == ["gpt-4o-mini"]
