@@ -99,11 +99,24 @@ class Pricing(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Pricing:
-        per_token = self.input_per_mtok is not None or self.output_per_mtok is not None
-        if per_token and self.gpu_hour_usd is not None:
-            raise ValueError("give either per-token prices (input_per_mtok/output_per_mtok) or gpu_hour_usd, not both")
-        if not per_token and self.gpu_hour_usd is None:
+        given = [
+            name
+            for name in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")
+            if getattr(self, name) is not None
+        ]
+        if given and self.gpu_hour_usd is not None:
+            raise ValueError(
+                f"give either per-token prices or gpu_hour_usd, not both (got gpu_hour_usd and {', '.join(given)}): "
+                "a GPU-priced model's tokens, cached ones included, cost GPU time"
+            )
+        if not given and self.gpu_hour_usd is None:
             raise ValueError("give input_per_mtok and output_per_mtok, or gpu_hour_usd (with gpus)")
+        if given and (self.input_per_mtok is None or self.output_per_mtok is None):
+            missing = "output_per_mtok" if self.input_per_mtok is not None else "input_per_mtok"
+            raise ValueError(
+                f"give both input_per_mtok and output_per_mtok ({missing} is missing; write 0 for a model whose "
+                "tokens of that kind are free, e.g. output_per_mtok: 0 for embeddings)"
+            )
         return self
 
 
