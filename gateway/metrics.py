@@ -51,7 +51,8 @@ class GatewayMetrics:
         )
         self.ttft = Histogram(
             "llm_gateway_time_to_first_token_seconds",
-            "Streaming requests: time from the request's arrival to the first event from the upstream.",
+            "Streaming requests: time from the request's arrival to the first upstream event that carries output "
+            "(text, a tool call or a refusal).",
             ["model", "provider"],
             buckets=TTFT_BUCKETS,
             registry=r,

@@ -111,9 +111,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="start simulator + gateway on this machine, send traffic, print a summary",
-        description="The whole stack on embedded defaults, no GPU, no Docker: starts the simulator and the gateway, "
-        "sends traffic with the openai SDK, and prints what the gateway's /metrics measured.",
+        help="run the whole stack on this machine (Redis, simulators, gateway, monitors), send traffic, summarise",
+        description="The whole stack on embedded defaults, no GPU, no Docker: starts Redis, a vLLM-like simulator, a "
+        "judge-model simulator, the gateway and a monitors worker, sends traffic with the openai SDK, and prints what "
+        "the gateway and the monitors measured (latency, tokens, cost, judge scores, drift).",
     )
     p.add_argument("--requests", type=int, default=300, help="how many requests to send (default 300)")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once (default 16)")

@@ -91,6 +91,8 @@ def serve(
     """``llmops monitors --config FILE``."""
     config = load_config(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level.lower() != "debug":  # the openai SDK's client logs every judge call at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     _redis_url(config)
     try:
         import uvloop
