@@ -405,9 +405,13 @@ def run_demo(
     config_path = workdir / "config.yaml"
     judge_script = workdir / "judge.yaml"
     judge_script.write_text(resources.files("llmops").joinpath("data/demo_judge.yaml").read_text(encoding="utf-8"))
+    answers_script = workdir / "answers.yaml"
+    answers_script.write_text(
+        resources.files("llmops").joinpath("data/demo_answers.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     simulator_args = ["simulate", "--port", urls.simulator.rsplit(":", 1)[1], "--ttft-ms", "60"]
     simulator_args += ["--tokens-per-second", "400", "--error-rate", "0.02", "--midstream-error-rate", "0.01"]
-    simulator_args += ["--enable-prompt-tokens-details", "--seed", "7"]
+    simulator_args += ["--enable-prompt-tokens-details", "--seed", "7", "--script", str(answers_script)]
     for model in DEMO_MODELS:
         simulator_args += ["--model", model]
     judge_args = ["simulate", "--port", urls.judge.rsplit(":", 1)[1], "--model", "judge"]
@@ -466,8 +470,9 @@ def _drive(console: Console, urls: _Urls, requests: int, concurrency: int) -> No
             time.sleep(0.5)
     console.print(judge_summary(_scrape(f"{urls.monitors}/metrics")))
     drift = _wait_for_drift(urls.monitors)
-    console.print(drift_summary(drift))
-    if not any(s.name == "llm_drift_share" for f in drift for s in f.samples):
+    if any(s.name == "llm_drift_share" for f in drift for s in f.samples):
+        console.print(drift_summary(drift))
+    else:
         console.print(
             f"no drift run yet: a model needs {DRIFT_WINDOW} samples for its reference window; send more requests "
             "(--requests)"
