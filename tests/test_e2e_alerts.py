@@ -6,8 +6,8 @@ gateway and the simulator every second with the repository's rules and a config 
 webhook points at a small HTTP receiver in this test. The simulator is switched to fail every request
 (``POST /admin/faults {"error_rate": 1.0}``): ``LLMHighErrorRatio`` must reach the webhook as ``firing`` through
 the ``page`` receiver, grouped by alertname and model; its 1% ``ticket`` tier, firing meanwhile, must be held back by
-the page (inhibition) and never reach the webhook. Switched back (``{"error_rate": 0.0}``), the page must arrive as
-``resolved``.
+the page (inhibition) and not reach the webhook while the page fires. Switched back (``{"error_rate": 0.0}``), the
+page must arrive as ``resolved``.
 
 Shortened, in this test's tmp copies only, so that the whole runs in well under two minutes (the production values
 stay in the repository's files, whose timing ``prometheus/rules/tests/*.yml`` checks with ``promtool test rules``
@@ -247,10 +247,13 @@ def test_high_error_ratio_pages_then_resolves(tmp_path: Path) -> None:
                 assert resolved["groupKey"] == firing["groupKey"]
                 assert trickle.statuses[-1] == 200
 
+    # While the page fires, the ticket is held back. Once the fault ends, the 5xx ratio falls through the 1-5% band:
+    # the page resolves first and a ticket may then go out for the errors that remain, as it would in production.
     tickets = [
         n
         for n in webhook.notifications()
         if any(a["labels"].get("alertname") == ALERT and a["labels"].get("severity") == "ticket" for a in n["alerts"])
+        and n["_received_at"] < recovered_at
     ]
     assert not tickets, f"the ticket tier reached the webhook despite the page (inhibition): {tickets}"
     print(f"{ALERT}: firing at the webhook {fired_after:.1f} s after the fault, resolved {resolved_after:.1f} s after")
