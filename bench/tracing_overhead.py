@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""What tracing costs the gateway per request: the span calls one request makes, timed in this process.
+
+Not a test. One request's tracing work is what ``gateway/proxy.py`` does for a plain chat completion: start the
+SERVER span (continuing a client's ``traceparent``), describe it, start one CLIENT attempt span and take its
+``traceparent``, record the response, end the attempt, set the request's ``llmops.*`` totals, end the request.
+
+Three setups, measured alternately in rounds (so that a busy box slows all of them alike):
+
+- ``off``: no ``telemetry.otlp_endpoint``: the shared no-op objects (the baseline);
+- ``on, batch``: the production setup, a ``BatchSpanProcessor`` (its export thread runs beside the loop);
+- ``on, simple``: a ``SimpleSpanProcessor``, which exports on the caller's thread (what the tests use).
+
+The exporter drops the spans, so the figures are the gateway's own work, not the network's. Prints microseconds per
+request (the median of the rounds) and the ratio to ``off``.
+
+    .venv/bin/python bench/tracing_overhead.py [--requests 20000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from rich.console import Console
+from rich.table import Table
+
+from gateway.tracing import GatewayTracer
+
+HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+]
+
+
+class DroppingExporter(SpanExporter):
+    """Accepts every span and keeps none."""
+
+    def export(self, spans: Sequence[object]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def one_request(tracer: GatewayTracer) -> None:
+    """The tracing calls of one plain chat completion, in the order the gateway makes them."""
+    request = tracer.start_request(operation="chat", headers=HEADERS)
+    request.set_request(request_model="llama-3-8b", provider="openai_compatible", stream=False, max_tokens=64)
+    attempt = request.start_attempt(
+        deployment="vllm-a", upstream_model="llama-3-8b", server_address="vllm", server_port=8000, attempt=1
+    )
+    attempt.traceparent()
+    attempt.tracestate()
+    request.set_response(
+        response_model="llama-3-8b",
+        response_id="chatcmpl-1",
+        finish_reasons=["stop"],
+        input_tokens=12,
+        output_tokens=34,
+    )
+    attempt.end(200)
+    request.set_attributes(
+        {
+            "llmops.request_id": "req-1",
+            "llmops.deployment": "vllm-a",
+            "llmops.usage.input_tokens": 12,
+            "llmops.usage.output_tokens": 34,
+            "llmops.usage.cached_input_tokens": 0,
+            "llmops.cost_usd": 0.0001,
+        }
+    )
+    request.end(200)
+
+
+def batch_tracer() -> GatewayTracer:
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "bench"}))
+    provider.add_span_processor(BatchSpanProcessor(DroppingExporter()))
+    return GatewayTracer(provider)
+
+
+def time_per_request(tracer: GatewayTracer, requests: int) -> float:
+    """Seconds per request over ``requests`` requests."""
+    started = time.perf_counter()
+    for _ in range(requests):
+        one_request(tracer)
+    return (time.perf_counter() - started) / requests
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=20_000, help="requests per round and setup (default 20000)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds, alternating the setups (default 5)")
+    a = ap.parse_args(argv)
+    setups: dict[str, Callable[[], GatewayTracer]] = {
+        "off": lambda: GatewayTracer(None),
+        "on, batch": batch_tracer,
+        "on, simple": lambda: GatewayTracer.from_config(None, exporter=DroppingExporter()),
+    }
+    tracers = {name: make() for name, make in setups.items()}
+    for tracer in tracers.values():  # warm-up
+        time_per_request(tracer, 1000)
+    results: dict[str, list[float]] = {name: [] for name in setups}
+    for _ in range(a.rounds):
+        for name, tracer in tracers.items():
+            results[name].append(time_per_request(tracer, a.requests))
+    for tracer in tracers.values():
+        tracer.shutdown()
+    baseline = statistics.median(results["off"])
+    table = Table(title=f"Tracing work per request ({a.requests} requests x {a.rounds} rounds, median)")
+    for column in ("setup", "µs per request", "added µs", "ratio to off"):
+        table.add_column(column, justify="left" if column == "setup" else "right")
+    for name, samples in results.items():
+        median = statistics.median(samples)
+        table.add_row(name, f"{median * 1e6:.1f}", f"{(median - baseline) * 1e6:.1f}", f"{median / baseline:.0f}x")
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
