@@ -111,11 +111,11 @@ class Pricing(_Strict):
             )
         if not given and self.gpu_hour_usd is None:
             raise ValueError("give input_per_mtok and output_per_mtok, or gpu_hour_usd (with gpus)")
-        if given and (self.input_per_mtok is None or self.output_per_mtok is None):
-            missing = "output_per_mtok" if self.input_per_mtok is not None else "input_per_mtok"
+        missing = [name for name in ("input_per_mtok", "output_per_mtok") if getattr(self, name) is None]
+        if given and missing:
             raise ValueError(
-                f"give both input_per_mtok and output_per_mtok ({missing} is missing; write 0 for a model whose "
-                "tokens of that kind are free, e.g. output_per_mtok: 0 for embeddings)"
+                f"give both input_per_mtok and output_per_mtok ({' and '.join(missing)} missing; write 0 for a model "
+                "whose tokens of that kind are free, e.g. output_per_mtok: 0 for embeddings)"
             )
         return self
 

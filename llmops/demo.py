@@ -49,6 +49,10 @@ DEMO_MODELS = ("llama-3-8b", "gpt-4o-mini")
 
 
 DRIFT_WINDOW = 50  # samples per model in the demo's drift windows
+DRIFT_EVERY = 20  # a drift run every this many samples of a model
+#: The first run comes at the first multiple of DRIFT_EVERY past the reference window (a run at the reference's own
+#: last sample would compare the reference with itself).
+DRIFT_FIRST_RUN = (DRIFT_WINDOW // DRIFT_EVERY + 1) * DRIFT_EVERY
 
 REFERENCES = {
     "What is the capital of France and why is it famous?": "Paris is the capital of France, famous for its art.",
@@ -75,7 +79,7 @@ def demo_config(
             "metrics_host": "127.0.0.1",  # the demo serves this machine only
             "metrics_port": monitors_port,
             # Small windows, so that a few hundred requests already show drift runs (production: 500 / 100 / 100).
-            "drift": {"window": DRIFT_WINDOW, "min_samples": 30, "every": 20, "reports_dir": reports_dir},
+            "drift": {"window": DRIFT_WINDOW, "min_samples": 30, "every": DRIFT_EVERY, "reports_dir": reports_dir},
         },
         "models": [
             {
@@ -327,46 +331,46 @@ def judge_summary(families: list) -> Table:
 
 
 def drift_summary(families: list) -> Table:
-    """A table of each model's latest drift run: the share of features that drifted, and which."""
-    shares: dict[str, float] = {}
+    """A table of each model's latest drift run: how many of the tested features drifted, and which."""
+    tested: dict[str, set[str]] = {}
     drifted: dict[str, list[str]] = {}
     for family in families:
         for sample in family.samples:
-            if sample.name == "llm_drift_share":
-                shares[sample.labels["model"]] = sample.value
+            if sample.name == "llm_drift_score":
+                tested.setdefault(sample.labels["model"], set()).add(sample.labels["feature"])
             elif sample.name == "llm_drift_detected" and sample.value == 1:
                 drifted.setdefault(sample.labels["model"], []).append(sample.labels["feature"])
     table = Table(title="Drift: latest window vs reference")
     for column in ("model", "features drifted", "which"):
         table.add_column(column, justify="right" if column == "features drifted" else "left", overflow="fold")
-    for model, share in sorted(shares.items()):
-        table.add_row(model, f"{share:.0%}", ", ".join(sorted(drifted.get(model, []))) or "none")
+    for model, features in sorted(tested.items()):
+        which = sorted(drifted.get(model, []))
+        table.add_row(model, f"{len(which)} of {len(features)}", ", ".join(which) or "none")
     return table
 
 
-def _wait_for_drift(monitors_url: str, timeout: float = 30.0) -> list:
-    """The monitors' metrics once a model with a full drift window has its first run (Evidently's first import
-    takes a few seconds), or as they are after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        families = _scrape(f"{monitors_url}/metrics")
-        runs = {s.labels["model"] for f in families for s in f.samples if s.name == "llm_drift_runs_total" and s.value}
-        if runs or time.monotonic() > deadline or not _metric_value(families, "llm_monitor_samples_processed_total"):
-            return families
-        if not _has_full_window(families):
-            return families
-        time.sleep(0.5)
-
-
-def _has_full_window(families: list) -> bool:
-    """Whether some model has had enough samples processed for a drift reference window."""
+def _sampled_counts(families: list) -> dict[str, float]:
+    """Samples the monitors processed, per model."""
     processed: dict[str, float] = {}
     for family in families:
         for sample in family.samples:
             if sample.name == "llm_monitor_samples_processed_total" and sample.labels.get("outcome") == "ok":
                 model = sample.labels["model"]
                 processed[model] = processed.get(model, 0.0) + sample.value
-    return any(count > DRIFT_WINDOW for count in processed.values())
+    return processed
+
+
+def _wait_for_drift(monitors_url: str, timeout: float = 15.0) -> list:
+    """The monitors' metrics once every model with enough samples for a drift run has had one (Evidently's first
+    import takes a few seconds), or as they are after ``timeout``. No wait when no model has enough."""
+    deadline = time.monotonic() + timeout
+    while True:
+        families = _scrape(f"{monitors_url}/metrics")
+        due = {model for model, count in _sampled_counts(families).items() if count >= DRIFT_FIRST_RUN}
+        ran = {s.labels["model"] for f in families for s in f.samples if s.name == "llm_drift_runs_total" and s.value}
+        if due <= ran or time.monotonic() > deadline:
+            return families
+        time.sleep(0.5)
 
 
 def _metric_value(families: list, name: str) -> float:
@@ -470,12 +474,19 @@ def _drive(console: Console, urls: _Urls, requests: int, concurrency: int) -> No
             time.sleep(0.5)
     console.print(judge_summary(_scrape(f"{urls.monitors}/metrics")))
     drift = _wait_for_drift(urls.monitors)
-    if any(s.name == "llm_drift_share" for f in drift for s in f.samples):
+    if any(s.name == "llm_drift_score" for f in drift for s in f.samples):
         console.print(drift_summary(drift))
+        drifted = {s.labels["feature"] for f in drift for s in f.samples if s.name == "llm_drift_detected" and s.value}
+        if "cost_usd" in drifted:
+            console.print(
+                "cost_usd drifts at the start of the demo: llama-3-8b is priced by GPU time, and the first requests "
+                "found the GPU idle, so their tokens cost more (see the README's Cost section)"
+            )
     else:
         console.print(
-            f"no drift run yet: a model needs {DRIFT_WINDOW} samples for its reference window; send more requests "
-            "(--requests)"
+            f"no drift run yet: a model's first drift run comes after {DRIFT_FIRST_RUN} successful sampled requests "
+            f"(the first {DRIFT_WINDOW} make its reference, then a run every {DRIFT_EVERY}); send more with "
+            "--requests, or see monitors.log"
         )
     console.print("Look at:")
     console.print(f"  OpenAI-compatible endpoint  {urls.gateway}/v1   (model: {' or '.join(DEMO_MODELS)})")
