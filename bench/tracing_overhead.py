@@ -2,17 +2,21 @@
 """What tracing costs the gateway per request: the span calls one request makes, timed in this process.
 
 Not a test. One request's tracing work is what ``gateway/proxy.py`` does for a plain chat completion: start the
-SERVER span (continuing a client's ``traceparent``), describe it, start one CLIENT attempt span and take its
+SERVER span (a new trace), describe it, start one CLIENT attempt span and take its
 ``traceparent``, record the response, end the attempt, set the request's ``llmops.*`` totals, end the request.
 
 Three setups, measured alternately in rounds (so that a busy box slows all of them alike):
 
 - ``off``: no ``telemetry.otlp_endpoint``: the shared no-op objects (the baseline);
 - ``on, batch``: the production setup, a ``BatchSpanProcessor`` (its export thread runs beside the loop);
+- ``on, batch, 10% / 1% sampled``: the same with ``telemetry.sample_ratio`` 0.1 / 0.01;
 - ``on, simple``: a ``SimpleSpanProcessor``, which exports on the caller's thread (what the tests use).
 
-The exporter drops the spans, so the figures are the gateway's own work, not the network's. Prints microseconds per
-request (the median of the rounds) and the ratio to ``off``.
+The exporter encodes the spans to OTLP protobuf as the real one does, then drops the bytes: the figures are the
+gateway process's own work (the span calls on the request path, and the encoding in the processor's thread, which
+competes for the GIL), not the network's. Prints microseconds per request (the median of the rounds) and the ratio to
+``off``. With the batch processor, part of the encoding may still be pending when a round ends; the rounds are long
+enough for that to be small.
 
     .venv/bin/python bench/tracing_overhead.py [--requests 20000] [--rounds 5]
 """
@@ -23,23 +27,24 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from rich.console import Console
 from rich.table import Table
 
 from gateway.tracing import GatewayTracer
 
-HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-]
+HEADERS = [(b"content-type", b"application/json")]  # a new trace (a caller's sampled flag would override the ratio)
 
 
 class DroppingExporter(SpanExporter):
-    """Accepts every span and keeps none."""
+    """Encodes every span as the OTLP exporter does (protobuf, in the exporting thread of this process), then drops
+    the bytes instead of sending them."""
 
-    def export(self, spans: Sequence[object]) -> SpanExportResult:
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        encode_spans(spans).SerializePartialToString()
         return SpanExportResult.SUCCESS
 
 
@@ -73,12 +78,19 @@ def one_request(tracer: GatewayTracer) -> None:
     request.end(200)
 
 
-def batch_tracer() -> GatewayTracer:
+def batch_tracer(sample_ratio: float | None = None) -> GatewayTracer:
+    """The production setup (``BatchSpanProcessor``), optionally recording only ``sample_ratio`` of the traces (as
+    ``telemetry.sample_ratio`` does)."""
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "bench"}))
+    resource = Resource.create({SERVICE_NAME: "bench"})
+    if sample_ratio is None:
+        provider = TracerProvider(resource=resource)
+    else:
+        provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
     provider.add_span_processor(BatchSpanProcessor(DroppingExporter()))
     return GatewayTracer(provider)
 
@@ -99,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setups: dict[str, Callable[[], GatewayTracer]] = {
         "off": lambda: GatewayTracer(None),
         "on, batch": batch_tracer,
+        "on, batch, 10% sampled": lambda: batch_tracer(0.1),
+        "on, batch, 1% sampled": lambda: batch_tracer(0.01),
         "on, simple": lambda: GatewayTracer.from_config(None, exporter=DroppingExporter()),
     }
     tracers = {name: make() for name, make in setups.items()}

@@ -477,7 +477,14 @@ class GatewayTracer:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
         service_name = telemetry.service_name if telemetry is not None else "llm-gateway"
-        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+        resource = Resource.create({SERVICE_NAME: service_name})
+        ratio = telemetry.sample_ratio if telemetry is not None else None
+        if ratio is None:  # the SDK's default sampler (OTEL_TRACES_SAMPLER, else parent-based always-on)
+            provider = TracerProvider(resource=resource)
+        else:
+            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+            provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(ratio)))
         if exporter is not None:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         else:

@@ -48,6 +48,13 @@ class TelemetryConfig(_Strict):
     otlp_endpoint: str | None = None
     service_name: str = "llm-gateway"
     capture_content: bool = False
+    sample_ratio: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="share of new traces recorded; a caller's sampled/unsampled flag is followed (default: the "
+        "SDK's, from OTEL_TRACES_SAMPLER, else every trace)",
+    )
 
     @field_validator("otlp_endpoint")
     @classmethod

@@ -507,3 +507,50 @@ def test_exports_to_a_real_otlp_http_receiver(otlp_receiver: tuple[str, type[_Re
     assert client_attrs["llmops.deployment"] == "sim"
     assert client_attrs["llmops.attempt"] == 1
     assert client_attrs["gen_ai.response.id"] == "cmpl-9"
+
+
+def _traced_request(tracer: GatewayTracer, headers: list[tuple[bytes, bytes]]) -> RequestSpan:
+    request = tracer.start_request(operation="chat", headers=headers)
+    assert isinstance(request, RequestSpan)
+    request.set_request(request_model="m", provider="openai_compatible", stream=False)
+    attempt = request.start_attempt(deployment="d", upstream_model="u", server_address="h", server_port=1, attempt=1)
+    request.set_response(response_model="u", response_id="x", finish_reasons=["stop"], input_tokens=1, output_tokens=1)
+    attempt.end(200)
+    request.end(200)
+    return request
+
+
+def test_sample_ratio_records_a_share_of_new_traces(exporter: InMemorySpanExporter) -> None:
+    """``telemetry.sample_ratio``: new traces are recorded at that ratio; unrecorded ones export nothing but keep a
+    valid trace id (``x-trace-id``) and send an unsampled ``traceparent`` upstream."""
+    tracer = make_tracer(exporter, sample_ratio=0.0)
+    request = _traced_request(tracer, [])
+    assert exporter.get_finished_spans() == ()
+    assert request.trace_id is not None and len(request.trace_id) == 32 and int(request.trace_id, 16)
+    traceparent = request.traceparent()
+    assert traceparent is not None and int(traceparent[-2:], 16) & 1 == 0  # the sampled bit is off
+
+    tracer = make_tracer(exporter, sample_ratio=0.25)
+    for _ in range(400):
+        _traced_request(tracer, [])
+    recorded = len(by_kind(exporter.get_finished_spans(), SpanKind.SERVER))
+    assert 50 <= recorded <= 150, recorded  # 100 expected (binomial, sd ~9)
+
+
+def test_sample_ratio_follows_the_callers_decision(exporter: InMemorySpanExporter) -> None:
+    """Parent-based: a caller's sampled trace is recorded even at ratio 0, and its unsampled one is not at ratio 1,
+    so one trace is never half recorded across services."""
+    sampled = [(b"traceparent", f"00-{PARENT_TRACE}-{PARENT_SPAN}-01".encode())]
+    unsampled = [(b"traceparent", f"00-{PARENT_TRACE}-{PARENT_SPAN}-00".encode())]
+    _traced_request(make_tracer(exporter, sample_ratio=0.0), sampled)
+    assert len(exporter.get_finished_spans()) == 2
+    exporter.clear()
+    _traced_request(make_tracer(exporter, sample_ratio=1.0), unsampled)
+    assert exporter.get_finished_spans() == ()
+
+
+def test_sample_ratio_is_validated() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="sample_ratio"):
+        TelemetryConfig(sample_ratio=1.5)
