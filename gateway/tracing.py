@@ -496,19 +496,11 @@ class GatewayTracer:
         return cls(provider, capture_content=capture)
 
     def start_request(
-        self,
-        *,
-        operation: str,
-        headers: Iterable[tuple[bytes, bytes]],
-        request_model: str | None = None,
-        provider: str = "openai_compatible",
-        stream: bool = False,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
+        self, *, operation: str, headers: Iterable[tuple[bytes, bytes]]
     ) -> RequestSpan | _NoopRequestSpan:
         """Start the SERVER span of one request (``operation``: ``chat``, ``text_completion`` or ``embeddings``),
-        continuing a W3C ``traceparent`` found in the ASGI ``headers``. With ``request_model`` (the public name the
-        client sent) the request is described at once, as :meth:`RequestSpan.set_request` does later otherwise."""
+        continuing a W3C ``traceparent`` found in the ASGI ``headers``; :meth:`RequestSpan.set_request` describes
+        it once the model is known."""
         tracer = self._tracer
         if tracer is None:
             return NOOP_REQUEST
@@ -516,16 +508,7 @@ class GatewayTracer:
         span = tracer.start_span(
             operation, context=_parent_context(headers), kind=SpanKind.SERVER, attributes=attributes
         )
-        request = RequestSpan(tracer, span, operation, attributes, self._capture)
-        if request_model is not None:
-            request.set_request(
-                request_model=request_model,
-                provider=provider,
-                stream=stream,
-                max_tokens=max_tokens,
-                temperature=temperature,
-            )
-        return request
+        return RequestSpan(tracer, span, operation, attributes, self._capture)
 
     @property
     def capture_content(self) -> bool:

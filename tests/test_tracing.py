@@ -42,17 +42,19 @@ def by_kind(spans: tuple[ReadableSpan, ...], kind: SpanKind) -> list[ReadableSpa
     return [s for s in spans if s.kind == kind]
 
 
-def start_chat(tracer: GatewayTracer, **overrides: Any) -> RequestSpan:
-    values: dict[str, Any] = {
-        "operation": "chat",
-        "request_model": "llama-3-8b",
-        "provider": "openai_compatible",
-        "stream": False,
-        "headers": [(b"content-type", b"application/json")],
-    }
-    values.update(overrides)
-    request = tracer.start_request(**values)
+def start_chat(
+    tracer: GatewayTracer,
+    operation: str = "chat",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    **described: Any,
+) -> RequestSpan:
+    """A request span started and described as the gateway does (``described``: :meth:`RequestSpan.set_request`'s
+    arguments, over a plain non-streaming ``llama-3-8b`` chat)."""
+    request = tracer.start_request(operation=operation, headers=headers or [(b"content-type", b"application/json")])
     assert isinstance(request, RequestSpan)
+    values: dict[str, Any] = {"request_model": "llama-3-8b", "provider": "openai_compatible", "stream": False}
+    values.update(described)
+    request.set_request(**values)
     return request
 
 
@@ -355,13 +357,10 @@ def test_disabled_tracer_is_a_noop() -> None:
     ):
         assert tracer.enabled is False
         request = tracer.start_request(
-            operation="chat",
-            request_model="m",
-            provider="openai_compatible",
-            stream=True,
-            headers=[(b"traceparent", f"00-{PARENT_TRACE}-{PARENT_SPAN}-01".encode())],
+            operation="chat", headers=[(b"traceparent", f"00-{PARENT_TRACE}-{PARENT_SPAN}-01".encode())]
         )
         assert request is NOOP_REQUEST
+        request.set_request(request_model="m", provider="openai_compatible", stream=True)
         assert request.trace_id is None
         assert request.traceparent() is None
         attempt = request.start_attempt(
@@ -387,9 +386,7 @@ def test_shutdown_stops_tracing(exporter: InMemorySpanExporter) -> None:
     tracer.shutdown()
     tracer.shutdown()  # twice is fine
     assert tracer.enabled is False
-    assert tracer.start_request(operation="chat", request_model="m", provider="x", stream=False, headers=[]) is (
-        NOOP_REQUEST
-    )
+    assert tracer.start_request(operation="chat", headers=[]) is NOOP_REQUEST
     assert len(exporter.get_finished_spans()) == 1
 
 
@@ -460,13 +457,9 @@ def test_exports_to_a_real_otlp_http_receiver(otlp_receiver: tuple[str, type[_Re
     tracer = GatewayTracer.from_config(TelemetryConfig(otlp_endpoint=endpoint + "/", service_name="gw-otlp"))
     assert tracer.enabled
     request = tracer.start_request(
-        operation="chat",
-        request_model="llama-3-8b",
-        provider="openai_compatible",
-        stream=True,
-        headers=[(b"traceparent", f"00-{PARENT_TRACE}-{PARENT_SPAN}-01".encode())],
-        max_tokens=16,
+        operation="chat", headers=[(b"traceparent", f"00-{PARENT_TRACE}-{PARENT_SPAN}-01".encode())]
     )
+    request.set_request(request_model="llama-3-8b", provider="openai_compatible", stream=True, max_tokens=16)
     attempt = request.start_attempt(
         deployment="sim", upstream_model="llama-3-8b-up", server_address="simulator", server_port=8000, attempt=1
     )
