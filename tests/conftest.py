@@ -6,13 +6,14 @@ host that has only pytest, prometheus_client, nvidia-ml-py and torch (``tests/te
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from llmops.simulator.background import BackgroundSimulator
+    from monitors.store import SampleStore
 
 # -- simulator ---------------------------------------------------------------------------------------------------
 
@@ -58,3 +59,14 @@ def redis_url() -> Iterator[str]:
 
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture()
+async def store(redis_url: str) -> AsyncIterator[SampleStore]:
+    """The monitors' view of that Redis (consumer ``first`` of group ``llmops-monitors``), its group created."""
+    from monitors.store import SampleStore
+
+    sample_store = SampleStore.connect(redis_url, "llmops-monitors", "first")
+    await sample_store.ensure_group()
+    yield sample_store
+    await sample_store.close()

@@ -84,14 +84,6 @@ class JudgeUpstream:
 
 
 @pytest.fixture()
-async def store(redis_url: str) -> AsyncIterator[SampleStore]:
-    store = SampleStore.connect(redis_url, GROUP, "first")
-    await store.ensure_group()
-    yield store
-    await store.close()
-
-
-@pytest.fixture()
 async def upstream() -> AsyncIterator[JudgeUpstream]:
     judge = JudgeUpstream()
     async with serve_post("/v1/chat/completions", judge.handle) as url:

@@ -25,7 +25,7 @@ from monitors.sample import Sample
 from monitors.store import SampleStore, fetch_results
 from monitors.worker import Worker
 from tests.support import serve_post
-from tests.test_monitors_concurrency import DEPLOYMENT, GROUP, add, committed, pending, scores, until
+from tests.test_monitors_concurrency import DEPLOYMENT, add, committed, pending, scores, until
 from tests.test_monitors_worker import make_sample
 
 RATING = "Fine. Rating: [[8]]"
@@ -80,14 +80,6 @@ async def judge_model() -> AsyncIterator[FlakyJudgeModel]:
     async with serve_post("/v1/chat/completions", model.handle) as url:
         model.url = f"{url}/v1"
         yield model
-
-
-@pytest.fixture()
-async def store(redis_url: str) -> AsyncIterator[SampleStore]:
-    store = SampleStore.connect(redis_url, GROUP, "first")
-    await store.ensure_group()
-    yield store
-    await store.close()
 
 
 @pytest.fixture()
