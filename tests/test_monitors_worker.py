@@ -64,6 +64,17 @@ def write_config(tmp_path: Path, redis_url: str, **monitors_section: object) -> 
     )
 
 
+def judge_config(tmp_path: Path, redis_url: str, judge_url: str, gw_port: int, **monitors_section: object) -> Path:
+    """A config whose one model is the judge (a simulator at ``judge_url``), judged through a gateway to be started
+    on ``gw_port``."""
+    return gateway_config(
+        tmp_path / "config.yaml",
+        [{"name": "judge", "deployments": [{"name": "judge-sim", "base_url": f"{judge_url}/v1", "model": "judge"}]}],
+        redis={"url": redis_url},
+        monitors={"gateway_url": f"http://127.0.0.1:{gw_port}/v1", "judge_model": "judge", **monitors_section},
+    )
+
+
 def test_worker_judges_commits_and_exports(tmp_path: Path, redis_url: str) -> None:
     samples = [make_sample(i) for i in range(10)] + [make_sample(10, answer="")]  # one empty answer
     add_samples(redis_url, samples)  # written before any worker exists: the group reads from the start
@@ -221,17 +232,8 @@ def test_killed_worker_loses_nothing_and_nothing_counts_twice(tmp_path: Path, re
     script.write_text('- {match: ".*", response: "Consistent and correct. Rating: [[8]]"}\n')
     with simulator("--script", str(script), "--ttft-ms", "400", "--tokens-per-second", "0", "--model", "judge") as sim:
         gw_port = free_port()
-        config = gateway_config(
-            tmp_path / "config.yaml",
-            [{"name": "judge", "deployments": [{"name": "judge-sim", "base_url": f"{sim}/v1", "model": "judge"}]}],
-            redis={"url": redis_url},
-            monitors={
-                "gateway_url": f"http://127.0.0.1:{gw_port}/v1",
-                "judge_model": "judge",
-                "judges": ["llm_single"],
-                "concurrency": 4,
-                "claim_idle_seconds": 1,
-            },
+        config = judge_config(
+            tmp_path, redis_url, sim, gw_port, judges=["llm_single"], concurrency=4, claim_idle_seconds=1
         )
         from tests.support import gateway
 
@@ -285,17 +287,7 @@ def test_slow_judge_calls_are_not_taken_over_by_other_workers(tmp_path: Path, re
     script.write_text('- {match: ".*", response: "Fine. Rating: [[8]]"}\n')
     with simulator("--script", str(script), "--ttft-ms", "3500", "--tokens-per-second", "0", "--model", "judge") as sim:
         gw_port = free_port()
-        config = gateway_config(
-            tmp_path / "config.yaml",
-            [{"name": "judge", "deployments": [{"name": "judge-sim", "base_url": f"{sim}/v1", "model": "judge"}]}],
-            redis={"url": redis_url},
-            monitors={
-                "gateway_url": f"http://127.0.0.1:{gw_port}/v1",
-                "judge_model": "judge",
-                "judges": ["llm_single"],
-                "claim_idle_seconds": 1,
-            },
-        )
+        config = judge_config(tmp_path, redis_url, sim, gw_port, judges=["llm_single"], claim_idle_seconds=1)
         from tests.support import gateway
 
         with gateway(config, port=gw_port) as gw, monitors(config) as first, monitors(config) as second:
@@ -338,12 +330,7 @@ def test_pairwise_verdicts_and_feedback_rate_variants(tmp_path: Path, redis_url:
     )
     with simulator("--script", str(script), "--ttft-ms", "0", "--tokens-per-second", "0", "--model", "judge") as sim:
         gw_port = free_port()
-        config = gateway_config(
-            tmp_path / "config.yaml",
-            [{"name": "judge", "deployments": [{"name": "judge-sim", "base_url": f"{sim}/v1", "model": "judge"}]}],
-            redis={"url": redis_url},
-            monitors={"gateway_url": f"http://127.0.0.1:{gw_port}/v1", "judge_model": "judge", "judges": ["pairwise"]},
-        )
+        config = judge_config(tmp_path, redis_url, sim, gw_port, judges=["pairwise"])
         from tests.support import gateway
 
         samples = []
