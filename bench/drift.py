@@ -13,7 +13,7 @@ What one run measures (target: <= 1 s):
 Also measured: the same with the reference's 5,000 samples' features recomputed too, a run through ``DriftMonitor``
 with the windows in a private redis-server (when ``redis-server`` is installed), one full Evidently HTML report at
 5,000 x 5,000, and the process's RSS (VmRSS) before and after the runs (flat = no leak). Traffic: the seeded synthetic
-traffic of the tests (``tests/test_drift_traffic.py``), English and Korean, with judge scores; the window is shifted
+traffic of the tests (``llmops/testing/drift_traffic.py``), English and Korean, with judge scores; the window is shifted
 (more Korean, longer prompts) so that drift is found and every feature is tested.
 """
 
@@ -68,9 +68,9 @@ def main() -> int:
     logging.getLogger("llmops.monitors.drift").setLevel(logging.ERROR)  # one drift warning per run otherwise
 
     from llmops.config import DriftConfig
+    from llmops.testing.drift_traffic import Traffic, generate
     from monitors.drift.detector import detect, evidently_stattests
     from monitors.drift.features import extract, to_columns
-    from tests.test_drift_traffic import Traffic, generate
 
     figures: dict[str, object] = {"rows": args.rows, "runs": args.runs, "python": platform.python_version()}
     settings = DriftConfig(window=args.rows, min_samples=100)
@@ -164,9 +164,9 @@ async def through_redis(rows: int, reference_samples, current_samples) -> dict[s
     from prometheus_client import CollectorRegistry
 
     from llmops.config import DriftConfig
+    from llmops.testing.processes import redis_server
     from monitors.drift.features import extract
     from monitors.drift.monitor import DriftMonitor
-    from tests.support import redis_server
 
     with redis_server() as url, tempfile.TemporaryDirectory() as reports:
         client = aioredis.from_url(url)

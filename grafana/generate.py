@@ -6,7 +6,7 @@
 
 Built with the official grafana-foundation-sdk (pinned, see grafana/README.md). Queries use only the metric names of
 the design contract (docs/observability.md) and the recording rules of prometheus/rules/recording.yml;
-tests/test_prometheus_rules.py checks both, and that the committed JSON equals this script's output.
+tests/deploy/test_prometheus_rules.py checks both, and that the committed JSON equals this script's output.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Shared fixtures.
 
-This module imports nothing beyond pytest at collection time, so that ``tests/test_gpu_real.py`` runs on a bare GPU
-host that has only pytest, prometheus_client, nvidia-ml-py and torch (``tests/test_gpu_standalone.py`` checks it).
+This module imports nothing beyond pytest at collection time, so that ``tests/gpu/test_gpu_real.py`` runs on a bare GPU
+host that has only pytest, prometheus_client, nvidia-ml-py and torch (``tests/gpu/test_gpu_standalone.py`` checks it).
 """
 
 from __future__ import annotations

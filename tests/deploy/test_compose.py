@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 
 from llmops.config import load_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DEPLOY_CONFIG = REPO / "deploy" / "config.yaml"

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from llmops.config import DriftConfig
+from llmops.testing.drift_traffic import Traffic, generate
 from monitors.drift.detector import DriftResult, FeatureResult, _holm, detect, evidently_stattests
 from monitors.drift.features import extract, to_columns
 from monitors.drift.windows import ReferenceInfo
-from tests.test_drift_traffic import Traffic, generate
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning", "ignore::DeprecationWarning"

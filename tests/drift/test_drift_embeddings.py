@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from llmops.config import ConfigError, DriftConfig, DriftEmbeddingsConfig
+from llmops.testing.drift_traffic import Traffic, feed, generate
 from monitors.drift import embeddings
 from monitors.drift.monitor import DriftMonitor
-from tests.test_drift_traffic import Traffic, feed, generate, redis, redis_url  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning", "ignore::DeprecationWarning"
@@ -84,7 +84,7 @@ def topic(samples: list, questions: list[str], answers: list[str], fillers: list
     return out
 
 
-async def test_stable_topics_no_drift_then_topic_shift_detected(extra, redis, tmp_path) -> None:  # noqa: F811
+async def test_stable_topics_no_drift_then_topic_shift_detected(extra, redis, tmp_path) -> None:
     m = DriftMonitor(redis, SETTINGS, CollectorRegistry(), tmp_path, auto_reports=False)
     await m.warm_up()
     base = generate(Traffic(korean=0.0), 400, seed=5)
@@ -112,7 +112,7 @@ async def test_stable_topics_no_drift_then_topic_shift_detected(extra, redis, tm
     assert m.embedder.embedded < 400  # cached per text: each distinct text embedded once
 
 
-def test_enabled_without_the_extra_is_a_clear_error(monkeypatch, redis) -> None:  # noqa: F811
+def test_enabled_without_the_extra_is_a_clear_error(monkeypatch, redis) -> None:
     monkeypatch.setattr(embeddings, "REQUIRES", ("llmops_no_such_module",))
     with pytest.raises(ValidationError, match=r"pip install 'llmops-stack\[drift-embeddings\]'"):
         DriftConfig(embeddings={"enabled": True})

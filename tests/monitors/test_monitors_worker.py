@@ -119,7 +119,7 @@ def test_monitors_show_prints_results(tmp_path: Path, redis_url: str) -> None:
 
 def test_same_request_id_twice_is_judged_twice(tmp_path: Path, redis_url: str) -> None:
     """Two stream entries with one request id (a client retrying with the same x-request-id) are two samples: both
-    are judged. De-duplication is per stream entry (a redelivery): tests/test_monitors_store.py."""
+    are judged. De-duplication is per stream entry (a redelivery): tests/monitors/test_monitors_store.py."""
     sample = make_sample(1)
     add_samples(redis_url, [sample, sample])
     with monitors(write_config(tmp_path, redis_url)) as worker:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "prometheus"
 PROMETHEUS_YML = PROM / "prometheus.yml"
 ALERTMANAGER_YML = PROM / "alertmanager.yml"

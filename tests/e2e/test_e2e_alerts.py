@@ -11,7 +11,7 @@ page must arrive as ``resolved``.
 
 Shortened, in this test's tmp copies only, so that the whole runs in well under two minutes (the production values
 stay in the repository's files, whose timing ``prometheus/rules/tests/*.yml`` checks with ``promtool test rules``
-and ``tests/test_prometheus_rules.py`` with ``amtool``):
+and ``tests/deploy/test_prometheus_rules.py`` with ``amtool``):
 
 - ``recording.yml``: the window of ``llmops:requests:rate5m`` (which ``llmops:request_errors:ratio_rate5m`` and the
   alert's volume condition read) from ``[5m]`` to ``[10s]``, so that the error ratio follows the fault in seconds;

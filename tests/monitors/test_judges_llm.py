@@ -17,7 +17,7 @@ from monitors.judges.rag import (
     parse_json_object,
 )
 from monitors.prompts import UnparseableReply
-from tests.test_judges import ScriptedLLM, by_criterion, make_sample
+from tests.monitors.test_judges import ScriptedLLM, by_criterion, make_sample
 
 # ---- single-answer grading ------------------------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from monitors.metrics import MonitorMetrics
 from monitors.sample import STREAM
 from monitors.store import ATTEMPTS, DEAD_LETTERS, SampleStore
 from monitors.worker import PAIRWISE_MODELS, Worker
+from tests.monitors.test_monitors_worker import make_sample
 from tests.support import metric
-from tests.test_monitors_worker import make_sample
 
 GROUP = "llmops-monitors"
 DEPLOYMENT = {"name": "sim", "base_url": "http://127.0.0.1:9/v1", "model": "m"}

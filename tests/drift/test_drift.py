@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.config import DriftConfig
+from llmops.testing.drift_traffic import Traffic, feed, generate
 from monitors.drift.monitor import DriftMonitor
 from tests.support import free_port
-from tests.test_drift_traffic import Traffic, feed, generate, redis, redis_url  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning", "ignore::DeprecationWarning"
@@ -38,7 +38,7 @@ def series(m: DriftMonitor, name: str, **labels: str) -> float | None:
     return None
 
 
-async def test_stable_stream_raises_no_false_alarm(redis, tmp_path) -> None:  # noqa: F811
+async def test_stable_stream_raises_no_false_alarm(redis, tmp_path) -> None:
     settings = SETTINGS.model_copy(update={"every": 300})  # non-overlapping windows: 20 independent runs
     m = monitor(redis, tmp_path, settings)
     results = await feed(m, generate(Traffic(), 300 * 21, seed=101))
@@ -62,7 +62,7 @@ SHIFTS = [
 
 @pytest.mark.parametrize(("before", "after", "feature", "group", "quiet_group"), SHIFTS)
 async def test_shift_detected_within_one_window(
-    redis,  # noqa: F811
+    redis,
     tmp_path,
     before: Traffic,
     after: Traffic,
@@ -86,7 +86,7 @@ async def test_shift_detected_within_one_window(
     assert series(m, "llm_drift_share", model="m") == pytest.approx(final.drift_share)
 
 
-async def test_restarted_worker_resumes_reference_and_window(redis_url, tmp_path) -> None:  # noqa: F811
+async def test_restarted_worker_resumes_reference_and_window(redis_url, tmp_path) -> None:
     samples = generate(Traffic(), 500, seed=404)
     first = aioredis.from_url(redis_url)
     await first.flushdb()
@@ -116,7 +116,7 @@ async def test_restarted_worker_resumes_reference_and_window(redis_url, tmp_path
     await second.aclose()
 
 
-async def test_too_few_samples_is_a_counted_skip(redis, tmp_path) -> None:  # noqa: F811
+async def test_too_few_samples_is_a_counted_skip(redis, tmp_path) -> None:
     m = monitor(redis, tmp_path)
     assert (await m.run("m")).outcome == "skipped"  # no reference yet
     from monitors.drift.features import extract
@@ -144,7 +144,7 @@ def verdict_series(m: DriftMonitor, model: str = "m") -> list[str]:
     ]
 
 
-async def test_a_run_without_a_verdict_withdraws_the_previous_one(redis, tmp_path, monkeypatch) -> None:  # noqa: F811
+async def test_a_run_without_a_verdict_withdraws_the_previous_one(redis, tmp_path, monkeypatch) -> None:
     """A skipped or failed run (here: a re-pinned reference under min_samples, then an error) removes the model's
     verdict series in every worker, so an old drift verdict cannot keep LLMDriftDetected firing; the start of the
     latest ok run (llm_drift_last_run_timestamp_seconds) stays, for the alert's freshness check."""
@@ -190,7 +190,7 @@ async def test_a_run_without_a_verdict_withdraws_the_previous_one(redis, tmp_pat
     assert verdict_series(b) == []
 
 
-async def test_constant_column_and_failing_stat_test_are_counted_skips(redis, tmp_path, monkeypatch) -> None:  # noqa: F811
+async def test_constant_column_and_failing_stat_test_are_counted_skips(redis, tmp_path, monkeypatch) -> None:
     import monitors.drift.detector as detector
 
     getter, column_type = detector.evidently_stattests()
@@ -218,7 +218,7 @@ async def test_constant_column_and_failing_stat_test_are_counted_skips(redis, tm
     assert series(m, "llm_drift_detected", model="m", feature="finish_reason") == 0
 
 
-async def test_a_failing_run_is_counted_and_never_raises(redis, tmp_path, monkeypatch) -> None:  # noqa: F811
+async def test_a_failing_run_is_counted_and_never_raises(redis, tmp_path, monkeypatch) -> None:
     import monitors.drift.monitor as monitor_module
 
     def broken(*args, **kwargs):
@@ -240,7 +240,7 @@ async def test_redis_away_never_raises(tmp_path) -> None:
     await client.aclose()
 
 
-async def test_feedback_rate_drift_is_quality_drift(redis, tmp_path) -> None:  # noqa: F811
+async def test_feedback_rate_drift_is_quality_drift(redis, tmp_path) -> None:
     """User feedback (the gateway's llmops:feedback stream) given during each window's time span is compared."""
     rng = np.random.default_rng(8)
 

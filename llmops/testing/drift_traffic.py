@@ -4,15 +4,12 @@ latency, cost, finish reasons, refusals and judge scores, whose distributions a 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
-import pytest
-import redis.asyncio as aioredis
 
 from monitors.sample import Sample
-from tests.support import redis_server
 
 _EN = (
     "the model answer question data system request please explain how why what when where service latency token "
@@ -108,23 +105,7 @@ def generate(traffic: Traffic, n: int, seed: int, start_ts: float | None = None)
     return out
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    """A private redis-server for the module."""
-    with redis_server() as url:
-        yield url
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A client on an emptied database."""
-    client = aioredis.from_url(redis_url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
-
-
-async def feed(monitor, samples: list[tuple[Sample, dict]], model: str = "m") -> list:
+async def feed(monitor: Any, samples: list[tuple[Sample, dict]], model: str = "m") -> list:
     """Observe ``samples`` one by one, letting each triggered run finish; returns the results of the runs."""
     results = []
     previous = monitor.last.get(model)
@@ -136,18 +117,3 @@ async def feed(monitor, samples: list[tuple[Sample, dict]], model: str = "m") ->
             results.append(last)
             previous = last
     return results
-
-
-def test_generate_is_reproducible() -> None:
-    a = generate(Traffic(), 50, seed=7, start_ts=0.0)
-    b = generate(Traffic(), 50, seed=7, start_ts=0.0)
-    assert [s.to_dict() for s, _ in a] == [s.to_dict() for s, _ in b]
-    assert [x for _, x in a] == [x for _, x in b]
-
-
-def test_generate_shifts() -> None:
-    korean = generate(Traffic(korean=1.0), 20, seed=1)
-    assert all(any("\uac00" <= ch <= "\ud7a3" for ch in s.question) for s, _ in korean)
-    long = generate(Traffic(prompt_words=400), 200, seed=1)
-    short = generate(Traffic(), 200, seed=1)
-    assert np.median([len(s.question) for s, _ in long]) > 5 * np.median([len(s.question) for s, _ in short])

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from llmops.config import Config
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def _models_in(annotation: object) -> list[type[BaseModel]]:
@@ -51,7 +51,7 @@ def test_the_vllm_guide_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyP
     default, no fallback to a model it does not define)."""
     from llmops.config import load_config
 
-    text = (Path(__file__).parent.parent / "docs" / "vllm.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "vllm.md").read_text()
     block = re.search(r"## 3\. Gateway configuration\n\n```yaml\n(.*?)```", text, re.S)
     assert block, "docs/vllm.md lost its gateway configuration example"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-example")

@@ -7,11 +7,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from llmops.config import DriftConfig
+from llmops.testing.drift_traffic import Traffic, feed, generate
 from monitors.drift.detector import detect, evidently_stattests
 from monitors.drift.features import extract, to_columns
 from monitors.drift.monitor import DriftMonitor
 from monitors.drift.reports import _report_thresholds, report_file, report_path
-from tests.test_drift_traffic import Traffic, feed, generate, redis, redis_url  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning", "ignore::DeprecationWarning"
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings(
 SETTINGS = DriftConfig(window=200, every=100, every_seconds=None, min_samples=100, report_every_seconds=3600)
 
 
-async def test_report_written_after_a_run_names_its_reference(redis, tmp_path) -> None:  # noqa: F811
+async def test_report_written_after_a_run_names_its_reference(redis, tmp_path) -> None:
     monitor = DriftMonitor(redis, SETTINGS, CollectorRegistry(), tmp_path)
     await feed(monitor, generate(Traffic(), 200, seed=21))  # reference = first full window, run, report
     path = report_path(tmp_path, "m")
@@ -35,7 +35,7 @@ async def test_report_written_after_a_run_names_its_reference(redis, tmp_path) -
     assert path.stat().st_mtime_ns > first and "drift in" in page and "prompt_chars" in page
 
 
-async def test_report_on_request_and_unknown_models(redis, tmp_path) -> None:  # noqa: F811
+async def test_report_on_request_and_unknown_models(redis, tmp_path) -> None:
     worker_a = DriftMonitor(redis, SETTINGS, CollectorRegistry(), tmp_path / "a", auto_reports=False)
     await feed(worker_a, generate(Traffic(), 250, seed=23))
     assert report_path(tmp_path / "a", "m") is None
@@ -64,7 +64,7 @@ def test_report_thresholds_reproduce_the_runs_verdicts() -> None:
         assert bool(get(f.stattest, kind)(a, b, kind, thresholds[f.feature]).drifted) == f.drifted, f.feature
 
 
-async def test_every_worker_exports_the_latest_result(redis, tmp_path) -> None:  # noqa: F811
+async def test_every_worker_exports_the_latest_result(redis, tmp_path) -> None:
     worker_a = DriftMonitor(redis, SETTINGS, CollectorRegistry(), tmp_path, auto_reports=False)
     worker_b = DriftMonitor(redis, SETTINGS, CollectorRegistry(), tmp_path, auto_reports=False)
     samples = generate(Traffic(), 201, seed=26)

@@ -4,7 +4,7 @@ The stack: Redis, a vLLM-like simulator for the application model (two deploymen
 ``beta``, a fallback model), a second simulator scripted as the judge model, the gateway (API keys with an rpm limit
 and a spend budget, sampling 1.0), a monitors worker (rules, reference, llm_single and pairwise judges),
 ``llmops gpu-exporter`` (where it finds no GPU, the same exporter code reading the fake NVML of
-``tests/test_gpu_exporter.py`` stands in, so the GPU rules and panels still run on the exporter's real output), and
+``tests/gpu/test_gpu_exporter.py`` stands in, so the GPU rules and panels still run on the exporter's real output), and
 Prometheus 2.x scraping them every second with the repository's own rule files
 (``prometheus/rules/*.yml``, by absolute path) and a config generated from ``prometheus/prometheus.yml`` (each job
 re-targeted at this test's processes). Traffic comes from the official ``openai`` SDK in three waves a few scrapes
@@ -303,7 +303,7 @@ class Traffic:
 @contextmanager
 def gpu_exporters(port: int) -> Iterator[list[str]]:
     """``llmops gpu-exporter`` on ``port``; where it finds no GPU (``llm_gpu_up 0``), also the same exporter code
-    reading a fake NVML (tests/test_gpu_exporter.py) with one busy 80 GiB GPU, so that the GPU rules and panels run
+    reading a fake NVML (tests/gpu/test_gpu_exporter.py) with one busy 80 GiB GPU, so that the GPU rules and panels run
     on the exporter's real output format. Yields the ``host:port`` targets."""
     with running(["gpu-exporter", "--host", "127.0.0.1", "--port", str(port)], f"http://127.0.0.1:{port}/health"):
         targets = [f"127.0.0.1:{port}"]
@@ -311,7 +311,7 @@ def gpu_exporters(port: int) -> Iterator[list[str]]:
             yield targets
             return
         from llmops.gpu_exporter import GpuCollector, make_exporter_server
-        from tests.test_gpu_exporter import GIB, FakeNVML, gpu
+        from tests.gpu.test_gpu_exporter import GIB, FakeNVML, gpu
 
         fake = FakeNVML(
             [gpu(uuid=b"GPU-e2e00000-0000-0000-0000-000000000001", util=57, memory=(70 * GIB, 80 * GIB), temp=61)]

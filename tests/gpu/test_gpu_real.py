@@ -1,9 +1,9 @@
 """``llmops gpu-exporter`` against real NVIDIA GPUs (``pytest -m gpu``; skipped where NVML finds no GPU).
 
 Runs on a bare GPU host that has only pytest, prometheus_client, nvidia-ml-py and torch (a lent GPU machine has
-exactly these; ``tests/test_gpu_standalone.py`` checks that nothing else is needed). From the repository root:
+exactly these; ``tests/gpu/test_gpu_standalone.py`` checks that nothing else is needed). From the repository root:
 
-    python3 -m pytest -p no:cacheprovider -m gpu -v -rsP tests/test_gpu_real.py
+    python3 -m pytest -p no:cacheprovider -m gpu -v -rsP tests/gpu/test_gpu_real.py
 
 ``-rP`` prints what each passing test scraped, for the record.
 """

@@ -1,7 +1,7 @@
 """The real-GPU test runs on a bare GPU host, and its checks pass against H200-like NVML readings.
 
 A lent GPU machine has PyTorch, pytest, prometheus_client and nvidia-ml-py, but not this project's other
-dependencies (FastAPI, pydantic, redis, OpenTelemetry, ...). This test runs ``tests/test_gpu_real.py`` in a
+dependencies (FastAPI, pydantic, redis, OpenTelemetry, ...). This test runs ``tests/gpu/test_gpu_real.py`` in a
 subprocess where importing those fails, with pytest's plugin autoloading off, and with a fake ``pynvml`` module first
 on the path that reports one H200. So the GPU test is known to import, collect and pass its own checks before a
 device session spends its few minutes on it.
@@ -117,7 +117,7 @@ def test_gpu_test_runs_with_gpu_host_packages_only(tmp_path: Path) -> None:
         "gpu",
         "-v",
         "-rsP",
-        "tests/test_gpu_real.py",
+        "tests/gpu/test_gpu_real.py",
     ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     output = result.stdout + result.stderr

@@ -11,13 +11,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llmops.config import DriftConfig
+from llmops.testing.drift_traffic import Traffic, feed, generate
 from monitors.drift import pin
 from monitors.drift.features import extract
 from monitors.drift.monitor import DriftMonitor
 from monitors.drift.windows import content_hash, encode_rows
 from monitors.sample import STREAM
 from monitors.store import RESULTS
-from tests.test_drift_traffic import Traffic, feed, generate, redis, redis_url  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning", "ignore::DeprecationWarning"
@@ -47,7 +47,7 @@ async def write_stream(client, n: int = 300) -> None:
     await pipe.execute()
 
 
-async def test_pin_a_time_range_of_the_stream(redis) -> None:  # noqa: F811
+async def test_pin_a_time_range_of_the_stream(redis) -> None:
     await write_stream(redis)
     pinned = await pin.pin_reference_async(redis, "m", "2025-06-15T15:06:40Z", START + 199)
     assert pinned["rows"] == 199  # 200 seconds of samples, less the failed one
@@ -59,7 +59,7 @@ async def test_pin_a_time_range_of_the_stream(redis) -> None:  # noqa: F811
     assert all(START <= r["ts"] <= START + 199 for r in stored)
 
 
-async def test_a_pinned_reference_is_used_by_the_next_run(redis, tmp_path) -> None:  # noqa: F811
+async def test_a_pinned_reference_is_used_by_the_next_run(redis, tmp_path) -> None:
     await write_stream(redis)
     pinned = await pin.pin_reference_async(redis, "m", START, START + 299)
     settings = DriftConfig(window=200, every=100, every_seconds=None, min_samples=100)
@@ -69,7 +69,7 @@ async def test_a_pinned_reference_is_used_by_the_next_run(redis, tmp_path) -> No
     assert results[-1].reference.source.startswith("pinned:")
 
 
-async def test_empty_range_pins_nothing(redis) -> None:  # noqa: F811
+async def test_empty_range_pins_nothing(redis) -> None:
     await write_stream(redis)
     with pytest.raises(ValueError, match="0 samples of model 'm' between"):
         await pin.pin_reference_async(redis, "m", START - 100, START - 50)
@@ -79,7 +79,7 @@ async def test_empty_range_pins_nothing(redis) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
-async def test_pin_a_file_of_feature_rows(redis, tmp_path, suffix: str) -> None:  # noqa: F811
+async def test_pin_a_file_of_feature_rows(redis, tmp_path, suffix: str) -> None:
     rows = [extract(s, x) for s, x in generate(Traffic(), 120, seed=14)]
     path = tmp_path / f"reference.{suffix}"
     if suffix == "csv":
@@ -97,14 +97,14 @@ async def test_pin_a_file_of_feature_rows(redis, tmp_path, suffix: str) -> None:
     assert pinned["hash"] == content_hash(encode_rows(stored))
 
 
-async def test_a_bad_file_names_the_line(redis, tmp_path) -> None:  # noqa: F811
+async def test_a_bad_file_names_the_line(redis, tmp_path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"prompt_chars": 3}\n{"prompt_length": 4}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:2: unknown feature column 'prompt_length'"):
         await pin.pin_reference_async(redis, "m", file=path)
 
 
-async def test_a_reference_smaller_than_min_samples_is_refused(redis, tmp_path) -> None:  # noqa: F811
+async def test_a_reference_smaller_than_min_samples_is_refused(redis, tmp_path) -> None:
     """Fewer rows than the workers' min_samples would make every later run a skip: refused, naming both numbers."""
     await write_stream(redis)
     with pytest.raises(
@@ -124,7 +124,7 @@ async def test_a_reference_smaller_than_min_samples_is_refused(redis, tmp_path) 
     assert (await pin.pin_reference_async(redis, "m", START, START + 90, settings=small))["rows"] == 90
 
 
-def test_command_line(redis_url, capsys, tmp_path) -> None:  # noqa: F811
+def test_command_line(redis_url, capsys, tmp_path) -> None:
     import asyncio
 
     import redis.asyncio as aioredis

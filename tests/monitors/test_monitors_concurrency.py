@@ -23,8 +23,8 @@ from monitors.metrics import MonitorMetrics
 from monitors.sample import STREAM, Sample
 from monitors.store import SampleStore
 from monitors.worker import Worker
+from tests.monitors.test_monitors_worker import make_sample
 from tests.support import metric, serve_post
-from tests.test_monitors_worker import make_sample
 
 GROUP = "llmops-monitors"
 DEPLOYMENT = {"name": "sim", "base_url": "http://127.0.0.1:9/v1", "model": "m"}

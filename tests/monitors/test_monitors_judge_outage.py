@@ -24,9 +24,9 @@ from monitors.metrics import MonitorMetrics
 from monitors.sample import Sample
 from monitors.store import SampleStore, fetch_results
 from monitors.worker import Worker
+from tests.monitors.test_monitors_concurrency import DEPLOYMENT, add, committed, pending, scores, until
+from tests.monitors.test_monitors_worker import make_sample
 from tests.support import serve_post
-from tests.test_monitors_concurrency import DEPLOYMENT, add, committed, pending, scores, until
-from tests.test_monitors_worker import make_sample
 
 RATING = "Fine. Rating: [[8]]"
 

@@ -1,0 +1,3 @@
+"""Support shared by the test suite and the benchmarks: seeded synthetic traffic and private helper processes.
+
+Never imported by the gateway or the monitors."""
