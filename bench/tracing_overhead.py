@@ -49,6 +49,8 @@ class DroppingExporter(SpanExporter):
 def one_request(tracer: GatewayTracer) -> None:
     """The tracing calls of one plain chat completion, in the order the gateway makes them."""
     request = tracer.start_request(operation="chat", headers=HEADERS)
+    if request is None:  # tracing off
+        return
     request.set_request(request_model="llama-3-8b", provider="openai_compatible", stream=False, max_tokens=64)
     attempt = request.start_attempt(
         deployment="vllm-a", upstream_model="llama-3-8b", server_address="vllm", server_port=8000, attempt=1

@@ -100,3 +100,29 @@ def normalise_upstream_error(payload: Any, fallback_message: str) -> tuple[str, 
     err_type = inner.get("type") if isinstance(inner.get("type"), str) else "invalid_request_error"
     param = inner.get("param") if isinstance(inner.get("param"), str) else None
     return message, err_type, param, inner.get("code")
+
+
+class UpstreamFailure(Exception):
+    """The upstream exchange failed: ``error`` is what the client sees, ``reason`` the metric label, ``retryable``
+    whether another deployment may be tried (connect errors, timeouts, a dropped connection, 429, 5xx), and
+    ``retry_after`` the upstream's ``Retry-After`` in seconds, if it sent one."""
+
+    def __init__(
+        self, reason: str, error: GatewayError, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(error.message)
+        self.reason = reason
+        self.error = error
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """An upstream's ``Retry-After`` header in seconds (``None`` when absent or an HTTP date)."""
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None  # an HTTP date: rare from model APIs; the default cooldown applies

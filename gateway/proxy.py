@@ -4,7 +4,12 @@ measure everything on the way.
 Kept lean on purpose (no pydantic models of requests, one JSON parse, bytes-level rewriting of the ``model``
 field): every field the client sends reaches the upstream unchanged except ``model`` (mapped to the deployment's
 upstream name), ``metadata`` (kept for the monitors, never sent upstream) and ``stream_options.include_usage``
-(always asked for, so streamed requests are costed exactly). Anthropic deployments get the request translated.
+(always asked for, so streamed requests are costed exactly). What differs between upstream APIs is the deployment's
+provider's business (``gateway/providers/``); what a finished request recorded is :mod:`gateway.recording`'s.
+
+In order: :meth:`Proxy.handle` starts the request span, authenticates, reads and checks the body (``_prepare``:
+model, variant, sampling), admits the key (limits, budget), then ``_attempts`` tries the attempt plan (deployments,
+retries, fallbacks), each attempt answered by ``_unary`` or ``_stream``; every way out ends in ``Recorder.finish``.
 """
 
 from __future__ import annotations
@@ -13,31 +18,42 @@ import asyncio
 import logging
 import random
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway.errors import GatewayError, bad_request, body_too_large, error_response, model_not_found
+from gateway.errors import (
+    GatewayError,
+    UpstreamFailure,
+    bad_request,
+    body_too_large,
+    error_response,
+    model_not_found,
+)
 from gateway.exchange import Endpoint, Exchange, SampleDraft
 from gateway.health import DeploymentHealth
 from gateway.metrics import GatewayMetrics
-from gateway.pricing import Usage
-from gateway.providers import anthropic
-from gateway.relay import AnthropicEvents, OpenAIEvents, StreamRelay
+from gateway.recording import Recorder
+from gateway.relay import StreamRelay
 from gateway.request_id import request_id_of
 from gateway.routing import DeploymentRoute, ModelRoute, attempt_plan
 from gateway.sampling import SampleWriter, sampled
-from gateway.upstream import UpstreamClient, UpstreamFailure, classify_http_error
+from gateway.upstream import UpstreamClient, classify_http_error
 from gateway.usage_estimate import estimate_stream_usage
 from llmops.config import RoutingConfig
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import Gauge
+
+    from gateway.access import AccessControl
+    from gateway.feedback import RequestIndex
+    from gateway.tracing import AttemptSpan, GatewayTracer
 
 log = logging.getLogger("llmops.gateway")
 
 JUDGE_HEADER = "x-llmops-judge"  # judge traffic from the monitors: metered, never sampled again
-_NO_MODEL = "unknown"  # label value for requests that never reached a known model (typos stay out of labels)
-_NO_DEPLOYMENT = "none"
 # Failures inside a started stream that are the deployment's (passive health counts them).
 _DEPLOYMENT_FAULTS = frozenset({"timeout", "connect", "invalid_response", "http_5xx"})
 
@@ -57,15 +73,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _dumps(body: dict[str, Any]) -> bytes:
-    """The upstream body; JSON that parsed but cannot be written back (orjson writes at most 254 levels of nesting,
-    while it reads up to 1024) is the client's error, not the gateway's."""
-    try:
-        return orjson.dumps(body)
-    except orjson.JSONEncodeError as error:
-        raise bad_request(
-            f"The request body cannot be forwarded: {error}. Nest arrays and objects less deeply."
-        ) from None
+_INTERNAL_ERROR = GatewayError(
+    500, "The gateway failed to handle this request.", type="server_error", code="internal_error"
+)
 
 
 def _invalid(route: DeploymentRoute, what: str) -> UpstreamFailure:
@@ -88,9 +98,9 @@ class Proxy:
         max_body_bytes: int,
         sampler: SampleWriter | None = None,
         routing: RoutingConfig | None = None,
-        tracer: Any = None,
-        access: Any = None,
-        index: Any = None,
+        tracer: GatewayTracer | None = None,
+        access: AccessControl | None = None,
+        index: RequestIndex | None = None,
     ) -> None:
         self.routes = routes
         self.metrics = metrics
@@ -100,8 +110,10 @@ class Proxy:
         self.routing = routing or RoutingConfig()
         self.tracer = tracer if tracer is not None and tracer.enabled else None  # None: tracing costs nothing
         self.capture_content = bool(self.tracer is not None and self.tracer.capture_content)
-        self.access = access  # keys, rate limits and budgets (gateway.access.AccessControl), or None: open
-        self.index = index  # request id → model, variant (gateway.feedback.RequestIndex), for feedback
+        self.access = access  # keys, rate limits and budgets, or None: open
+        self.recorder = Recorder(
+            metrics, access=access, sampler=sampler, index=index, capture_content=self.capture_content
+        )
         self.health = DeploymentHealth(self.routing, on_change=self._health_changed)
         # Health key → (model, deployment); never split the key: both names may contain "/".
         self._health_labels = {
@@ -145,52 +157,43 @@ class Proxy:
                         log.exception("could not describe the trace span of request %s", ex.request_id)
             if self.access is not None:
                 await self.access.admit(ex.key, self.metrics)
-            in_flight = self.metrics.in_flight.labels(ex.model.name)  # type: ignore[union-attr]
+            assert ex.model is not None  # _prepare resolved it
+            in_flight = self.metrics.in_flight.labels(ex.model.name)
             in_flight.inc()
             response = await self._attempts(ex, payload, in_flight)
             if isinstance(response, StreamRelay):
                 in_flight = None  # the relay decrements it when the stream ends
             return response
-        except GatewayError as error:
-            ex.status = error.status
-            ex.error_type = error.code or error.type  # a bounded name: the OpenAI code, else its type
-            self._finish(ex)
-            response = error_response(error)
-            response.headers.update(ex.response_headers())
-            return response
+        except GatewayError as error:  # a bounded name for traces: the OpenAI code, else its type
+            return self._refuse(ex, error, error.code or error.type)
         except UpstreamFailure as failure:
-            ex.status = failure.error.status
-            ex.error_type = failure.reason
-            self._finish(ex)
-            response = error_response(failure.error)
-            response.headers.update(ex.response_headers())
-            return response
+            return self._refuse(ex, failure.error, failure.reason)
         except ClientDisconnect:
-            ex.status = 499
-            ex.error_type = "client_disconnected"
             ex.disconnected = True
-            self._finish(ex)
+            self._end(ex, 499, "client_disconnected")
             return Response(status_code=499)
         except asyncio.CancelledError:  # the server shutting down: recorded (and its span ended), then cancelled
-            ex.status = 499
-            ex.error_type = "cancelled"
-            self._finish(ex)
+            self._end(ex, 499, "cancelled")
             raise
         except Exception:
             log.exception("unexpected error handling request %s", ex.request_id)
-            ex.status = 500
-            ex.error_type = "internal_error"
-            self._finish(ex)
-            response = error_response(
-                GatewayError(
-                    500, "The gateway failed to handle this request.", type="server_error", code="internal_error"
-                )
-            )
-            response.headers.update(ex.response_headers())
-            return response
+            return self._refuse(ex, _INTERNAL_ERROR, "internal_error")
         finally:
             if in_flight is not None:
                 in_flight.dec()
+
+    def _end(self, ex: Exchange, status: int, error_type: str) -> None:
+        """Record a request that ended before (or without) an answer."""
+        ex.status = status
+        ex.error_type = error_type
+        self.recorder.finish(ex)
+
+    def _refuse(self, ex: Exchange, error: GatewayError, error_type: str) -> Response:
+        """Record a failed request and answer with its OpenAI-shaped error."""
+        self._end(ex, error.status, error_type)
+        response = error_response(error)
+        response.headers.update(ex.response_headers())
+        return response
 
     @staticmethod
     def _describe_span(ex: Exchange, payload: dict[str, Any]) -> None:
@@ -268,39 +271,22 @@ class Proxy:
         if ex.sample is None and self.capture_content:
             ex.sample = SampleDraft(dict(payload), {}, keep=False)
 
-    def _body(self, ex: Exchange, payload: dict[str, Any], route: DeploymentRoute) -> bytes:
-        """The upstream body for one attempt (each deployment has its own model name, or its own API)."""
-        if route.is_anthropic:
-            if ex.endpoint.label != "chat":
-                raise bad_request(
-                    f"Model '{route.model}' is served by Anthropic, which has no {ex.endpoint.path} endpoint; "
-                    "use /v1/chat/completions.",
-                    param="model",
-                )
-            return _dumps(anthropic.to_anthropic_request(payload, route.config.model))
-        upstream = dict(payload)
-        upstream["model"] = route.config.model
-        if ex.stream:
-            options = payload.get("stream_options")
-            upstream["stream_options"] = {**options, "include_usage": True} if options else {"include_usage": True}
-        return _dumps(upstream)
-
     # ---- attempts: deployments, retries, fallbacks -------------------------------------------------------------
-    async def _attempts(self, ex: Exchange, payload: dict[str, Any], in_flight: Any) -> Response | StreamRelay:
+    async def _attempts(self, ex: Exchange, payload: dict[str, Any], in_flight: Gauge) -> Response | StreamRelay:
         model = ex.model
         assert model is not None
         variant = next((v for v in model.variants if v.name == ex.variant), None) if ex.variant else None
         settings = self.routing
-        plan = attempt_plan(model, variant, self.health, settings.max_attempts, chat=ex.endpoint.label == "chat")
+        plan = attempt_plan(model, variant, self.health, settings.max_attempts, endpoint=ex.endpoint)
         last: UpstreamFailure | None = None
-        unservable: GatewayError | None = None  # why a deployment could not take this request (e.g. Anthropic)
+        unservable: GatewayError | None = None  # why a deployment could not take this request (its provider)
         previous: DeploymentRoute | None = None
         considered: DeploymentRoute | None = None  # the last deployment tried or skipped
         for attempt, route in enumerate(plan):
             switched = considered is not None and route.model != considered.model
             considered = route
             try:
-                body = self._body(ex, payload, route)
+                body = route.adapter.encode_request(ex, payload, route)
             except GatewayError as error:  # this deployment cannot take the request: the next one may
                 unservable = unservable or error
                 continue
@@ -359,17 +345,17 @@ class Proxy:
         raise unservable
 
     # ---- unary responses ---------------------------------------------------------------------------------------
-    async def _unary(self, ex: Exchange, body: bytes, attempt_span: Any) -> Response:
+    async def _unary(self, ex: Exchange, body: bytes, attempt_span: AttemptSpan | None) -> Response:
         route = ex.deployment
         assert route is not None and ex.model is not None
         sent_at = perf_counter()
         ex.own_seconds = sent_at - ex.start - ex.retry_seconds
-        path = anthropic.ANTHROPIC_PATH if route.is_anthropic else ex.endpoint.path
         traceparent, tracestate = self._trace_headers(ex, attempt_span)
-        upstream = await self.client.post(route, path, body, ex.request_id, traceparent, tracestate)
+        upstream = await self.client.post(
+            route, route.adapter.path(ex.endpoint), body, ex.request_id, traceparent, tracestate
+        )
         raw = await self.client.read(route, upstream)
         received_at = perf_counter()
-        response_model = route.config.model  # the upstream's own name for the model that answered
         if upstream.status >= 400:
             raise classify_http_error(route, upstream.status, raw, upstream.headers)
         try:
@@ -378,44 +364,35 @@ class Proxy:
             data = None
         if not isinstance(data, dict):
             raise _invalid(route, "answered with a body that is not a JSON object")
-        if route.is_anthropic:
-            try:
-                data = anthropic.from_anthropic_response(data, ex.model.name)
-            except GatewayError as error:
-                raise UpstreamFailure("invalid_response", error) from None
-            ex.usage = Usage.from_openai(data.get("usage"))
-            out = orjson.dumps(data)
-        else:
-            ex.usage = Usage.from_openai(data.get("usage"))
-            if ex.span is not None and isinstance(data.get("model"), str):
-                response_model = data["model"]  # what the upstream says answered, before the rewrite below
-            out = raw.replace(route.upstream_model_field, ex.model.public_model_field, 1)
-            if out is raw and "model" in data:  # the upstream spaced its JSON differently: rewrite properly
-                data["model"] = ex.model.name
-                out = orjson.dumps(data)
+        answer = route.adapter.decode_response(ex, raw, data, route)
+        ex.usage = answer.usage
+        data = answer.data
         if ex.sample is not None:
             ex.sample.collect_response(data)
         choices = data.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             ex.finish_reason = choices[0].get("finish_reason")
         if ex.span is not None:
-            self._span_response(ex, data.get("id"), response_model)
+            Recorder.span_response(ex, data.get("id"), answer.response_model)
         if attempt_span is not None:
             attempt_span.end(200)  # before the request span ends (it closes any attempt still open, without status)
         ex.own_seconds += perf_counter() - received_at
-        self._finish(ex)
+        self.recorder.finish(ex)
         headers = ex.response_headers()
         headers["content-type"] = "application/json"
-        return Response(out, status_code=200, headers=headers)
+        return Response(answer.body, status_code=200, headers=headers)
 
     # ---- streaming responses -----------------------------------------------------------------------------------
-    async def _stream(self, ex: Exchange, body: bytes, in_flight: Any, attempt_span: Any, began: float) -> StreamRelay:
+    async def _stream(
+        self, ex: Exchange, body: bytes, in_flight: Gauge, attempt_span: AttemptSpan | None, began: float
+    ) -> StreamRelay:
         route = ex.deployment
         assert route is not None and ex.model is not None
         ex.own_seconds = perf_counter() - ex.start - ex.retry_seconds
-        path = anthropic.ANTHROPIC_PATH if route.is_anthropic else ex.endpoint.path
         traceparent, tracestate = self._trace_headers(ex, attempt_span)
-        upstream = await self.client.post(route, path, body, ex.request_id, traceparent, tracestate)
+        upstream = await self.client.post(
+            route, route.adapter.path(ex.endpoint), body, ex.request_id, traceparent, tracestate
+        )
         if upstream.status >= 400:
             raw = await self.client.read(route, upstream)
             raise classify_http_error(route, upstream.status, raw, upstream.headers)
@@ -425,10 +402,9 @@ class Proxy:
                 route,
                 f"did not answer a streaming request with an event stream (content-type {upstream.content_type!r})",
             )
-        if route.is_anthropic:
-            events: Any = AnthropicEvents(ex, anthropic.AnthropicStreamTranslator(ex.model.name, ex.client_wants_usage))
-        else:
-            events = OpenAIEvents(ex)
+        events = route.adapter.stream_events(ex)
+
+        model = ex.model
 
         def on_end(done: Exchange) -> None:
             in_flight.dec()
@@ -444,9 +420,9 @@ class Proxy:
             if estimate is not None:  # before the span records the usage
                 done.usage = estimate
                 done.usage_estimated = True
-                self.metrics.usage_estimated.labels(done.model.name).inc()  # type: ignore[union-attr]
+                self.metrics.usage_estimated.labels(model.name).inc()
             if attempt_span is not None:
-                self._span_response(done, None, route.config.model)
+                Recorder.span_response(done, None, route.config.model)
                 if done.status >= 400 or done.disconnected:
                     attempt_span.set_error(
                         done.upstream_reason or ("client_disconnected" if done.disconnected else str(done.status))
@@ -456,136 +432,14 @@ class Proxy:
                 done.error_type = done.upstream_reason or (
                     "client_disconnected" if done.disconnected else str(done.status)
                 )
-            self._finish(done)
+            self.recorder.finish(done)
 
         return StreamRelay(ex, upstream, events, ex.response_headers(), on_end)
 
     @staticmethod
-    def _trace_headers(ex: Exchange, attempt_span: Any) -> tuple[str | None, str | None]:
+    def _trace_headers(ex: Exchange, attempt_span: AttemptSpan | None) -> tuple[str | None, str | None]:
         """``traceparent`` and ``tracestate`` for the upstream: this attempt's span with the caller's state, or the
         caller's own headers passed on when tracing is off."""
         if attempt_span is not None:
             return attempt_span.traceparent(), attempt_span.tracestate()
         return ex.traceparent, ex.tracestate
-
-    # ---- metrics -----------------------------------------------------------------------------------------------
-    def _finish(self, ex: Exchange) -> None:
-        """Record one finished request, once: a failure after the first recording never records it again."""
-        if ex.finished:
-            return
-        ex.finished = True
-        m = self.metrics
-        now = perf_counter()
-        endpoint = ex.endpoint.label
-        stream = "true" if ex.stream else "false"
-        model = ex.model.name if ex.model is not None else _NO_MODEL
-        route = ex.deployment
-        provider = route.provider if route is not None else _NO_DEPLOYMENT
-        deployment = route.name if route is not None else _NO_DEPLOYMENT
-        m.requests.labels(model, provider, deployment, endpoint, stream, str(ex.status), ex.key, ex.variant).inc()
-        if ex.upstream_reason is not None and route is not None:
-            m.upstream_errors.labels(deployment, ex.upstream_reason).inc()
-        if ex.disconnected:
-            m.client_disconnects.labels(model, endpoint).inc()
-        cost = 0.0
-        if route is not None:
-            total = now - ex.start
-            m.duration.labels(model, provider, endpoint, stream).observe(total)
-            m.overhead.labels(endpoint, stream).observe(ex.own_seconds)
-            if ex.first_token_at is not None:
-                ttft = ex.first_token_at - ex.start
-                m.ttft.labels(model, provider).observe(ttft)
-                if ex.usage is not None and ex.usage.output > 1 and ex.status == 200:
-                    m.tpot.labels(model, provider).observe((total - ttft) / (ex.usage.output - 1))
-            usage = ex.usage
-            if usage is not None:
-                key = ex.key
-                if usage.uncached_input:
-                    m.tokens.labels(model, provider, key, "input").inc(usage.uncached_input)
-                if usage.cached_input:
-                    m.tokens.labels(model, provider, key, "cached_input").inc(usage.cached_input)
-                if usage.output:
-                    m.tokens.labels(model, provider, key, "output").inc(usage.output)
-                cost = route.cost.cost(usage)
-                if cost:
-                    m.cost.labels(model, provider, key, ex.variant).inc(cost)
-                if self.access is not None:
-                    self.access.charge(ex.key, usage.input + usage.output, cost)
-            if ex.sample is not None and ex.sample.keep and self.sampler is not None:
-                self._offer_sample(ex, total, cost)
-            if self.index is not None and ex.status == 200 and ex.model is not None:
-                self.index.remember(ex.request_id, ex.model.name, ex.variant)
-        if ex.span is not None:
-            try:
-                self._end_span(ex, cost)
-            except Exception:  # tracing never fails a request
-                log.exception("could not end the trace span of request %s", ex.request_id)
-
-    @staticmethod
-    def _span_response(ex: Exchange, response_id: Any, response_model: str | None) -> None:
-        usage = ex.usage
-        ex.span.set_response(
-            response_model=response_model,
-            response_id=response_id if isinstance(response_id, str) else None,
-            finish_reasons=[ex.finish_reason] if ex.finish_reason else None,
-            input_tokens=usage.input if usage is not None else None,
-            output_tokens=usage.output if usage is not None else None,
-        )
-
-    def _end_span(self, ex: Exchange, cost: float) -> None:
-        span = ex.span
-        route, usage = ex.deployment, ex.usage
-        span.set_attributes(
-            {
-                "llmops.request_id": ex.request_id,
-                "llmops.deployment": route.name if route is not None else None,
-                "llmops.variant": ex.variant or None,
-                # the request's totals, under our names: gen_ai.usage.* is on the attempt that used the tokens
-                "llmops.usage.input_tokens": usage.input if usage is not None else None,
-                "llmops.usage.output_tokens": usage.output if usage is not None else None,
-                "llmops.usage.cached_input_tokens": usage.cached_input if usage is not None else None,
-                "llmops.usage.estimated": True if ex.usage_estimated else None,
-                "llmops.cost_usd": cost if usage is not None else None,
-            }
-        )
-        if self.capture_content and ex.sample is not None:
-            request = ex.sample.request
-            prompt = request.get("messages", request.get("prompt", request.get("input")))
-            span.set_content(prompt, "".join(ex.sample.text) if ex.status == 200 else None)
-        if ex.status >= 400:
-            span.set_error(ex.error_type or str(ex.status), ex.status)
-        span.end(ex.status)
-
-    def _offer_sample(self, ex: Exchange, total: float, cost: float) -> None:
-        """Hand the finished request's sample to the writer (never waits)."""
-        draft, route, usage, model = ex.sample, ex.deployment, ex.usage, ex.model
-        assert draft is not None and route is not None and model is not None and self.sampler is not None
-        ttft = ex.first_token_at - ex.start if ex.first_token_at is not None else None
-        per_token = None
-        if ttft is not None and usage is not None and usage.output > 1:
-            per_token = (total - ttft) / (usage.output - 1)
-        sample = {
-            "id": ex.request_id,
-            "ts": draft.ts,
-            "model": model.name,
-            "provider": route.provider,
-            "deployment": route.name,
-            "variant": ex.variant or None,
-            "endpoint": ex.endpoint.label,
-            "key": ex.key,
-            "request": draft.request,
-            "response": {"text": "".join(draft.text), "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
-            "usage": {
-                "input": usage.input if usage else 0,
-                "output": usage.output if usage else 0,
-                "cached": usage.cached_input if usage else 0,
-                **({"estimated": True} if ex.usage_estimated else {}),
-            },
-            "latency": {"total": total, "ttft": ttft, "per_output_token": per_token},
-            "cost_usd": cost,
-            "status": ex.status,
-            "trace_id": getattr(ex.span, "trace_id", None),
-            "metadata": draft.metadata,
-        }
-        if self.sampler.offer(model.name, ex.request_id, sample):
-            self.metrics.samples.labels(model.name, "queued").inc()

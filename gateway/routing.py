@@ -7,14 +7,19 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
 
 from gateway.health import DeploymentHealth
 from gateway.pricing import CostModel, PriceTable
-from gateway.providers.anthropic import request_headers as anthropic_headers
+from gateway.providers import provider_for
+from gateway.providers.base import Provider
 from llmops.config import Config, Deployment, ModelConfig, Variant
+
+if TYPE_CHECKING:
+    from gateway.exchange import Endpoint
 
 _SCALE = float(1 << 64)
 
@@ -26,6 +31,7 @@ class DeploymentRoute:
     model: str  # the public name of the model this deployment belongs to
     config: Deployment
     cost: CostModel
+    adapter: Provider  # how to speak to this deployment's API
     headers: dict[str, str]
     key: str = ""  # "model|deployment": the health key
     host: str = ""  # server.address / server.port, for traces
@@ -40,10 +46,6 @@ class DeploymentRoute:
     @property
     def provider(self) -> str:
         return self.config.provider
-
-    @property
-    def is_anthropic(self) -> bool:
-        return self.config.provider == "anthropic"
 
     def url(self, path: str) -> str:
         return self.config.base_url + path
@@ -90,15 +92,14 @@ class ModelRoute:
         return self.variants[_weighted([(v.weight, v) for v in self.variants], pick)]
 
     def ordered(
-        self, health: DeploymentHealth, limit: int, subset: list[str] | None = None, chat: bool = True
+        self, health: DeploymentHealth, limit: int, subset: list[str] | None = None, endpoint: Endpoint | None = None
     ) -> list[DeploymentRoute]:
         """Deployments in the order to try: a weighted pick among the available ones first, the other available
-        ones by weight, then those cooling down (tried only when nothing else is left); at most ``limit``. Without
-        ``chat`` (completions, embeddings), Anthropic deployments, which serve chat only, are left out while others
-        remain."""
+        ones by weight, then those cooling down (tried only when nothing else is left); at most ``limit``. Deployments
+        whose provider cannot answer ``endpoint`` (Anthropic serves chat only) are left out while others remain."""
         pool = [d for d in self.deployments if subset is None or d.name in subset]
-        if not chat:
-            pool = [d for d in pool if not d.is_anthropic] or pool
+        if endpoint is not None:
+            pool = [d for d in pool if d.adapter.serves(endpoint)] or pool
         ready = [d for d in pool if health.available(d.key)]
         cooling = [d for d in pool if d not in ready]
         first: list[DeploymentRoute] = []
@@ -110,16 +111,20 @@ class ModelRoute:
 
 
 def attempt_plan(
-    model: ModelRoute, variant: Variant | None, health: DeploymentHealth, max_attempts: int, chat: bool = True
+    model: ModelRoute,
+    variant: Variant | None,
+    health: DeploymentHealth,
+    max_attempts: int,
+    endpoint: Endpoint | None = None,
 ) -> list[DeploymentRoute]:
     """Every deployment to try for one request, in order: the model's (or the variant's), then each fallback
     model's in the configured order."""
     if variant is not None and variant.model is not None:
-        plan = model.variant_targets[variant.name].ordered(health, max_attempts, chat=chat)
+        plan = model.variant_targets[variant.name].ordered(health, max_attempts, endpoint=endpoint)
     else:
-        plan = model.ordered(health, max_attempts, variant.deployments if variant is not None else None, chat)
+        plan = model.ordered(health, max_attempts, variant.deployments if variant is not None else None, endpoint)
     for fallback in model.fallbacks:
-        plan += fallback.ordered(health, max_attempts, chat=chat)
+        plan += fallback.ordered(health, max_attempts, endpoint=endpoint)
     return plan
 
 
@@ -129,18 +134,14 @@ def build_routes(config: Config, table: PriceTable) -> dict[str, ModelRoute]:
     for model in config.models:
         deployments = []
         for dep in model.deployments:
-            if dep.provider == "anthropic":
-                headers = anthropic_headers(dep.api_key)
-            else:
-                headers = {"Content-Type": "application/json"}
-                if dep.api_key:
-                    headers["Authorization"] = f"Bearer {dep.api_key}"
+            adapter = provider_for(dep.provider)
             deployments.append(
                 DeploymentRoute(
                     model=model.name,
                     config=dep,
                     cost=CostModel.build(model.pricing, [dep.model, model.name], table, key=f"{model.name}|{dep.name}"),
-                    headers=headers,
+                    adapter=adapter,
+                    headers=adapter.headers(dep.api_key),
                     key=f"{model.name}|{dep.name}",  # "|" is never in a name; "/" may be
                     host=urlsplit(dep.base_url).hostname or "",
                     port=urlsplit(dep.base_url).port or (443 if dep.base_url.startswith("https") else 80),

@@ -15,11 +15,11 @@ totals under our own names instead (``llmops.usage.*``, ``llmops.cost_usd``), wh
 Prompt and answer text are never recorded unless ``telemetry.capture_content`` is true; then they go on the SERVER span
 as ``gen_ai.input.messages`` / ``gen_ai.output.messages`` (JSON, the conventions' message/parts shape).
 
-Without an ``otlp_endpoint`` (and no exporter given) the tracer is disabled: :meth:`GatewayTracer.start_request`
-returns a shared no-op object whose methods do nothing, so the request path pays one method call and no span,
-context or header work. The tracer uses its own :class:`~opentelemetry.sdk.trace.TracerProvider`; the global provider
-is left alone. Spans are never made current (no context attach), so a span may be used from any task: the streaming
-relay ends it in its own task.
+Without an ``otlp_endpoint`` (and no exporter given) the tracer is disabled (``enabled`` is false and
+:meth:`GatewayTracer.start_request` returns ``None``): the gateway then holds no tracer at all, so the request path
+does no span, context or header work. The tracer uses its own :class:`~opentelemetry.sdk.trace.TracerProvider`; the
+global provider is left alone. Spans are never made current (no context attach), so a span may be used from any
+task: the streaming relay ends it in its own task.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from llmops.config import TelemetryConfig
 
 __all__ = [
-    "NOOP_ATTEMPT",
-    "NOOP_REQUEST",
     "AttemptSpan",
     "GatewayTracer",
     "RequestSpan",
@@ -371,89 +369,8 @@ class RequestSpan:
         self._span.end()
 
 
-class _NoopAttemptSpan:
-    """The attempt of a disabled tracer: every method does nothing."""
-
-    __slots__ = ()
-
-    def traceparent(self) -> None:
-        return None
-
-    def tracestate(self) -> None:
-        return None
-
-    def set_error(self, error_type: str) -> None:
-        return None
-
-    def end(self, status: int | None = None) -> None:
-        return None
-
-
-class _NoopRequestSpan:
-    """The request of a disabled tracer: every method does nothing; ``trace_id`` is ``None``."""
-
-    __slots__ = ()
-    trace_id: str | None = None
-
-    def set_request(
-        self,
-        *,
-        request_model: str,
-        provider: str,
-        stream: bool,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> None:
-        return None
-
-    def set_unknown_model(self, requested: str) -> None:
-        return None
-
-    def set_attributes(self, attributes: dict[str, Any]) -> None:
-        return None
-
-    def start_attempt(
-        self,
-        *,
-        deployment: str,
-        upstream_model: str,
-        server_address: str,
-        server_port: int | None,
-        attempt: int,
-        provider: str | None = None,
-    ) -> _NoopAttemptSpan:
-        return NOOP_ATTEMPT
-
-    def traceparent(self) -> None:
-        return None
-
-    def set_response(
-        self,
-        *,
-        response_model: str | None,
-        response_id: str | None,
-        finish_reasons: Sequence[str] | None,
-        input_tokens: int | None,
-        output_tokens: int | None,
-    ) -> None:
-        return None
-
-    def set_content(self, prompt_messages: Any, completion_text: str | None) -> None:
-        return None
-
-    def set_error(self, error_type: str, status: int) -> None:
-        return None
-
-    def end(self, status: int | None = None) -> None:
-        return None
-
-
-NOOP_ATTEMPT = _NoopAttemptSpan()
-NOOP_REQUEST = _NoopRequestSpan()
-
-
 class GatewayTracer:
-    """Starts request spans for the gateway; disabled (all no-ops) when telemetry is not configured."""
+    """Starts request spans for the gateway; disabled (``enabled`` false, no spans) when telemetry is not configured."""
 
     __slots__ = ("_capture", "_provider", "_tracer", "enabled")
 
@@ -461,7 +378,7 @@ class GatewayTracer:
         self._provider = provider
         self._tracer = provider.get_tracer(_INSTRUMENTATION) if provider is not None else None
         self._capture = capture_content
-        #: False when every call is a no-op.
+        #: False when no span is ever started.
         self.enabled = provider is not None
 
     @classmethod
@@ -495,15 +412,13 @@ class GatewayTracer:
         capture = telemetry.capture_content if telemetry is not None else False
         return cls(provider, capture_content=capture)
 
-    def start_request(
-        self, *, operation: str, headers: Iterable[tuple[bytes, bytes]]
-    ) -> RequestSpan | _NoopRequestSpan:
+    def start_request(self, *, operation: str, headers: Iterable[tuple[bytes, bytes]]) -> RequestSpan | None:
         """Start the SERVER span of one request (``operation``: ``chat``, ``text_completion`` or ``embeddings``),
         continuing a W3C ``traceparent`` found in the ASGI ``headers``; :meth:`RequestSpan.set_request` describes
-        it once the model is known."""
+        it once the model is known. ``None`` when the tracer is disabled."""
         tracer = self._tracer
         if tracer is None:
-            return NOOP_REQUEST
+            return None
         attributes: dict[str, Any] = {"gen_ai.operation.name": operation}
         span = tracer.start_span(
             operation, context=_parent_context(headers), kind=SpanKind.SERVER, attributes=attributes

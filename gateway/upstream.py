@@ -1,47 +1,24 @@
-"""HTTP to OpenAI-compatible upstreams (vLLM, OpenAI, any compatible host): pooled connections, timeouts, and the
-classification of every failure into a client-facing error plus a bounded ``reason`` label."""
+"""HTTP to upstream deployments: pooled connections, timeouts, and the classification of every failure into a
+client-facing error plus a bounded ``reason`` label (HTTP error bodies are read by the deployment's provider)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 
-from gateway.errors import GatewayError, normalise_upstream_error, upstream_error
-from gateway.routing import DeploymentRoute
+from gateway.errors import UpstreamFailure, upstream_error
+
+if TYPE_CHECKING:
+    from gateway.routing import DeploymentRoute
 
 # Bounded read of an upstream error body: enough for any real error message.
 _MAX_ERROR_BODY = 64 * 1024
 # Shorter than the keep-alive of common upstream servers (uvicorn, vLLM: 5 s), so a pooled connection is never
 # reused just as the upstream closes it.
 _KEEPALIVE_SECONDS = 4.0
-
-
-class UpstreamFailure(Exception):
-    """The upstream exchange failed: ``error`` is what the client sees, ``reason`` the metric label, ``retryable``
-    whether another deployment may be tried (connect errors, timeouts, a dropped connection, 429, 5xx), and
-    ``retry_after`` the upstream's ``Retry-After`` in seconds, if it sent one."""
-
-    def __init__(
-        self, reason: str, error: GatewayError, retryable: bool = False, retry_after: float | None = None
-    ) -> None:
-        super().__init__(error.message)
-        self.reason = reason
-        self.error = error
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None  # an HTTP date: rare from model APIs; the default cooldown applies
 
 
 class UpstreamClient:
@@ -163,68 +140,4 @@ def classify_http_error(route: DeploymentRoute, status: int, body: bytes, header
             ),
             retryable=True,
         )
-    if route.is_anthropic:
-        return _anthropic_http_error(route, status, body, headers)
-    try:
-        payload = orjson.loads(body[:_MAX_ERROR_BODY])
-    except orjson.JSONDecodeError:
-        payload = None
-    text = body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
-    message, err_type, param, code = normalise_upstream_error(payload, text)
-    if status in (401, 403):
-        return UpstreamFailure(
-            "http_4xx",
-            upstream_error(
-                502,
-                f"Upstream deployment '{route.name}' rejected the gateway's credentials (HTTP {status}); "
-                "check the deployment's api_key.",
-                "upstream_auth_error",
-            ),
-            retryable=True,
-        )
-    if 400 <= status < 500:
-        extra = {}
-        retry_after = headers.get("Retry-After")
-        if retry_after:
-            extra["Retry-After"] = retry_after
-        return UpstreamFailure(
-            "http_4xx",
-            GatewayError(
-                status,
-                message,
-                type=err_type,
-                param=param,
-                code=None if code is None else str(code),
-                headers=extra,
-            ),
-            retryable=status == 429,
-            retry_after=_retry_after(headers) if status == 429 else None,
-        )
-    return UpstreamFailure(
-        "http_5xx",
-        upstream_error(
-            502,
-            f"Upstream deployment '{route.name}' failed with HTTP {status}: {message}",
-            "upstream_http_error",
-        ),
-        retryable=True,
-        retry_after=_retry_after(headers),
-    )
-
-
-def _anthropic_http_error(route: DeploymentRoute, status: int, body: bytes, headers: Any) -> UpstreamFailure:
-    from gateway.providers.anthropic import anthropic_error
-
-    client_status, payload = anthropic_error(status, body[:_MAX_ERROR_BODY])
-    inner = payload["error"]
-    extra = {}
-    retry_after = _retry_after(headers)
-    if status == 429 and headers is not None and headers.get("Retry-After"):
-        extra["Retry-After"] = headers["Retry-After"]
-    error = GatewayError(
-        client_status, inner["message"], type=inner["type"], param=inner["param"], code=inner["code"], headers=extra
-    )
-    reason = "http_5xx" if status >= 500 else "http_4xx"
-    # As for OpenAI-compatible upstreams: 401/403 are the deployment's credentials, not the request.
-    retryable = status in (401, 403, 429) or status >= 500
-    return UpstreamFailure(reason, error, retryable=retryable, retry_after=retry_after)
+    return route.adapter.classify_error(route, status, body[:_MAX_ERROR_BODY], headers)

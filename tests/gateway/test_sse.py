@@ -18,7 +18,7 @@ def test_crlf_and_trailing_event_without_blank_line() -> None:
 
 
 def test_time_to_first_token_ignores_role_only_chunks() -> None:
-    from gateway.relay import carries_output as _carries_output
+    from gateway.providers.openai_compatible import carries_output as _carries_output
 
     assert not _carries_output(b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
     assert not _carries_output(b'{"choices":[],"usage":{"prompt_tokens":1}}')
