@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastapi import FastAPI
@@ -108,7 +108,11 @@ class Gateway:
                     served = dep.cost.gpu.served
                     labels = (model.name, dep.name)
                     self.metrics.gpu_served_tokens.labels(*labels).set_function(served.tokens_per_second)
-                    self.metrics.gpu_throughput_shared.labels(*labels).set_function(lambda s=served: float(s.shared))
+
+                    def shared(s: ServedTokens = served) -> float:
+                        return float(s.shared)
+
+                    self.metrics.gpu_throughput_shared.labels(*labels).set_function(shared)
 
     def startup_messages(self) -> list[str]:
         """What the gateway says at start: models, unpriced deployments, open access."""
@@ -184,9 +188,10 @@ class Gateway:
             openapi_url=None,
         )
 
-        def proxied(endpoint: Endpoint):
+        def proxied(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             async def handler(request: Request) -> Response:
-                return await self.proxy.handle(request, endpoint)
+                # a StreamRelay is an ASGI response as well (Starlette only calls it)
+                return cast(Response, await self.proxy.handle(request, endpoint))
 
             return handler
 

@@ -97,8 +97,8 @@ def normalise_upstream_error(payload: Any, fallback_message: str) -> tuple[str, 
     message = inner.get("message")
     if not isinstance(message, str) or not message:
         message = fallback_message
-    err_type = inner.get("type") if isinstance(inner.get("type"), str) else "invalid_request_error"
-    param = inner.get("param") if isinstance(inner.get("param"), str) else None
+    err_type: str = inner["type"] if isinstance(inner.get("type"), str) else "invalid_request_error"
+    param: str | None = inner["param"] if isinstance(inner.get("param"), str) else None
     return message, err_type, param, inner.get("code")
 
 

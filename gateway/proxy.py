@@ -133,7 +133,7 @@ class Proxy:
         )
 
     # ---- entry point -------------------------------------------------------------------------------------------
-    async def handle(self, request: Request, endpoint: Endpoint) -> Response:
+    async def handle(self, request: Request, endpoint: Endpoint) -> Response | StreamRelay:
         """Proxy one request to ``endpoint``; every failure becomes an OpenAI-shaped error."""
         ex = Exchange(endpoint, request_id_of(request.scope), perf_counter())
         in_flight = None
@@ -311,6 +311,7 @@ class Proxy:
                     provider=route.provider,
                 )
             began = self.health.begin(route.key)
+            response: Response | StreamRelay
             try:
                 if ex.stream:
                     response = await self._stream(ex, body, in_flight, attempt_span, began)
