@@ -23,6 +23,9 @@ What it does (everything on 127.0.0.1, every load step bounded: --duration, 15 s
 --soak SECONDS instead drives a fixed rate (--soak-rate, half of the requests streaming) through the gateway for that
 long and samples its RSS every --soak-interval seconds: first/last/peak and the growth.
 
+--baseline-ref GIT_REF (A/B) instead runs the gateway steps against this checkout's gateway and against one from
+GIT_REF (checked out with git worktree into a temp folder), both on the gateway CPUs, alternated for --ab-rounds
+rounds, and prints the gateway's CPU per request new/old.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The command line of ``gateway_overhead.py``: its flags, and one run (steps or soak) from start to clean-up."""
+"""The command line of ``gateway_overhead.py``: its flags, and one run (steps, soak or A/B) from start to clean-up."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .ab import overall_ratio, print_ab, run_ab, start_ab
 from .load import MODEL, REPO, SOAK_MAX_S, STEP_MAX_S, load_main
 from .processes import Gateway, Upstream, log, parse_cpus, sanity
 from .report import machine_meta, print_results
@@ -52,6 +53,21 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
     ap.add_argument("--retries", type=int, default=1, help="re-runs of a noisy step (the quietest attempt is kept)")
     ap.add_argument("--quiet-wait", type=float, default=20.0, help="max seconds to wait for a quiet box per step")
     ap.add_argument("--json", metavar="OUT", help="write every number to this JSON file")
+    ap.add_argument(
+        "--baseline-ref",
+        metavar="GIT_REF",
+        help="A/B: also run a gateway from this commit (git worktree) and report CPU per request new/old",
+    )
+    ap.add_argument(
+        "--ab-rounds", type=int, default=3, metavar="N", help="A/B: rounds, the order alternating (default 3)"
+    )
+    ap.add_argument(
+        "--baseline-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="A/B: the old gateway's port (default --gw-port + 1)",
+    )
     a = ap.parse_args(argv)
     a.rates = [float(x) for x in a.rates.split(",") if x.strip()]
     a.conns = [int(x) for x in a.conns.split(",") if x.strip()]
@@ -60,24 +76,37 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
         ap.error(f"bounded loads only: --duration <= {STEP_MAX_S}, --ol-warmup <= 10, --warmup <= 30")
     if a.soak < 0 or a.soak > SOAK_MAX_S:
         ap.error(f"--soak must be <= {SOAK_MAX_S} s")
+    if a.baseline_ref and (a.soak or not 1 <= a.ab_rounds <= 20):
+        ap.error("--baseline-ref: not with --soak, and 1 <= --ab-rounds <= 20")
+    a.baseline_port = a.baseline_port or a.gw_port + 1
     return a
 
 
 def run(a: argparse.Namespace, console: Any, tmp: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
-    """Start the upstream and the gateway, run the steps or the soak, print, return every number."""
+    """Start the upstream and the gateway(s), run the steps, the soak or the A/B, print, return every number."""
     upstream = Upstream.start(a, console, tmp)
     stack.callback(upstream.stop)
     problem = sanity(upstream.base, a.model)
     if problem:
         sys.exit(f"the upstream does not answer properly: {problem}")
-    gw = Gateway(a, upstream, tmp)
-    stack.callback(gw.stop)
-    gw.launch(console, "gateway")
-    runner = Runner(a, console, upstream, {"gateway": gw})
+    ab_meta: dict[str, str] = {}
+    if a.baseline_ref:
+        gateways, ab_meta = start_ab(a, console, upstream, tmp, stack)
+    else:
+        gw = Gateway(a, upstream, tmp)
+        stack.callback(gw.stop)
+        gateways = {"gateway": gw}
+        gw.launch(console, "gateway")
+    runner = Runner(a, console, upstream, gateways)
     result: dict[str, Any] = {"meta": machine_meta(a, upstream)}
     if a.soak:
         result["soak"] = run_soak(a, console, runner)
         print_soak(console, result["soak"])
+    elif a.baseline_ref:
+        ab = {**ab_meta, "rounds": a.ab_rounds, **run_ab(a, console, runner)}
+        ab["cpu_ratio_new_old"] = overall_ratio(ab["summary"])
+        result["ab"] = ab
+        print_ab(console, ab)
     else:
         result.update(run_steps(a, console, runner))
         print_results(console, result, a)
@@ -103,7 +132,7 @@ def main(argv: list[str], description: str | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    with contextlib.ExitStack() as stack:  # unwinds in reverse: gateway, upstream, temp folder
+    with contextlib.ExitStack() as stack:  # unwinds in reverse: gateways, upstream, baseline worktree, temp folder
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
         try:
             result = run(a, console, tmp, stack)
