@@ -1,0 +1,145 @@
+"""The command line of ``gateway_overhead.py``: its flags, and one run (steps, soak or A/B) from start to clean-up."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .ab import overall_ratio, print_ab, run_ab, start_ab
+from .load import MODEL, REPO, SOAK_MAX_S, STEP_MAX_S, load_main
+from .processes import Gateway, Upstream, log, parse_cpus, sanity
+from .report import machine_meta, print_results
+from .runner import Runner, run_steps
+from .soak import print_soak, run_soak
+
+
+def parse_args(argv: list[str], description: str | None = None) -> argparse.Namespace:
+    """The flags of ``gateway_overhead.py`` (``description``: its docstring, for ``--help``)."""
+    ap = argparse.ArgumentParser(
+        prog="gateway_overhead.py", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--duration", type=float, default=15.0, help="measured seconds per step (default 15, max 60)")
+    ap.add_argument("--ol-warmup", type=float, default=2.0, help="open-loop warm-up seconds per step, not measured")
+    ap.add_argument("--warmup", type=float, default=4.0, help="closed-loop warm-up through the gateway at start")
+    ap.add_argument("--rates", default="100,300", help="fixed rates, requests/s, comma-separated")
+    ap.add_argument("--conns", default="16", help="wrk connections for the max-throughput steps, comma-separated")
+    ap.add_argument("--only", default="", help="only these loads, e.g. 'r300,max'")
+    ap.add_argument("--no-stream", action="store_true", help="non-streaming steps only")
+    ap.add_argument("--no-direct", action="store_true", help="gateway steps only (no baseline: for A/B of builds)")
+    ap.add_argument("--stream-only", action="store_true", help="streaming steps only")
+    ap.add_argument("--soak", type=float, default=0.0, metavar="SECONDS", help="soak mode: RSS over a long run")
+    ap.add_argument("--soak-rate", type=float, default=1000.0, help="soak: requests/s (default 1000)")
+    ap.add_argument("--soak-stream-every", type=int, default=2, help="soak: every Nth request streams (default 2)")
+    ap.add_argument("--soak-interval", type=float, default=5.0, help="soak: seconds between RSS samples")
+    ap.add_argument("--gw-cpus", default="0", help="taskset CPU list for the gateway ('' = no pinning)")
+    ap.add_argument("--load-cpus", default="1", help="CPU list for this script, the load and the upstream")
+    ap.add_argument("--gw-port", type=int, default=18080)
+    ap.add_argument("--upstream", choices=("auto", "nginx", "simulate"), default="auto")
+    ap.add_argument("--upstream-port", type=int, default=18000)
+    ap.add_argument("--gwbench", default=str(REPO.parent / "shared" / "gwbench"), help="gwbench folder (nginx)")
+    ap.add_argument("--model", default=MODEL)
+    ap.add_argument("--gateway-env", action="append", default=[], metavar="K=V", help="extra env for the gateway")
+    ap.add_argument("--wrk", default="wrk")
+    ap.add_argument("--no-wrk", action="store_true", help="max throughput with our closed-loop generator")
+    ap.add_argument("--noise-max", type=float, default=0.15, help="foreign CPU (cores) that makes a step noisy")
+    ap.add_argument("--retries", type=int, default=1, help="re-runs of a noisy step (the quietest attempt is kept)")
+    ap.add_argument("--quiet-wait", type=float, default=20.0, help="max seconds to wait for a quiet box per step")
+    ap.add_argument("--json", metavar="OUT", help="write every number to this JSON file")
+    ap.add_argument(
+        "--baseline-ref",
+        metavar="GIT_REF",
+        help="A/B: also run a gateway from this commit (git worktree) and report CPU per request new/old",
+    )
+    ap.add_argument(
+        "--ab-rounds", type=int, default=3, metavar="N", help="A/B: rounds, the order alternating (default 3)"
+    )
+    ap.add_argument(
+        "--baseline-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="A/B: the old gateway's port (default --gw-port + 1)",
+    )
+    a = ap.parse_args(argv)
+    a.rates = [float(x) for x in a.rates.split(",") if x.strip()]
+    a.conns = [int(x) for x in a.conns.split(",") if x.strip()]
+    a.only = {x.strip() for x in a.only.split(",") if x.strip()}
+    if not 0 < a.duration <= STEP_MAX_S or a.ol_warmup > 10 or a.warmup > 30:
+        ap.error(f"bounded loads only: --duration <= {STEP_MAX_S}, --ol-warmup <= 10, --warmup <= 30")
+    if a.soak < 0 or a.soak > SOAK_MAX_S:
+        ap.error(f"--soak must be <= {SOAK_MAX_S} s")
+    if a.baseline_ref and (a.soak or not 1 <= a.ab_rounds <= 20):
+        ap.error("--baseline-ref: not with --soak, and 1 <= --ab-rounds <= 20")
+    a.baseline_port = a.baseline_port or a.gw_port + 1
+    return a
+
+
+def run(a: argparse.Namespace, console: Any, tmp: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
+    """Start the upstream and the gateway(s), run the steps, the soak or the A/B, print, return every number."""
+    upstream = Upstream.start(a, console, tmp)
+    stack.callback(upstream.stop)
+    problem = sanity(upstream.base, a.model)
+    if problem:
+        sys.exit(f"the upstream does not answer properly: {problem}")
+    ab_meta: dict[str, str] = {}
+    if a.baseline_ref:
+        gateways, ab_meta = start_ab(a, console, upstream, tmp, stack)
+    else:
+        gw = Gateway(a, upstream, tmp)
+        stack.callback(gw.stop)
+        gateways = {"gateway": gw}
+        gw.launch(console, "gateway")
+    runner = Runner(a, console, upstream, gateways)
+    result: dict[str, Any] = {"meta": machine_meta(a, upstream)}
+    if a.soak:
+        result["soak"] = run_soak(a, console, runner)
+        print_soak(console, result["soak"])
+    elif a.baseline_ref:
+        ab = {**ab_meta, "rounds": a.ab_rounds, **run_ab(a, console, runner)}
+        ab["cpu_ratio_new_old"] = overall_ratio(ab["summary"])
+        result["ab"] = ab
+        print_ab(console, ab)
+    else:
+        result.update(run_steps(a, console, runner))
+        print_results(console, result, a)
+    return result
+
+
+def main(argv: list[str], description: str | None = None) -> int:
+    """``_load ...`` runs the load generator; anything else is a benchmark run."""
+    if argv[:1] == ["_load"]:
+        load_main(argv[1:])
+        return 0
+    a = parse_args(argv, description)
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    if a.load_cpus:
+        # this script (progress display, /proc sampling) stays off the gateway's CPU
+        with contextlib.suppress(OSError, ValueError):
+            os.sched_setaffinity(0, parse_cpus(a.load_cpus))
+    tmp = Path(tempfile.mkdtemp(prefix="gw-overhead-"))
+
+    def on_term(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    with contextlib.ExitStack() as stack:  # unwinds in reverse: gateways, upstream, baseline worktree, temp folder
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        try:
+            result = run(a, console, tmp, stack)
+            if a.json:
+                Path(a.json).write_text(json.dumps(result, indent=1))
+                log(console, f"results written to {a.json}")
+        except KeyboardInterrupt:
+            console.print("[red]interrupted")
+            return 130
+    return 0

@@ -1,0 +1,264 @@
+"""LLM Quality & Drift (uid ``llmops-quality``): judge scores, pairwise comparisons of variants, user feedback and
+the monitors' data drift, with links to the monitors' Evidently reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.models.dashboard import DataTransformerConfig, DynamicConfigValue, VariableOption
+
+from .panels import (
+    RI,
+    BarGauge,
+    M,
+    Rows,
+    Series,
+    add_rows,
+    links_override,
+    model_variable,
+    new_dashboard,
+    organize,
+    table_panel,
+)
+
+# Where an operator's browser reaches the monitors' Evidently reports (docker-compose publishes port 9101).
+MONITORS_URL_DEFAULT = "http://localhost:9101"
+DRIFT_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "no drift", "color": "green", "index": 0},
+            "1": {"text": "drifted", "color": "red", "index": 1},
+        },
+    }
+]
+
+
+def report_link(field: str) -> Any:
+    """Data link to the Evidently drift report of the model in ``field`` (a series label or a table column)."""
+    return (
+        dashboard.DashboardLink(f"Evidently drift report for ${{{field}}}")
+        .url(f"${{monitors_url}}/reports/${{{field}}}")
+        .target_blank(True)
+    )
+
+
+def monitors_url_variable() -> Any:
+    return (
+        dashboard.TextBoxVariable("monitors_url")
+        .label("Monitors URL")
+        .description("Base URL of a monitors worker as the browser reaches it; drift links open <url>/reports/<model>")
+        .default_value(MONITORS_URL_DEFAULT)
+        .current(VariableOption(selected=True, text=MONITORS_URL_DEFAULT, value=MONITORS_URL_DEFAULT))
+    )
+
+
+def judge_score_table() -> Any:
+    return (
+        table_panel(
+            "Judge scores: last hour vs last day",
+            "A drop of more than 0.15 below the day's average, with at least 20 scores in the hour, raises "
+            "LLMJudgeScoreDrop.",
+            [
+                f"llmops:judge_score:avg_1h{{{M}}}",
+                f"llmops:judge_score:avg_1d{{{M}}}",
+                f"llmops:judge_score_count:increase1h{{{M}}}",
+            ],
+            unit="percentunit",
+        )
+        .decimals(1)
+        .with_transformation(DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            organize(("Time", "__name__"), {"Value #A": "1h", "Value #B": "1d", "Value #C": "scores in 1h"})
+        )
+        .override_by_name("scores in 1h", [DynamicConfigValue(id_val="unit", value="short")])
+    )
+
+
+def judges() -> list[Any]:
+    return [
+        Series(
+            "Judge scores (1h average)",
+            "Average score (0..1) by model, judge and criterion over the last hour. Dashed: the default floor "
+            "(llmops:judge_score_floor, alert LLMJudgeScoreBelowFloor); some criteria (BLEU, ROUGE-L, perplexity) "
+            "have a lower floor of their own (llmops:judge_score_floor:criterion).",
+            [
+                (f"llmops:judge_score:avg_1h{{{M}}}", "{{model}} {{judge}}/{{criterion}}"),
+                ("llmops:judge_score_floor", "floor"),
+            ],
+            "percentunit",
+            max_val=1,
+            dashed=("name", "floor"),
+        ),
+        judge_score_table(),
+        Series(
+            "Judge errors/s",
+            "Judge failures by judge and reason (judge model errors, unparsable verdicts, timeouts).",
+            [(f"sum by (judge, reason) (rate(llm_judge_errors_total[{RI}]))", "{{judge}} {{reason}}")],
+            "ops",
+        ),
+        Series(
+            "Samples processed/s",
+            "Samples the monitors processed, by model and outcome. Alert LLMMonitorSampleErrors above 20% errors. "
+            "'deferred': attempts left for later because the judge model was unavailable (judged again within "
+            "monitors.max_deliveries attempts).",
+            [
+                (
+                    f"sum by (model, outcome) (rate(llm_monitor_samples_processed_total{{{M}}}[{RI}]))",
+                    "{{model}} {{outcome}}",
+                ),
+                (f"sum by (model) (rate(llm_monitor_samples_deferred_total{{{M}}}[{RI}]))", "{{model}} deferred"),
+            ],
+            "ops",
+        ),
+        Series(
+            "Monitors stream backlog",
+            "Entries in the Redis stream not yet processed by the monitors. Alert LLMMonitorsBacklogGrowing above "
+            "1000 and growing.",
+            [("max by (stream) (llm_monitor_stream_backlog)", "{{stream}}")],
+            "short",
+            w=24,
+            lines=((None, "green"), (1000, "red")),
+        ),
+    ]
+
+
+VARIANTS_AND_FEEDBACK = [
+    BarGauge(
+        "Pairwise win rate (1d)",
+        "Share of pairwise judgements over the last day won by variant_a against variant_b; ties count half. "
+        "50% = no difference.",
+        f"llmops:pairwise_win_rate:ratio_1d{{{M}}}",
+        "{{model}}: {{variant_a}} vs {{variant_b}}",
+        "percentunit",
+        steps=((None, "red"), (0.45, "yellow"), (0.55, "green")),
+    ),
+    Series(
+        "Pairwise judgements per hour by winner",
+        "How many pairwise verdicts each variant pair of each model got per hour, by winner (a, b, tie).",
+        [
+            (
+                f"sum by (model, variant_a, variant_b, winner) (increase(llm_judge_pairwise_total{{{M}}}[1h]))",
+                "{{model}}: {{variant_a}} vs {{variant_b}}: {{winner}}",
+            )
+        ],
+        "short",
+    ),
+    Series(
+        "Feedback positive share (1h)",
+        "Share of user feedback that is positive, by model and variant, over the last hour.",
+        [(f"llmops:feedback_positive:ratio_1h{{{M}}}", "{{model}} {{variant}}")],
+        "percentunit",
+        max_val=1,
+    ),
+    Series(
+        "Feedback per hour",
+        "User feedback received per hour, by model, variant and rating.",
+        [
+            (
+                f"sum by (model, variant, rating) (increase(llm_gateway_feedback_total{{{M}}}[1h]))",
+                "{{model}} {{variant}} {{rating}}",
+            )
+        ],
+        "short",
+    ),
+    Series(
+        "Variant ratings (Bradley-Terry)",
+        "Chatbot-Arena-style rating of each A/B variant from pairwise judge verdicts and user feedback "
+        "(1000 = even; +191 = wins 3 of 4).",
+        [(f"max by (model, variant) (llm_judge_variant_rating{{{M}}})", "{{model}} {{variant}}")],
+        "short",
+        min_val=None,
+    ),
+]
+
+
+def drift_tables() -> list[Any]:
+    """The latest verdict per feature, and the time since each model's last drift run; models link to reports."""
+    model_link = links_override(report_link("__data.fields.model"))
+    verdicts = (
+        table_panel(
+            "Drifted features",
+            "Latest drift verdict per model and feature. Click a model for its Evidently report.",
+            [f"max by (model, feature) (llm_drift_detected{{{M}}})"],
+        )
+        .with_transformation(organize(("Time",), {"Value": "drift"}))
+        .with_transformation(
+            DataTransformerConfig(id_val="sortBy", options={"sort": [{"field": "drift", "desc": True}]})
+        )
+        .override_by_name(
+            "drift",
+            [
+                DynamicConfigValue(id_val="mappings", value=DRIFT_MAPPINGS),
+                DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ],
+        )
+        .override_by_name("model", model_link)
+    )
+    last_run = (
+        table_panel(
+            "Time since last drift run",
+            "Drift runs every `drift.every` samples: a long gap means little traffic or a stuck worker.",
+            [f"time() - max by (model) (llm_drift_last_run_timestamp_seconds{{{M}}})"],
+            unit="s",
+        )
+        .with_transformation(organize(("Time",), {"Value": "since last run"}))
+        .override_by_name("model", model_link)
+    )
+    return [verdicts, last_run]
+
+
+def drift() -> list[Any]:
+    links = [report_link("__field.labels.model")]
+    return [
+        Series(
+            "Drift share by model",
+            "Share of monitored features whose distribution drifted from the reference window, per model. "
+            "LLMDriftDetected alerts on the model's verdict (Drift by group, 'all'). Click a series for its "
+            "Evidently report.",
+            [(f"max by (model) (llm_drift_share{{{M}}})", "{{model}}")],
+            "percentunit",
+            max_val=1,
+            lines=((None, "green"), (0.5, "red")),
+            links=links,
+        ),
+        Series(
+            "Drift by group",
+            "The worker's verdict per group of features (1 = drifted): input (prompts changed), output and quality "
+            "(answers changed), performance (latency, cost); 'all' is the model's verdict, which LLMDriftDetected "
+            "alerts on.",
+            [(f"max by (model, group) (llm_drift_group_detected{{{M}}})", "{{model}} {{group}}")],
+            "short",
+            max_val=1,
+            links=links,
+        ),
+        Series(
+            "Drift score by feature",
+            "The statistical test's score for each feature (its meaning depends on the test, named in stattest: "
+            "p-value or distance).",
+            [(f"max by (model, feature, stattest) (llm_drift_score{{{M}}})", "{{model}} {{feature}} ({{stattest}})")],
+            "short",
+            min_val=None,
+            links=links,
+        ),
+        *drift_tables(),
+    ]
+
+
+def rows() -> Rows:
+    return [
+        ("Judges", judges()),
+        ("Variants and feedback", VARIANTS_AND_FEEDBACK),
+        ("Drift", drift()),
+    ]
+
+
+def build() -> Any:
+    d = new_dashboard(
+        "LLM Quality & Drift",
+        "llmops-quality",
+        "Online judge scores, pairwise comparisons of variants, user feedback and data drift of the monitors.",
+    )
+    d = d.with_variable(model_variable()).with_variable(monitors_url_variable())
+    return add_rows(d, rows())
