@@ -10,6 +10,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from llmops.config import ConfigError
+from llmops.simulator.errors import SimulatorSettingsError
+
+# What a command raises for a mistake of its user: printed as one line (no traceback), exit status 2.
+USAGE_ERRORS = (ConfigError, SimulatorSettingsError)
 
 
 def _add_gateway(sub: argparse._SubParsersAction) -> None:
@@ -186,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except ConfigError as error:
+    except USAGE_ERRORS as error:
         print(f"llmops {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -29,9 +29,9 @@ from time import monotonic
 
 from aiohttp import web
 
-from llmops.config import ConfigError
 from llmops.simulator.answers import check_context, plan_choices
 from llmops.simulator.engine import Engine
+from llmops.simulator.errors import SimulatorSettingsError
 from llmops.simulator.faults import FaultConfig, Faults
 from llmops.simulator.generation import apply_early_faults, error_response, generate, json_response
 from llmops.simulator.protocol import (
@@ -302,7 +302,8 @@ def configure_logging(level: str) -> None:
 
 
 def serve(settings: SimulatorSettings) -> None:
-    """Serve until interrupted (SIGINT or SIGTERM); raises :class:`ConfigError` when the port cannot be bound."""
+    """Serve until interrupted (SIGINT or SIGTERM); raises :class:`SimulatorSettingsError` when the port cannot be
+    bound."""
     configure_logging(settings.log_level)
     app = create_app(settings)
 
@@ -329,7 +330,9 @@ def serve(settings: SimulatorSettings) -> None:
             shutdown_timeout=2.0,
         )
     except OSError as error:
-        raise ConfigError(f"--host/--port: cannot listen on {settings.host}:{settings.port}: {error}") from None
+        raise SimulatorSettingsError(
+            f"--host/--port: cannot listen on {settings.host}:{settings.port}: {error}"
+        ) from None
 
 
 def serve_from_args(args: argparse.Namespace) -> None:

@@ -7,13 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llmops.config import ConfigError
+from llmops.simulator.errors import SimulatorSettingsError
 from llmops.simulator.script import ScriptRule, load_script
 
 
 class SimulatorSettings(BaseModel):
     """Everything the simulator is started with. Invalid values raise :class:`pydantic.ValidationError`;
-    :func:`settings_from_args` turns them into a :class:`ConfigError` that names the flag to fix."""
+    :func:`settings_from_args` turns them into a :class:`SimulatorSettingsError` that names the flag to fix."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -77,11 +77,11 @@ def describe_errors(error: ValidationError) -> str:
 
 
 def build_settings(**values: Any) -> SimulatorSettings:
-    """:class:`SimulatorSettings` from keyword values; raises :class:`ConfigError` that names what to fix."""
+    """:class:`SimulatorSettings` from keyword values; raises :class:`SimulatorSettingsError` that names what to fix."""
     try:
         return SimulatorSettings(**values)
     except ValidationError as error:
-        raise ConfigError(describe_errors(error)) from None
+        raise SimulatorSettingsError(describe_errors(error)) from None
 
 
 def _default(field: str) -> Any:
@@ -201,7 +201,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
-    """Validated settings from parsed flags; raises :class:`ConfigError` naming the flag to fix."""
+    """Validated settings from parsed flags; raises :class:`SimulatorSettingsError` naming the flag to fix."""
     values: dict[str, Any] = {
         name: getattr(args, name)
         for name in SimulatorSettings.model_fields

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import subprocess
 import sys
 import time
@@ -17,10 +18,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.cli import build_parser, main
-from llmops.config import ConfigError
 from llmops.simulator.background import BackgroundSimulator
+from llmops.simulator.errors import SimulatorSettingsError
 from llmops.simulator.settings import build_settings, settings_from_args
 from llmops.simulator.text import count_tokens, split_tokens
+from tests.support import REPO
 from tests.support import simulator as simulator_process
 
 SimulatorFactory = Callable[..., BackgroundSimulator]  # the simulator_factory fixture of conftest.py
@@ -69,14 +71,14 @@ def test_tokens_are_words_and_pieces_concatenate_back() -> None:
 
 
 def test_settings_errors_name_the_flag() -> None:
-    with pytest.raises(ConfigError, match=r"--error-rate: .*less than or equal to 1"):
+    with pytest.raises(SimulatorSettingsError, match=r"--error-rate: .*less than or equal to 1"):
         build_settings(error_rate=1.5)
-    with pytest.raises(ConfigError, match=r"--ttft-ms: .*greater than or equal to 0"):
+    with pytest.raises(SimulatorSettingsError, match=r"--ttft-ms: .*greater than or equal to 0"):
         build_settings(ttft_ms=-1)
-    with pytest.raises(ConfigError, match="--model"):
+    with pytest.raises(SimulatorSettingsError, match="--model"):
         build_settings(models=("a", "a"))
     args = build_parser().parse_args(["simulate", "--slow-rate", "2", "--model", "m1", "--model", "m2"])
-    with pytest.raises(ConfigError, match="--slow-rate"):
+    with pytest.raises(SimulatorSettingsError, match="--slow-rate"):
         settings_from_args(args)
     args = build_parser().parse_args(["simulate", "--model", "m1", "--model", "m2", "--echo", "--seed", "3"])
     settings = settings_from_args(args)
@@ -89,14 +91,46 @@ def test_cli_reports_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--midstream-error-rate" in capsys.readouterr().err
 
 
+def test_settings_errors_are_one_line_and_exit_2() -> None:
+    """A bad flag value and a port that cannot be bound: one line naming the flag on stderr, no traceback, status 2;
+    the simulator's own error type, not the gateway configuration's."""
+    from llmops.config import ConfigError
+
+    assert not issubclass(SimulatorSettingsError, ConfigError)
+    bad = subprocess.run(
+        [sys.executable, "-m", "llmops.cli", "simulate", "--error-rate", "2"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "llmops simulate: invalid simulator settings: --error-rate: Input should be less than or equal to 1 (got 2.0)"
+    ]
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = str(busy.getsockname()[1])
+        taken = subprocess.run(
+            [sys.executable, "-m", "llmops.cli", "simulate", "--port", port], capture_output=True, text=True
+        )
+    assert taken.returncode == 2 and "Traceback" not in taken.stderr
+    assert [line for line in taken.stderr.splitlines() if "--host/--port" in line], taken.stderr
+    assert taken.stderr.strip().splitlines()[-1].startswith("llmops simulate: --host/--port: cannot listen on")
+
+
+def test_simulator_does_not_import_the_gateway_config() -> None:
+    code = (
+        "import sys, llmops.simulator.server, llmops.simulator.background, llmops.simulator.anthropic; "
+        "print('llmops.config' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout.strip() == "False"
+
+
 def test_script_file_errors_name_the_entry(tmp_path: Path) -> None:
     script = tmp_path / "script.yaml"
     script.write_text("- {match: 'ok', response: 'fine'}\n- {match: '([', response: 'x'}\n")
     args = build_parser().parse_args(["simulate", "--script", str(script)])
-    with pytest.raises(ConfigError, match=r"entry 2: `match` is not a valid regular expression"):
+    with pytest.raises(SimulatorSettingsError, match=r"entry 2: `match` is not a valid regular expression"):
         settings_from_args(args)
     script.write_text("- {match: 'ok'}\n")
-    with pytest.raises(ConfigError, match=r"entry 1: `response`: Field required"):
+    with pytest.raises(SimulatorSettingsError, match=r"entry 1: `response`: Field required"):
         settings_from_args(args)
 
 
