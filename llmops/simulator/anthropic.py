@@ -1,6 +1,6 @@
 """A wire-faithful simulator of Anthropic's Messages API, for the gateway's ``provider: anthropic`` deployments.
 
-``python -m llmops.simulator.anthropic --port 8001 [--echo] [--api-key KEY]``; clients use
+``llmops simulate --api anthropic --port 8001 [--echo] [--api-key KEY]``; clients use
 ``anthropic.Anthropic(base_url="http://127.0.0.1:8001", api_key=KEY)``, the gateway ``base_url:
 http://127.0.0.1:8001/v1``.
 
@@ -52,19 +52,20 @@ Faults, per request, with a body field ``simulate`` (which Anthropic itself woul
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from llmops.simulator.background import BackgroundApp
+from llmops.simulator.errors import SimulatorSettingsError
+from llmops.simulator.settings import AnthropicSimulatorSettings, build
 from llmops.simulator.text import count_tokens, generate_tokens, split_tokens, text_digest
 
 logger = logging.getLogger("llmops.simulator.anthropic")
@@ -115,22 +116,6 @@ _BLOCK_TYPES = frozenset(
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _SEEN_SYSTEMS = 4096
 DEFAULT_AFTER_TOKENS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class AnthropicSimulatorSettings:
-    """What the Anthropic simulator is started with."""
-
-    host: str = "127.0.0.1"
-    port: int = 8001
-    models: tuple[str, ...] = ()  # empty: any model name is served
-    api_key: str | None = field(default=None, repr=False)
-    echo: bool = False
-    output_tokens: int = 32
-    ttft_ms: float = 0.0
-    tokens_per_second: float = 0.0
-    seed: int = 0
-    log_level: str = "info"
 
 
 class AnthropicError(Exception):
@@ -743,7 +728,7 @@ class AnthropicSimulator:
         return True
 
     async def _stream_tool(self, writer: _Writer, answer: Answer) -> None:
-        block = {"type": "tool_use", "id": _new_id("toolu_"), "name": answer.tool_name, "input": {}}
+        block: dict[str, Any] = {"type": "tool_use", "id": _new_id("toolu_"), "name": answer.tool_name, "input": {}}
         writer.add("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
         writer.add("ping", {"type": "ping"})
         arguments = orjson.dumps(answer.tool_input).decode() if answer.tool_input else ""
@@ -795,9 +780,16 @@ def _dumps(obj: Any) -> str:
 ANTHROPIC_SIMULATOR_KEY = web.AppKey("anthropic_simulator", AnthropicSimulator)
 
 
+def with_options(settings: AnthropicSimulatorSettings, options: dict[str, Any]) -> AnthropicSimulatorSettings:
+    """``settings`` with some fields replaced, validated; raises :class:`SimulatorSettingsError` naming the flag."""
+    if not options:
+        return settings
+    return build(AnthropicSimulatorSettings, **{**settings.model_dump(), **options})
+
+
 def create_anthropic_app(settings: AnthropicSimulatorSettings | None = None, **options: Any) -> web.Application:
     """The simulator's aiohttp application; ``options`` override fields of ``settings`` (e.g. ``echo=True``)."""
-    settings = replace(settings or AnthropicSimulatorSettings(), **options)
+    settings = with_options(settings or AnthropicSimulatorSettings(), options)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     sim = AnthropicSimulator(settings)
     app[ANTHROPIC_SIMULATOR_KEY] = sim
@@ -809,8 +801,13 @@ def create_anthropic_app(settings: AnthropicSimulatorSettings | None = None, **o
     return app
 
 
+#: The in-process simulator's defaults, for speed: a free port, no pacing.
+BACKGROUND_DEFAULTS = AnthropicSimulatorSettings(port=0, ttft_ms=0, tokens_per_second=0)
+
+
 class BackgroundAnthropicSimulator(BackgroundApp):
-    """The simulator served from a daemon thread (tests, demos); ``port=0`` picks a free port.
+    """The simulator served from a daemon thread (tests, demos). Without ``settings`` it starts from
+    :data:`BACKGROUND_DEFAULTS` (a free port, no pacing); ``options`` override fields.
 
     with BackgroundAnthropicSimulator(echo=True) as sim:
         client = anthropic.Anthropic(base_url=sim.url, api_key="unused")
@@ -819,86 +816,35 @@ class BackgroundAnthropicSimulator(BackgroundApp):
     thread_name = "anthropic-simulator"
 
     def __init__(self, settings: AnthropicSimulatorSettings | None = None, **options: Any) -> None:
-        self.settings = replace(settings or AnthropicSimulatorSettings(port=0), **options)
+        self.settings = with_options(settings or BACKGROUND_DEFAULTS, options)
         super().__init__(create_anthropic_app(self.settings), self.settings.host, self.settings.port)
 
 
-def serve_anthropic(host: str = "127.0.0.1", port: int = 8001, **options: Any) -> None:
-    """Serve the simulator until interrupted; ``options`` are :class:`AnthropicSimulatorSettings` fields."""
-    settings = AnthropicSimulatorSettings(host=host, port=port, **options)
+def serve_anthropic(settings: AnthropicSimulatorSettings) -> None:
+    """Serve until interrupted (``llmops simulate --api anthropic``); raises :class:`SimulatorSettingsError` when
+    the port cannot be bound."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def announce(*_: object, **__: object) -> None:
         logger.info(
-            "Anthropic simulator: serving %s on http://%s:%s/v1/messages%s",
+            "llmops simulate --api anthropic: serving %s on http://%s:%s/v1/messages%s",
             ", ".join(settings.models) or "any model",
-            host,
-            port,
+            settings.host,
+            settings.port,
             " (echo)" if settings.echo else "",
         )
 
-    web.run_app(
-        create_anthropic_app(settings),
-        host=host,
-        port=port,
-        handler_cancellation=True,
-        access_log=None,
-        print=announce,
-        shutdown_timeout=2.0,
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The flags of ``python -m llmops.simulator.anthropic``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m llmops.simulator.anthropic",
-        description="A simulator of Anthropic's Messages API (POST /v1/messages), for demos and tests.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8001, help="listen port (default %(default)s)")
-    parser.add_argument(
-        "--model", action="append", dest="models", metavar="NAME", help="served model name (repeat; default: any)"
-    )
-    parser.add_argument("--api-key", help="require 'x-api-key: KEY' (401 authentication_error otherwise)")
-    parser.add_argument("--echo", action="store_true", help="answer with the last user message's text")
-    parser.add_argument("--output-tokens", type=int, default=32, help="words of generated answers (default 32)")
-    parser.add_argument("--ttft-ms", type=float, default=0.0, help="time to the first token (default 0)")
-    parser.add_argument("--tokens-per-second", type=float, default=0.0, help="pace after the first; 0 = no delay")
-    parser.add_argument("--seed", type=int, default=0, help="seed of generated text")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: parse the flags, check them, serve."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        parser.error(f"--port: must be between 0 and 65535 (got {args.port})")
-    checks = (
-        ("--output-tokens", args.output_tokens),
-        ("--ttft-ms", args.ttft_ms),
-        ("--tokens-per-second", args.tokens_per_second),
-    )
-    for flag, value in checks:
-        if value < 0:
-            parser.error(f"{flag}: must be at least 0 (got {value})")
     try:
-        serve_anthropic(
-            args.host,
-            args.port,
-            models=tuple(args.models or ()),
-            api_key=args.api_key,
-            echo=args.echo,
-            output_tokens=args.output_tokens,
-            ttft_ms=args.ttft_ms,
-            tokens_per_second=args.tokens_per_second,
-            seed=args.seed,
-            log_level=args.log_level,
+        web.run_app(
+            create_anthropic_app(settings),
+            host=settings.host,
+            port=settings.port,
+            handler_cancellation=True,
+            access_log=None,
+            print=announce,
+            shutdown_timeout=2.0,
         )
     except OSError as error:
-        parser.exit(2, f"--host/--port: cannot listen on {args.host}:{args.port}: {error}\n")
-
-
-if __name__ == "__main__":
-    main()
+        raise SimulatorSettingsError(
+            f"--host/--port: cannot listen on {settings.host}:{settings.port}: {error}"
+        ) from None

@@ -86,6 +86,67 @@ def test_settings_errors_name_the_flag() -> None:
     assert settings.ttft_ms == 50 and settings.tokens_per_second == 100 and settings.max_num_seqs == 256
 
 
+# every flag `llmops simulate` had before the flags were generated: all must keep working
+FLAGS_OF_BEFORE = [
+    "--host",
+    "--port",
+    "--model",
+    "--api-key",
+    "--log-level",
+    "--ttft-ms",
+    "--tokens-per-second",
+    "--output-tokens",
+    "--echo",
+    "--script",
+    "--seed",
+    "--embedding-dim",
+    "--max-num-seqs",
+    "--max-model-len",
+    "--kv-cache-tokens",
+    "--block-size",
+    "--enable-prompt-tokens-details",
+    "--legacy-metric-names",
+    "--error-rate",
+    "--slow-rate",
+    "--slow-ms",
+    "--midstream-error-rate",
+]
+
+
+def test_flags_are_generated_from_the_settings() -> None:
+    """One source: each field of SimulatorSettings is one flag whose default and help come from the field; the fault
+    config is the settings' run-time part, not a copy of its fields."""
+    import argparse
+
+    from llmops.simulator.command import add_arguments
+    from llmops.simulator.flags import flag_name
+    from llmops.simulator.settings import AnthropicSimulatorSettings, FaultConfig, SimulatorSettings
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    actions = {action.dest: action for action in parser._actions}
+    assert set(SimulatorSettings.model_fields) | {"api", "help"} == set(actions)
+    assert sorted(o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help", "--api")) == sorted(
+        FLAGS_OF_BEFORE
+    )
+    for name, field in SimulatorSettings.model_fields.items():
+        action = actions[name]
+        assert action.option_strings == [flag_name(SimulatorSettings, name)]
+        assert field.description and action.help and action.help.startswith(field.description.replace("%", "%%"))
+        if name not in ("models", "script", "api_key"):
+            assert action.default == field.default, name
+    assert parser.parse_args([]).api == "openai"
+    assert issubclass(SimulatorSettings, FaultConfig)
+    settings = build_settings(error_rate=0.5, ttft_ms=7, seed=3)
+    assert settings.fault_config() == FaultConfig(error_rate=0.5, ttft_ms=7)
+    for name in AnthropicSimulatorSettings.model_fields.keys() - {"models"}:
+        shared = AnthropicSimulatorSettings.model_fields[name]
+        assert (shared.default, shared.description) == (
+            SimulatorSettings.model_fields[name].default,
+            SimulatorSettings.model_fields[name].description,
+        )
+
+
 def test_cli_reports_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--midstream-error-rate", "-0.1"]) == 2
     assert "--midstream-error-rate" in capsys.readouterr().err
@@ -627,6 +688,46 @@ def test_midstream_error_after_http_200(simulator_factory: SimulatorFactory) -> 
     with httpx.stream("POST", rated.base_url + "/chat/completions", json={**body, "simulate": None}) as response:
         assert "error" in orjson.loads(list(sse_events(response))[-2])
     assert client(rated).chat.completions.create(model="sim-model", messages=user("x")).choices
+
+
+def test_midstream_error_rate_breaks_streams_only(simulator_factory: SimulatorFactory) -> None:
+    """``midstream_error_rate`` is the share of *streamed* requests that get an error event after HTTP 200 and a few
+    tokens; a request that is not streamed is never failed by it (it is not a share of requests answered 500, as the
+    settings' description once said). Pinned for the flag, the setting and ``POST /admin/faults`` alike."""
+    help_text = " ".join(_simulate_help().split())
+    assert "--midstream-error-rate" in help_text
+    assert "share of streamed requests that send an error event after a few tokens, after HTTP 200" in help_text
+    assert "requests that are not streamed are never affected" in help_text
+    from_flag = settings_from_args(build_parser().parse_args(["simulate", "--midstream-error-rate", "1"]))
+    at_start = simulator_factory(midstream_error_rate=from_flag.midstream_error_rate)
+    at_run_time = simulator_factory()
+    assert httpx.post(at_run_time.url + "/admin/faults", json={"midstream_error_rate": 1}).status_code == 200
+    for sim in (at_start, at_run_time):
+        sdk = client(sim)
+        for _ in range(10):
+            chat = sdk.chat.completions.create(model="sim-model", messages=user("x"), max_tokens=5)
+            assert chat.choices[0].finish_reason == "length"
+            assert sdk.completions.create(model="sim-model", prompt="x", max_tokens=5).choices[0].text
+        body = {"model": "sim-model", "messages": user("x"), "stream": True, "max_tokens": 8}
+        for _ in range(3):
+            with httpx.stream("POST", sim.base_url + "/chat/completions", json=body) as response:
+                assert response.status_code == 200
+                events = list(sse_events(response))
+            assert events[-1] == "[DONE]" and "error" in orjson.loads(events[-2])
+        samples = scrape(sim)
+        assert value(samples, "llm_simulator_faults_total", fault="midstream_error") == 3
+        assert value(samples, "llm_simulator_faults_total", fault="error") == 0
+        assert value(samples, "vllm:request_success_total", finished_reason="length") == 20
+
+
+def _simulate_help() -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser().parse_args(["simulate", "--help"])
+    return out.getvalue()
 
 
 def test_admin_faults_switch_at_run_time(simulator_echo: BackgroundSimulator) -> None:
