@@ -10,6 +10,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from llmops.config import ConfigError
+from llmops.simulator.errors import SimulatorSettingsError
+
+# What a command raises for a mistake of its user: printed as one line (no traceback), exit status 2.
+USAGE_ERRORS = (ConfigError, SimulatorSettingsError)
 
 
 def _add_gateway(sub: argparse._SubParsersAction) -> None:
@@ -89,23 +93,20 @@ def _run_drift_pin(args: argparse.Namespace) -> int:
 
 
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
-    from llmops.simulator.settings import add_arguments
+    from llmops.simulator.command import add_arguments
 
     p = sub.add_parser(
         "simulate",
-        help="run a vLLM-like upstream (no GPU) for demos, tests and benchmarks",
-        description="A vLLM-like OpenAI server at the wire level: chat, completions, embeddings, SSE streaming, "
-        "usage, /health and /metrics with vllm:* series, and fault injection.",
+        help="run a vLLM-like upstream (no GPU), or with --api anthropic an Anthropic-like one, for demos and tests",
     )
     add_arguments(p)
     p.set_defaults(handler=_run_simulate)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from llmops.simulator.server import serve_from_args
+    from llmops.simulator.command import run
 
-    serve_from_args(args)
-    return 0
+    return run(args)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except ConfigError as error:
+    except USAGE_ERRORS as error:
         print(f"llmops {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

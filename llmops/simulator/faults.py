@@ -30,25 +30,15 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from llmops.simulator.protocol import RequestError
+from llmops.simulator.settings import FaultConfig
+
+__all__ = ["DEFAULT_AFTER_TOKENS", "FAULT_KINDS", "FaultConfig", "FaultPlan", "Faults"]
 
 FAULT_KINDS = ("error", "slow", "midstream_error", "disconnect", "none")
 DEFAULT_AFTER_TOKENS = 3
-
-
-class FaultConfig(BaseModel):
-    """Fault injection and pacing that ``/admin/faults`` may change at run time."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    error_rate: float = Field(0.0, ge=0, le=1)
-    slow_rate: float = Field(0.0, ge=0, le=1)
-    slow_ms: float = Field(1000.0, ge=0)
-    midstream_error_rate: float = Field(0.0, ge=0, le=1)
-    ttft_ms: float = Field(50.0, ge=0)
-    tokens_per_second: float = Field(100.0, ge=0)
 
 
 @dataclass(slots=True)

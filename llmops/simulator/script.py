@@ -20,7 +20,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from llmops.config import ConfigError
+from llmops.simulator.errors import SimulatorSettingsError
 
 
 class ScriptRule(BaseModel):
@@ -42,30 +42,33 @@ def find_rule(rules: tuple[ScriptRule, ...], text: str) -> ScriptRule | None:
 
 
 def load_script(path: str | Path) -> tuple[ScriptRule, ...]:
-    """Read and validate a script file; raises :class:`ConfigError` naming the entry and field that are wrong."""
+    """Read and validate a script file; raises :class:`SimulatorSettingsError` naming the entry and field that are
+    wrong."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise ConfigError(f"--script {path}: cannot read the file: {error.strerror or error}") from error
+        raise SimulatorSettingsError(f"--script {path}: cannot read the file: {error.strerror or error}") from error
     except yaml.YAMLError as error:
-        raise ConfigError(f"--script {path}: not valid YAML: {error}") from error
+        raise SimulatorSettingsError(f"--script {path}: not valid YAML: {error}") from error
     if data is None:
         return ()
     if not isinstance(data, list):
-        raise ConfigError(
+        raise SimulatorSettingsError(
             f"--script {path}: must be a YAML list of {{match: <regex>, response: <text>}} entries, "
             f"not a {type(data).__name__}"
         )
     rules: list[ScriptRule] = []
     for number, entry in enumerate(data, start=1):
         if not isinstance(entry, dict):
-            raise ConfigError(f"--script {path}: entry {number} must be a mapping with `match` and `response`")
+            raise SimulatorSettingsError(
+                f"--script {path}: entry {number} must be a mapping with `match` and `response`"
+            )
         if isinstance(entry.get("match"), str):
             try:
                 re.compile(entry["match"])
             except re.error as error:
-                raise ConfigError(
+                raise SimulatorSettingsError(
                     f"--script {path}: entry {number}: `match` is not a valid regular expression: {error}"
                 ) from error
         try:
@@ -74,5 +77,5 @@ def load_script(path: str | Path) -> tuple[ScriptRule, ...]:
             problems = "; ".join(
                 f"`{'.'.join(str(part) for part in item['loc']) or 'entry'}`: {item['msg']}" for item in error.errors()
             )
-            raise ConfigError(f"--script {path}: entry {number}: {problems}") from error
+            raise SimulatorSettingsError(f"--script {path}: entry {number}: {problems}") from error
     return tuple(rules)

@@ -16,7 +16,6 @@ otherwise, as vLLM); the others stay open. A request body may carry a ``simulate
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import logging
@@ -29,10 +28,10 @@ from time import monotonic
 
 from aiohttp import web
 
-from llmops.config import ConfigError
 from llmops.simulator.answers import check_context, plan_choices
 from llmops.simulator.engine import Engine
-from llmops.simulator.faults import FaultConfig, Faults
+from llmops.simulator.errors import SimulatorSettingsError
+from llmops.simulator.faults import Faults
 from llmops.simulator.generation import apply_early_faults, error_response, generate, json_response
 from llmops.simulator.protocol import (
     GenerationRequest,
@@ -44,7 +43,7 @@ from llmops.simulator.protocol import (
     parse_embedding,
 )
 from llmops.simulator.responses import ChatFormat, CompletionFormat
-from llmops.simulator.settings import SimulatorSettings, settings_from_args
+from llmops.simulator.settings import SimulatorSettings
 from llmops.simulator.text import embed, text_digest
 
 logger = logging.getLogger("llmops.simulator")
@@ -60,17 +59,7 @@ class Simulator:
     def __init__(self, settings: SimulatorSettings) -> None:
         self.settings = settings
         self.engine = Engine(settings)
-        self.faults = Faults(
-            FaultConfig(
-                error_rate=settings.error_rate,
-                slow_rate=settings.slow_rate,
-                slow_ms=settings.slow_ms,
-                midstream_error_rate=settings.midstream_error_rate,
-                ttft_ms=settings.ttft_ms,
-                tokens_per_second=settings.tokens_per_second,
-            ),
-            seed=settings.seed,
-        )
+        self.faults = Faults(settings.fault_config(), seed=settings.seed)
         self.created = int(time.time())
         self._auth = f"Bearer {settings.api_key}" if settings.api_key else None
 
@@ -302,7 +291,8 @@ def configure_logging(level: str) -> None:
 
 
 def serve(settings: SimulatorSettings) -> None:
-    """Serve until interrupted (SIGINT or SIGTERM); raises :class:`ConfigError` when the port cannot be bound."""
+    """Serve until interrupted (SIGINT or SIGTERM); raises :class:`SimulatorSettingsError` when the port cannot be
+    bound."""
     configure_logging(settings.log_level)
     app = create_app(settings)
 
@@ -329,9 +319,6 @@ def serve(settings: SimulatorSettings) -> None:
             shutdown_timeout=2.0,
         )
     except OSError as error:
-        raise ConfigError(f"--host/--port: cannot listen on {settings.host}:{settings.port}: {error}") from None
-
-
-def serve_from_args(args: argparse.Namespace) -> None:
-    """Entry point of ``llmops simulate``: validate the flags, then :func:`serve`."""
-    serve(settings_from_args(args))
+        raise SimulatorSettingsError(
+            f"--host/--port: cannot listen on {settings.host}:{settings.port}: {error}"
+        ) from None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.promquery import histogram_quantile
+from llmops.demo.promquery import histogram_quantile
 from tests.support import REPO, free_port
 
 
@@ -65,7 +65,7 @@ def test_demo_without_redis_runs_on_the_embedded_stand_in_and_says_so() -> None:
 
 def test_ports_picked_once_each() -> None:
     """The demo's parts never share a port, even when the ports asked for collide (judge = simulator + 1)."""
-    from llmops.demo_redis import free_port as pick
+    from llmops.demo.ports import free_port as pick
 
     taken: set[int] = set()
     base = free_port()
@@ -82,7 +82,7 @@ def test_a_port_in_time_wait_is_still_the_preferred_one() -> None:
     set SO_REUSEADDR), so a re-run keeps the documented ports instead of moving to random ones."""
     import socket
 
-    from llmops.demo_redis import free_port as pick
+    from llmops.demo.ports import free_port as pick
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -170,7 +170,7 @@ def test_auto_redis_needs_a_redis_that_answers_ping() -> None:
     import socket
     import threading
 
-    from llmops.demo_redis import redis_answers
+    from llmops.demo.redis_choice import redis_answers
     from tests.support import redis_server
 
     with redis_server() as url:

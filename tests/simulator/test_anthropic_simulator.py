@@ -356,8 +356,9 @@ def test_models_count_tokens_unknown_model_and_paths() -> None:
 
 def test_command_line() -> None:
     port = free_port()
+    command = ["simulate", "--api", "anthropic", "--port", str(port), "--echo", "--api-key", "k"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmops.simulator.anthropic", "--port", str(port), "--echo", "--api-key", "k"],
+        [sys.executable, "-m", "llmops.cli", *command],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -372,6 +373,24 @@ def test_command_line() -> None:
         process.wait(10)
         if process.stdout:
             process.stdout.close()
+
+
+def test_command_line_flags_of_the_anthropic_api(capsys: pytest.CaptureFixture[str]) -> None:
+    """`llmops simulate --api anthropic` takes the server and generation flags (any model unless --model is given);
+    a flag only the OpenAI-compatible simulator has is refused, as a bad value is, in one line with status 2."""
+    from llmops.cli import build_parser, main
+    from llmops.simulator.settings import anthropic_settings_from_args
+
+    args = build_parser().parse_args(["simulate", "--api", "anthropic", "--echo", "--ttft-ms", "5"])
+    settings = anthropic_settings_from_args(args)
+    assert settings.models == () and settings.echo and settings.ttft_ms == 5 and settings.port == 8000
+    named = build_parser().parse_args(["simulate", "--api", "anthropic", "--model", MODEL, "--max-num-seqs", "256"])
+    assert anthropic_settings_from_args(named).models == (MODEL,)  # an OpenAI-only flag at its default is harmless
+    assert main(["simulate", "--api", "anthropic", "--max-num-seqs", "4", "--error-rate", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err == "llmops simulate: --error-rate, --max-num-seqs: not supported with --api anthropic\n"
+    assert main(["simulate", "--api", "anthropic", "--tokens-per-second", "-1"]) == 2
+    assert "--tokens-per-second: Input should be greater than or equal to 0" in capsys.readouterr().err
 
 
 # ---- the translation layer against the simulator ---------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import subprocess
 import sys
 import time
@@ -17,10 +18,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.cli import build_parser, main
-from llmops.config import ConfigError
 from llmops.simulator.background import BackgroundSimulator
+from llmops.simulator.errors import SimulatorSettingsError
 from llmops.simulator.settings import build_settings, settings_from_args
 from llmops.simulator.text import count_tokens, split_tokens
+from tests.support import REPO
 from tests.support import simulator as simulator_process
 
 SimulatorFactory = Callable[..., BackgroundSimulator]  # the simulator_factory fixture of conftest.py
@@ -69,14 +71,14 @@ def test_tokens_are_words_and_pieces_concatenate_back() -> None:
 
 
 def test_settings_errors_name_the_flag() -> None:
-    with pytest.raises(ConfigError, match=r"--error-rate: .*less than or equal to 1"):
+    with pytest.raises(SimulatorSettingsError, match=r"--error-rate: .*less than or equal to 1"):
         build_settings(error_rate=1.5)
-    with pytest.raises(ConfigError, match=r"--ttft-ms: .*greater than or equal to 0"):
+    with pytest.raises(SimulatorSettingsError, match=r"--ttft-ms: .*greater than or equal to 0"):
         build_settings(ttft_ms=-1)
-    with pytest.raises(ConfigError, match="--model"):
+    with pytest.raises(SimulatorSettingsError, match="--model"):
         build_settings(models=("a", "a"))
     args = build_parser().parse_args(["simulate", "--slow-rate", "2", "--model", "m1", "--model", "m2"])
-    with pytest.raises(ConfigError, match="--slow-rate"):
+    with pytest.raises(SimulatorSettingsError, match="--slow-rate"):
         settings_from_args(args)
     args = build_parser().parse_args(["simulate", "--model", "m1", "--model", "m2", "--echo", "--seed", "3"])
     settings = settings_from_args(args)
@@ -84,19 +86,112 @@ def test_settings_errors_name_the_flag() -> None:
     assert settings.ttft_ms == 50 and settings.tokens_per_second == 100 and settings.max_num_seqs == 256
 
 
+# every flag `llmops simulate` had before the flags were generated: all must keep working
+FLAGS_OF_BEFORE = [
+    "--host",
+    "--port",
+    "--model",
+    "--api-key",
+    "--log-level",
+    "--ttft-ms",
+    "--tokens-per-second",
+    "--output-tokens",
+    "--echo",
+    "--script",
+    "--seed",
+    "--embedding-dim",
+    "--max-num-seqs",
+    "--max-model-len",
+    "--kv-cache-tokens",
+    "--block-size",
+    "--enable-prompt-tokens-details",
+    "--legacy-metric-names",
+    "--error-rate",
+    "--slow-rate",
+    "--slow-ms",
+    "--midstream-error-rate",
+]
+
+
+def test_flags_are_generated_from_the_settings() -> None:
+    """One source: each field of SimulatorSettings is one flag whose default and help come from the field; the fault
+    config is the settings' run-time part, not a copy of its fields."""
+    import argparse
+
+    from llmops.simulator.command import add_arguments
+    from llmops.simulator.flags import flag_name
+    from llmops.simulator.settings import AnthropicSimulatorSettings, FaultConfig, SimulatorSettings
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    actions = {action.dest: action for action in parser._actions}
+    assert set(SimulatorSettings.model_fields) | {"api", "help"} == set(actions)
+    assert sorted(o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help", "--api")) == sorted(
+        FLAGS_OF_BEFORE
+    )
+    for name, field in SimulatorSettings.model_fields.items():
+        action = actions[name]
+        assert action.option_strings == [flag_name(SimulatorSettings, name)]
+        assert field.description and action.help and action.help.startswith(field.description.replace("%", "%%"))
+        if name not in ("models", "script", "api_key"):
+            assert action.default == field.default, name
+    assert parser.parse_args([]).api == "openai"
+    assert issubclass(SimulatorSettings, FaultConfig)
+    settings = build_settings(error_rate=0.5, ttft_ms=7, seed=3)
+    assert settings.fault_config() == FaultConfig(error_rate=0.5, ttft_ms=7)
+    for name in AnthropicSimulatorSettings.model_fields.keys() - {"models"}:
+        shared = AnthropicSimulatorSettings.model_fields[name]
+        assert (shared.default, shared.description) == (
+            SimulatorSettings.model_fields[name].default,
+            SimulatorSettings.model_fields[name].description,
+        )
+
+
 def test_cli_reports_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--midstream-error-rate", "-0.1"]) == 2
     assert "--midstream-error-rate" in capsys.readouterr().err
+
+
+def test_settings_errors_are_one_line_and_exit_2() -> None:
+    """A bad flag value and a port that cannot be bound: one line naming the flag on stderr, no traceback, status 2;
+    the simulator's own error type, not the gateway configuration's."""
+    from llmops.config import ConfigError
+
+    assert not issubclass(SimulatorSettingsError, ConfigError)
+    bad = subprocess.run(
+        [sys.executable, "-m", "llmops.cli", "simulate", "--error-rate", "2"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "llmops simulate: invalid simulator settings: --error-rate: Input should be less than or equal to 1 (got 2.0)"
+    ]
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = str(busy.getsockname()[1])
+        taken = subprocess.run(
+            [sys.executable, "-m", "llmops.cli", "simulate", "--port", port], capture_output=True, text=True
+        )
+    assert taken.returncode == 2 and "Traceback" not in taken.stderr
+    assert [line for line in taken.stderr.splitlines() if "--host/--port" in line], taken.stderr
+    assert taken.stderr.strip().splitlines()[-1].startswith("llmops simulate: --host/--port: cannot listen on")
+
+
+def test_simulator_does_not_import_the_gateway_config() -> None:
+    code = (
+        "import sys, llmops.simulator.server, llmops.simulator.background, llmops.simulator.anthropic; "
+        "print('llmops.config' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout.strip() == "False"
 
 
 def test_script_file_errors_name_the_entry(tmp_path: Path) -> None:
     script = tmp_path / "script.yaml"
     script.write_text("- {match: 'ok', response: 'fine'}\n- {match: '([', response: 'x'}\n")
     args = build_parser().parse_args(["simulate", "--script", str(script)])
-    with pytest.raises(ConfigError, match=r"entry 2: `match` is not a valid regular expression"):
+    with pytest.raises(SimulatorSettingsError, match=r"entry 2: `match` is not a valid regular expression"):
         settings_from_args(args)
     script.write_text("- {match: 'ok'}\n")
-    with pytest.raises(ConfigError, match=r"entry 1: `response`: Field required"):
+    with pytest.raises(SimulatorSettingsError, match=r"entry 1: `response`: Field required"):
         settings_from_args(args)
 
 
@@ -593,6 +688,46 @@ def test_midstream_error_after_http_200(simulator_factory: SimulatorFactory) -> 
     with httpx.stream("POST", rated.base_url + "/chat/completions", json={**body, "simulate": None}) as response:
         assert "error" in orjson.loads(list(sse_events(response))[-2])
     assert client(rated).chat.completions.create(model="sim-model", messages=user("x")).choices
+
+
+def test_midstream_error_rate_breaks_streams_only(simulator_factory: SimulatorFactory) -> None:
+    """``midstream_error_rate`` is the share of *streamed* requests that get an error event after HTTP 200 and a few
+    tokens; a request that is not streamed is never failed by it (it is not a share of requests answered 500, as the
+    settings' description once said). Pinned for the flag, the setting and ``POST /admin/faults`` alike."""
+    help_text = " ".join(_simulate_help().split())
+    assert "--midstream-error-rate" in help_text
+    assert "share of streamed requests that send an error event after a few tokens, after HTTP 200" in help_text
+    assert "requests that are not streamed are never affected" in help_text
+    from_flag = settings_from_args(build_parser().parse_args(["simulate", "--midstream-error-rate", "1"]))
+    at_start = simulator_factory(midstream_error_rate=from_flag.midstream_error_rate)
+    at_run_time = simulator_factory()
+    assert httpx.post(at_run_time.url + "/admin/faults", json={"midstream_error_rate": 1}).status_code == 200
+    for sim in (at_start, at_run_time):
+        sdk = client(sim)
+        for _ in range(10):
+            chat = sdk.chat.completions.create(model="sim-model", messages=user("x"), max_tokens=5)
+            assert chat.choices[0].finish_reason == "length"
+            assert sdk.completions.create(model="sim-model", prompt="x", max_tokens=5).choices[0].text
+        body = {"model": "sim-model", "messages": user("x"), "stream": True, "max_tokens": 8}
+        for _ in range(3):
+            with httpx.stream("POST", sim.base_url + "/chat/completions", json=body) as response:
+                assert response.status_code == 200
+                events = list(sse_events(response))
+            assert events[-1] == "[DONE]" and "error" in orjson.loads(events[-2])
+        samples = scrape(sim)
+        assert value(samples, "llm_simulator_faults_total", fault="midstream_error") == 3
+        assert value(samples, "llm_simulator_faults_total", fault="error") == 0
+        assert value(samples, "vllm:request_success_total", finished_reason="length") == 20
+
+
+def _simulate_help() -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser().parse_args(["simulate", "--help"])
+    return out.getvalue()
 
 
 def test_admin_faults_switch_at_run_time(simulator_echo: BackgroundSimulator) -> None:
