@@ -1,7 +1,7 @@
 """NVML GPU exporter for Prometheus: ``llmops gpu-exporter``.
 
 A custom ``prometheus_client`` collector reads NVML (``nvidia-ml-py``, imported as ``pynvml``) at scrape
-time and exports the ``llm_gpu_*`` series of DESIGN.md. The cost of a scrape is bounded: NVML is initialised
+time and exports the ``llm_gpu_*`` series of docs/metrics.md. The cost of a scrape is bounded: NVML is initialised
 once (a failed initialisation is retried at most every ``retry_init_seconds``), device handles and UUIDs are
 cached, a reading a GPU does not support is asked for once and then skipped, and at most
 ``max_processes_per_gpu`` processes are exported per GPU. A reading that fails skips that reading for that
