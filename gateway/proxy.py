@@ -28,14 +28,15 @@ from gateway.providers import anthropic
 from gateway.relay import AnthropicEvents, OpenAIEvents, StreamRelay
 from gateway.request_id import request_id_of
 from gateway.routing import DeploymentRoute, ModelRoute, attempt_plan
-from gateway.sampling import SampleWriter, sampled
+from gateway.sampling import SampleWriter
 from gateway.upstream import UpstreamClient, UpstreamFailure, classify_http_error
 from gateway.usage_estimate import estimate_stream_usage
 from llmops.config import RoutingConfig
+from llmops.contract import JUDGE_HEADER, sampled
+from llmops.sample import Sample
 
 log = logging.getLogger("llmops.gateway")
 
-JUDGE_HEADER = "x-llmops-judge"  # judge traffic from the monitors: metered, never sampled again
 _NO_MODEL = "unknown"  # label value for requests that never reached a known model (typos stay out of labels)
 _NO_DEPLOYMENT = "none"
 # Failures inside a started stream that are the deployment's (passive health counts them).
@@ -564,28 +565,28 @@ class Proxy:
         per_token = None
         if ttft is not None and usage is not None and usage.output > 1:
             per_token = (total - ttft) / (usage.output - 1)
-        sample = {
-            "id": ex.request_id,
-            "ts": draft.ts,
-            "model": model.name,
-            "provider": route.provider,
-            "deployment": route.name,
-            "variant": ex.variant or None,
-            "endpoint": ex.endpoint.label,
-            "key": ex.key,
-            "request": draft.request,
-            "response": {"text": "".join(draft.text), "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
-            "usage": {
+        sample = Sample(
+            id=ex.request_id,
+            ts=draft.ts,
+            model=model.name,
+            provider=route.provider,
+            deployment=route.name,
+            variant=ex.variant or None,
+            endpoint=ex.endpoint.label,
+            key=ex.key,
+            request=draft.request,
+            response={"text": "".join(draft.text), "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
+            usage={
                 "input": usage.input if usage else 0,
                 "output": usage.output if usage else 0,
                 "cached": usage.cached_input if usage else 0,
                 **({"estimated": True} if ex.usage_estimated else {}),
             },
-            "latency": {"total": total, "ttft": ttft, "per_output_token": per_token},
-            "cost_usd": cost,
-            "status": ex.status,
-            "trace_id": getattr(ex.span, "trace_id", None),
-            "metadata": draft.metadata,
-        }
+            latency={"total": total, "ttft": ttft, "per_output_token": per_token},
+            cost_usd=cost,
+            status=ex.status,
+            trace_id=getattr(ex.span, "trace_id", None),
+            metadata=draft.metadata,
+        )
         if self.sampler.offer(model.name, ex.request_id, sample):
             self.metrics.samples.labels(model.name, "queued").inc()

@@ -11,9 +11,8 @@ import os
 
 import openai
 
+from llmops.contract import JUDGE_HEADER
 from monitors.judges.base import JudgeError
-
-JUDGE_HEADER = "x-llmops-judge"
 
 #: The trace id of the sample being judged (set by the worker around each sample's judges).
 judged_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("judged_trace", default=None)

@@ -29,19 +29,18 @@ from typing import Any
 
 import orjson
 
-from gateway.sampling import sampled
 from llmops.config import Config, JudgeSpec
+from llmops.contract import FEEDBACK_TALLY_PREFIX, parse_feedback_tally_field, sampled
+from llmops.sample import Sample
 from monitors.judge_llm import judged_trace
 from monitors.judges.base import Judge, JudgeError, JudgeLLM, JudgeResult, PairwiseResult
 from monitors.metrics import MonitorMetrics
-from monitors.sample import Sample
 from monitors.store import Entry, SampleStore, is_missing_group
 
 log = logging.getLogger("llmops.monitors")
 
 _UNKNOWN_MODEL = "unknown"
 PAIRWISE_TALLY = "llmops:pairwise:"
-FEEDBACK_TALLY = "llmops:feedback_tally:"  # written by the gateway's feedback endpoint
 PAIRWISE_MODELS = "llmops:pairwise_models"  # set of the models with a pairwise tally (added where tallies are written)
 RATINGS_REFRESH_SECONDS = 10.0
 # Entries in hand longer than this are no longer kept from other workers (a hung sample must not hold its entry for
@@ -464,7 +463,7 @@ class Worker:
 
         pipe = self.store.redis.pipeline(transaction=False)
         pipe.hgetall(PAIRWISE_TALLY + model)
-        pipe.hgetall(FEEDBACK_TALLY + model)
+        pipe.hgetall(FEEDBACK_TALLY_PREFIX + model)
         pairwise, thumbs = await pipe.execute()
         outcomes: list[tuple[str, str, float]] = []
         for field_name, count in pairwise.items():
@@ -472,7 +471,7 @@ class Worker:
             outcomes += [(a, b, {"a": 1.0, "b": 0.0, "tie": 0.5}[winner])] * int(count)
         feedback: dict[str, tuple[int, int]] = {}
         for field_name, count in thumbs.items():
-            variant, _, rating = field_name.decode().rpartition("|")
+            variant, rating = parse_feedback_tally_field(field_name.decode())
             if not variant:
                 continue  # feedback on a model without variants: nothing to rank
             up, down = feedback.get(variant, (0, 0))

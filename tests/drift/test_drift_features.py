@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from llmops.sample import Sample
 from llmops.testing.drift_traffic import EN_REFUSAL, KO_REFUSAL, Traffic, generate
 from monitors.drift import FEATURES, LABEL_FEATURES, check_stattest
 from monitors.drift.features import check_row, extract, finish_category, is_refusal, script_counts, to_columns
 from monitors.judges.rules import find_refusal
-from monitors.sample import Sample
 
 
 def chat(question: str, answer: str, **fields) -> Sample:

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from llmops.config import Config
+from llmops.contract import SAMPLES_STREAM as STREAM
 from monitors.metrics import MonitorMetrics
-from monitors.sample import STREAM
 from monitors.store import ATTEMPTS, DEAD_LETTERS, SampleStore
 from monitors.worker import PAIRWISE_MODELS, Worker
 from tests.monitors.test_monitors_worker import make_sample
