@@ -227,9 +227,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     redis_url, settings = args.redis_url, None
     if args.config:
-        from llmops.config import load_config
+        from monitors.checks import load_monitors_config
 
-        config = load_config(args.config)
+        config = load_monitors_config(args.config)
         settings = config.monitors.drift
         if redis_url is None and config.redis:
             redis_url = config.redis.url
