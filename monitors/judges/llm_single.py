@@ -12,7 +12,7 @@ import re
 
 from llmops.sample import Sample
 from monitors.judges.base import JudgeLLM, JudgeResult
-from monitors.prompts import UnparseableReply, ask, load_prompt
+from monitors.judges.prompting import UnparseableReply, ask, load_prompt
 
 PROMPT = "single_v1"
 PROMPT_REF = "single_ref_v1"

@@ -14,7 +14,7 @@ from typing import Literal
 
 from llmops.sample import Sample
 from monitors.judges.base import JudgeError, JudgeLLM, PairwiseResult
-from monitors.prompts import UnparseableReply, ask, load_prompt
+from monitors.judges.prompting import UnparseableReply, ask, load_prompt
 
 PROMPT = "pairwise_v1"
 PROMPT_REF = "pairwise_ref_v1"

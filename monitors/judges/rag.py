@@ -31,7 +31,7 @@ from typing import Any
 
 from llmops.sample import Sample
 from monitors.judges.base import JudgeLLM, JudgeResult
-from monitors.prompts import UnparseableReply, ask, load_prompt, numbered_blocks
+from monitors.judges.prompting import UnparseableReply, ask, load_prompt, numbered_blocks
 
 N_QUESTIONS = 3
 PROMPT_STATEMENTS = "rag_statements_v1"
