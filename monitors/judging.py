@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +142,7 @@ class Judging:
         if sample.status != 200 or sample.endpoint == "embeddings":
             return outcome  # failed requests and embeddings have no answer to judge
         specs = self.applicable(sample)
-        runs = []
+        runs: list[tuple[str, Coroutine[Any, Any, list[JudgeResult]]]] = []
         for spec in specs:
             if spec.name in done:
                 outcome.done[spec.name] = done[spec.name]

@@ -68,8 +68,8 @@ class Ratings:
             feedback[variant] = (up + int(count), down) if rating == "positive" else (up, down + int(count))
         if not outcomes and len(feedback) < 1:
             return
-        for variant, rating in bradley_terry(outcomes, feedback=feedback).items():
-            self.metrics.variant_rating.labels(model, variant).set(rating)
+        for variant, value in bradley_terry(outcomes, feedback=feedback).items():
+            self.metrics.variant_rating.labels(model, variant).set(value)
 
     async def rated_models(self) -> list[str]:
         """Models that may have tallies: the configured ones (the gateway counts feedback on configured models
