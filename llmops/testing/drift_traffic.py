@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from monitors.sample import Sample
+from llmops.sample import Sample
 
 _EN = (
     "the model answer question data system request please explain how why what when where service latency token "

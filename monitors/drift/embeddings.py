@@ -1,7 +1,8 @@
 """Optional text-embedding drift (docs/drift.md, "Embedding drift"): the ``drift-embeddings`` extra, a local model only.
 
-Imported by the monitor only when ``drift.embeddings.enabled``; the configuration calls :func:`missing_extra` (no
-heavy import) to fail at start with ``pip install 'llmops-stack[drift-embeddings]'`` when the extra is absent.
+Imported by the monitor only when ``drift.embeddings.enabled``; the monitors' configuration checks
+(:mod:`monitors.checks`) call :func:`missing_extra` (no heavy import) to fail at start with
+``pip install 'llmops-stack[drift-embeddings]'`` when the extra is absent.
 
 - ``observe``: each window row also keeps the prompt and the answer, cut to ``max_chars`` (``prompt_text``,
   ``response_text``); a reference taken from the window keeps them too. Nothing is embedded on the event loop.

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from llmops.sample import Sample, content_text
 from monitors.drift import FEATURES, FINISH_REASONS, JUDGE_FEATURE_NAMES, LABEL_FEATURES
 from monitors.judges.rules import REFUSAL_WINDOW, REFUSALS_EN, REFUSALS_KO
-from monitors.sample import Sample, content_text
 
 Row = dict[str, Any]
 

@@ -25,12 +25,12 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from llmops.config import DriftConfig
+from llmops.sample import Sample
 from monitors.drift import GROUPS
 from monitors.drift.detector import Columns, DriftResult, detect
 from monitors.drift.features import extract, prompt_text, to_columns
 from monitors.drift.reports import default_reports_dir, report_path, write_report
 from monitors.drift.windows import DriftWindows, ReferenceInfo
-from monitors.sample import Sample
 
 log = logging.getLogger("llmops.monitors.drift")
 

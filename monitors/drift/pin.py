@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from llmops.contract import SAMPLE_FIELD, SAMPLES_STREAM
 from monitors.drift import PREFIX
-from monitors.sample import STREAM
 
 if TYPE_CHECKING:  # the command line builds its parsers at start: the rest is imported when a pin runs
     import redis.asyncio as aioredis
@@ -63,11 +63,11 @@ def _iso(ts: float) -> str:
 
 
 async def rows_from_stream(
-    redis: aioredis.Redis, model: str, start: float, end: float, stream: str = STREAM
+    redis: aioredis.Redis, model: str, start: float, end: float, stream: str = SAMPLES_STREAM
 ) -> list[Row]:
     """Feature rows of ``model``'s successful samples between ``start`` and ``end`` (epoch seconds, inclusive)."""
+    from llmops.sample import Sample
     from monitors.drift.features import extract
-    from monitors.sample import Sample
     from monitors.store import RESULTS
 
     samples: list[Sample] = []
@@ -77,7 +77,7 @@ async def rows_from_stream(
         entries = await redis.xrange(stream, min=cursor, max=last, count=_BATCH)
         for _, fields in entries:
             try:
-                sample = Sample.from_json(fields[b"sample"])
+                sample = Sample.from_json(fields[SAMPLE_FIELD.encode()])
             except (KeyError, ValueError, TypeError):
                 continue
             if sample.model == model and sample.status == 200 and start <= sample.ts <= end:
@@ -168,7 +168,9 @@ async def pin_reference_async(
             raise ValueError(f"--to ({_iso(last)}) must be after --from ({_iso(first)})")
         rows = await rows_from_stream(redis, model, first, last)
         source = f"pinned:{_iso(first)}..{_iso(last)}"
-        where = f"between {_iso(first)} and {_iso(last)} in the stream {STREAM} (it keeps only its latest entries)"
+        where = (
+            f"between {_iso(first)} and {_iso(last)} in the stream {SAMPLES_STREAM} (it keeps only its latest entries)"
+        )
         remedy = "pin a longer time range (or --file)"
     needed = settings.min_samples
     if len(rows) < needed:
@@ -225,9 +227,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     redis_url, settings = args.redis_url, None
     if args.config:
-        from llmops.config import load_config
+        from monitors.checks import load_monitors_config
 
-        config = load_config(args.config)
+        config = load_monitors_config(args.config)
         settings = config.monitors.drift
         if redis_url is None and config.redis:
             redis_url = config.redis.url

@@ -24,9 +24,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from llmops.config import DriftConfig
+from llmops.contract import FEEDBACK_STREAM  # written by the gateway: request_id, model, rating, ts
 from monitors.drift import PREFIX
-
-FEEDBACK_STREAM = "llmops:feedback"  # written by the gateway (gateway/feedback.py): request_id, model, rating, ts
 
 # KEYS: window, count, timer, reference, version. ARGV: row, max rows, every, every_ms, min rows for a timed run.
 # Returns {samples seen, window length, due (0 no, 1 by count, 2 by time), has reference (0/1), result version}.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from monitors.sample import Sample
+from llmops.sample import Sample
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
+from llmops.sample import Sample
 from monitors.judges.base import JudgeLLM, JudgeResult
-from monitors.prompts import UnparseableReply, ask, load_prompt
-from monitors.sample import Sample
+from monitors.judges.prompting import UnparseableReply, ask, load_prompt
 
 PROMPT = "single_v1"
 PROMPT_REF = "single_ref_v1"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from llmops.sample import Sample
 from monitors.judges.base import JudgeError, JudgeLLM, PairwiseResult
-from monitors.prompts import UnparseableReply, ask, load_prompt
-from monitors.sample import Sample
+from monitors.judges.prompting import UnparseableReply, ask, load_prompt
 
 PROMPT = "pairwise_v1"
 PROMPT_REF = "pairwise_ref_v1"

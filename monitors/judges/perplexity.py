@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from llmops.sample import Sample
 from monitors.judges.base import JudgeError, JudgeLLM, JudgeResult
-from monitors.sample import Sample
 
 
 def token_logprobs(sample: Sample) -> list[float] | None:

@@ -29,9 +29,9 @@ import unicodedata
 from collections import Counter
 from typing import Any
 
+from llmops.sample import Sample
 from monitors.judges.base import JudgeLLM, JudgeResult
-from monitors.prompts import UnparseableReply, ask, load_prompt, numbered_blocks
-from monitors.sample import Sample
+from monitors.judges.prompting import UnparseableReply, ask, load_prompt, numbered_blocks
 
 N_QUESTIONS = 3
 PROMPT_STATEMENTS = "rag_statements_v1"

@@ -26,8 +26,8 @@ import unicodedata
 import sacrebleu
 from rouge_score import rouge_scorer
 
+from llmops.sample import Sample
 from monitors.judges.base import JudgeLLM, JudgeResult
-from monitors.sample import Sample
 
 #: Code point ranges tokenised one character per token (scripts without spaces between words, and Hangul).
 _CHAR_SCRIPTS: tuple[tuple[int, int], ...] = (

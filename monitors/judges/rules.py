@@ -6,8 +6,8 @@ import json
 import re
 import unicodedata
 
+from llmops.sample import Sample
 from monitors.judges.base import JudgeLLM, JudgeResult
-from monitors.sample import Sample
 
 #: How far into the answer a refusal phrase is looked for: refusals open the answer, and a long helpful answer that
 #: later says "I can't help with X, but ..." is not a refusal.

@@ -12,8 +12,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from llmops.config import ConfigError, DriftConfig, DriftEmbeddingsConfig
+from llmops.config import ConfigError, DriftConfig, DriftEmbeddingsConfig, parse_config
 from llmops.testing.drift_traffic import Traffic, feed, generate
+from monitors.checks import check_config, check_drift
 from monitors.drift import embeddings
 from monitors.drift.monitor import DriftMonitor
 
@@ -115,7 +116,7 @@ async def test_stable_topics_no_drift_then_topic_shift_detected(extra, redis, tm
 def test_enabled_without_the_extra_is_a_clear_error(monkeypatch, redis) -> None:
     monkeypatch.setattr(embeddings, "REQUIRES", ("llmops_no_such_module",))
     with pytest.raises(ValidationError, match=r"pip install 'llmops-stack\[drift-embeddings\]'"):
-        DriftConfig(embeddings={"enabled": True})
+        check_drift(DriftConfig(embeddings={"enabled": True}))
     unchecked = DriftConfig().model_copy(update={"embeddings": DriftEmbeddingsConfig.model_construct(enabled=True)})
     with pytest.raises(ConfigError, match="drift-embeddings extra is not installed"):
         DriftMonitor(redis, unchecked, CollectorRegistry())
@@ -128,4 +129,25 @@ def test_disabled_by_default() -> None:
 
 def test_model_path_must_be_a_local_model_directory(extra, tmp_path) -> None:
     with pytest.raises(ValidationError, match="not a local sentence-transformers model directory"):
-        DriftConfig(embeddings={"enabled": True, "model_path": str(tmp_path)})
+        check_drift(DriftConfig(embeddings={"enabled": True, "model_path": str(tmp_path)}))
+
+
+def test_the_gateway_loads_a_config_with_embeddings_on_a_host_without_the_extra(monkeypatch, tmp_path) -> None:
+    """The schema is shared: a gateway host without torch loads a config that enables embedding drift (only the
+    monitors need the extra), while the monitors' start refuses it with the message naming what to install."""
+    monkeypatch.setattr(embeddings, "REQUIRES", ("llmops_no_such_module",))
+    data = {
+        "models": [{"name": "m", "deployments": [{"name": "d", "base_url": "http://127.0.0.1:9/v1", "model": "m"}]}],
+        "monitors": {"drift": {"embeddings": {"enabled": True}}},
+    }
+    config = parse_config(data, "shared.yaml")
+    assert config.monitors.drift.embeddings.enabled
+
+    from gateway.app import Gateway
+
+    Gateway(config)  # builds without looking at the monitors' extras
+    with pytest.raises(ConfigError) as refused:
+        check_config(config, "shared.yaml")
+    message = str(refused.value)
+    assert message.startswith("invalid configuration in shared.yaml:\n  - monitors.drift.embeddings: drift.embeddings")
+    assert "pip install 'llmops-stack[drift-embeddings]'" in message

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from llmops.config import ConfigError, parse_config
+from llmops.sample import Sample
 from llmops.testing.drift_traffic import EN_REFUSAL, KO_REFUSAL, Traffic, generate
+from monitors.checks import check_config
 from monitors.drift import FEATURES, LABEL_FEATURES, check_stattest
 from monitors.drift.features import check_row, extract, finish_category, is_refusal, script_counts, to_columns
 from monitors.judges.rules import find_refusal
-from monitors.sample import Sample
 
 
 def chat(question: str, answer: str, **fields) -> Sample:
@@ -141,3 +143,26 @@ def test_stattest_overrides_are_checked() -> None:
     assert "does not apply" in (check_stattest("finish_reason", "ks") or "")
     assert "unknown stat test" in (check_stattest("prompt_chars", "magic") or "")
     assert "unknown feature" in (check_stattest("nope", "ks") or "")
+
+
+@pytest.mark.parametrize(
+    ("drift", "expected"),
+    [
+        ({"stattests": {"finish_reason": "ks"}}, "monitors.drift: stattests: stat test 'ks' does not apply"),
+        ({"stattests": {"prompt_chars": "magic"}}, "monitors.drift: stattests: unknown stat test 'magic'"),
+        ({"thresholds": {"nope": 0.2}}, "monitors.drift: thresholds: unknown feature(s) nope"),
+    ],
+)
+def test_the_monitors_start_checks_stattests_and_thresholds(drift: dict, expected: str) -> None:
+    """Stat tests and thresholds name the monitors' features: the shared schema takes them as they are (the gateway
+    has no use for them), the monitors' start refuses a bad one with a message naming the field."""
+    data = {
+        "models": [{"name": "m", "deployments": [{"name": "d", "base_url": "http://127.0.0.1:9/v1", "model": "m"}]}],
+        "monitors": {"drift": drift},
+    }
+    config = parse_config(data, "test.yaml")
+    with pytest.raises(ConfigError) as refused:
+        check_config(config, "test.yaml")
+    assert str(refused.value).startswith("invalid configuration in test.yaml:\n")
+    assert expected in str(refused.value)
+    check_config(parse_config({**data, "monitors": {"drift": {"stattests": {"prompt_chars": "wasserstein"}}}}))

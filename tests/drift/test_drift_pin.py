@@ -11,12 +11,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llmops.config import DriftConfig
+from llmops.contract import SAMPLES_STREAM as STREAM
 from llmops.testing.drift_traffic import Traffic, feed, generate
 from monitors.drift import pin
 from monitors.drift.features import extract
 from monitors.drift.monitor import DriftMonitor
 from monitors.drift.windows import content_hash, encode_rows
-from monitors.sample import STREAM
 from monitors.store import RESULTS
 
 pytestmark = pytest.mark.filterwarnings(

@@ -15,7 +15,8 @@ import openai
 import pytest
 import redis
 
-from gateway.feedback import FEEDBACK_STREAM, TALLY_PREFIX
+from llmops.contract import FEEDBACK_STREAM
+from llmops.contract import FEEDBACK_TALLY_PREFIX as TALLY_PREFIX
 from tests.support import gateway, gateway_config, metric, redis_server, scrape, simulator
 
 USER = [{"role": "user", "content": "one two three"}]  # 3 input tokens, 3 output tokens (echo)

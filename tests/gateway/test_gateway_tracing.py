@@ -18,7 +18,8 @@ from opentelemetry.trace import SpanKind
 from gateway.app import Gateway
 from gateway.tracing import GatewayTracer
 from llmops.config import TelemetryConfig, parse_config
-from monitors.sample import STREAM, Sample
+from llmops.contract import SAMPLES_STREAM as STREAM
+from llmops.sample import Sample
 from tests.support import ScriptedUpstream, free_port, redis_server, simulator, wait_for
 
 PROMPT = "a secret prompt about Paris"

@@ -13,8 +13,9 @@ import orjson
 import pytest
 import redis
 
-from gateway.sampling import sampled
-from monitors.sample import STREAM, Sample
+from llmops.contract import SAMPLES_STREAM as STREAM
+from llmops.contract import sampled
+from llmops.sample import Sample
 from tests.support import gateway, gateway_config, metric, redis_server, scrape, simulator
 
 
@@ -26,6 +27,32 @@ def test_sampling_decision_is_deterministic_and_proportional() -> None:
     assert all(sampled(i, 1.0) for i in ids[:100])
     assert not any(sampled(i, 0.0) for i in ids[:100])
     assert set(i for i in ids if sampled(i, 0.1)) <= set(chosen)  # a lower rate samples a subset
+
+
+def test_sample_document_keeps_its_wire_format() -> None:
+    """The gateway builds a :class:`Sample`; the stream entry's JSON is the document the monitors have always read:
+    the same keys in the same order, the same values, and it reads back as the same sample."""
+    fields = {
+        "id": "req-1",
+        "ts": 1700000000.25,
+        "model": "echo",
+        "provider": "openai_compatible",
+        "deployment": "sim",
+        "variant": None,
+        "endpoint": "chat",
+        "key": "anonymous",
+        "request": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+        "response": {"text": "hi", "finish_reason": "stop", "logprobs": None},
+        "usage": {"input": 1, "output": 1, "cached": 0, "estimated": True},
+        "latency": {"total": 0.5, "ttft": None, "per_output_token": None},
+        "cost_usd": 0.0,
+        "status": 200,
+        "trace_id": None,
+        "metadata": {"reference": "hi"},
+    }
+    sample = Sample(**fields)
+    assert sample.to_json() == orjson.dumps(fields)
+    assert Sample.from_json(sample.to_json()) == sample
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from rouge_score import rouge_scorer
 
+from llmops.sample import Sample
+from monitors.bradley_terry import bradley_terry, outcome
 from monitors.judges.base import JudgeError, JudgeResult
 from monitors.judges.perplexity import PerplexityJudge, perplexity
-from monitors.judges.rating import bradley_terry, outcome
+from monitors.judges.prompting import load_prompt, parse_prompt
 from monitors.judges.reference import ReferenceJudge, UnicodeTokenizer, bleu, bleu_tokenize_for, rouge_l
 from monitors.judges.registry import build_judges
 from monitors.judges.rules import RulesJudge, find_refusal
-from monitors.prompts import load_prompt, parse_prompt
-from monitors.sample import Sample
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
 

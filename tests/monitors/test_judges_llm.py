@@ -9,6 +9,7 @@ import pytest
 from monitors.judges.base import JudgeError
 from monitors.judges.llm_single import SingleAnswerJudge, parse_rating
 from monitors.judges.pairwise import PairwiseJudge, combine, parse_verdict
+from monitors.judges.prompting import UnparseableReply
 from monitors.judges.rag import (
     RagJudge,
     average_precision,
@@ -16,7 +17,6 @@ from monitors.judges.rag import (
     parse_flags,
     parse_json_object,
 )
-from monitors.prompts import UnparseableReply
 from tests.monitors.test_judges import ScriptedLLM, by_criterion, make_sample
 
 # ---- single-answer grading ------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from llmops.config import Config
+from llmops.contract import SAMPLES_STREAM as STREAM
+from llmops.sample import Sample
 from monitors.judge_llm import GatewayJudgeLLM
 from monitors.metrics import MonitorMetrics
-from monitors.sample import STREAM, Sample
 from monitors.store import SampleStore
 from monitors.worker import Worker
 from tests.monitors.test_monitors_worker import make_sample

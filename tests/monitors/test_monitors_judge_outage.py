@@ -17,11 +17,11 @@ import pytest
 from aiohttp import web
 
 from llmops.config import Config
+from llmops.sample import Sample
 from monitors.judge_llm import GatewayJudgeLLM
 from monitors.judges.base import JudgeLLM, JudgeResult
 from monitors.judges.registry import build_judges
 from monitors.metrics import MonitorMetrics
-from monitors.sample import Sample
 from monitors.store import SampleStore, fetch_results
 from monitors.worker import Worker
 from tests.monitors.test_monitors_concurrency import DEPLOYMENT, add, committed, pending, scores, until

@@ -11,10 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from llmops.config import Config
+from llmops.contract import SAMPLES_STREAM as STREAM
 from monitors.metrics import MonitorMetrics
-from monitors.sample import STREAM
+from monitors.ratings import PAIRWISE_MODELS
 from monitors.store import ATTEMPTS, DEAD_LETTERS, SampleStore
-from monitors.worker import PAIRWISE_MODELS, Worker
+from monitors.worker import Worker
 from tests.monitors.test_monitors_worker import make_sample
 from tests.support import metric
 
@@ -147,9 +148,9 @@ async def test_claims_go_on_through_the_pending_list(store: SampleStore) -> None
 async def test_rated_models_come_from_the_config_and_the_pairwise_set(store: SampleStore) -> None:
     worker = make_worker(store)
     await store.redis.hincrby("llmops:feedback_tally:app", "alpha|positive", 2)
-    await worker._update_ratings("other", [("a", "b", "a")])  # a pairwise verdict on a model the config lacks
+    await worker.ratings.update("other", [("a", "b", "a")])  # a pairwise verdict on a model the config lacks
     assert await store.redis.sismember(PAIRWISE_MODELS, "other")
-    assert await worker.rated_models() == ["app", "other"]
+    assert await worker.ratings.rated_models() == ["app", "other"]
     stats = await store.redis.info("commandstats")
     assert "cmdstat_scan" not in stats
     assert metric(samples(worker), "llm_judge_variant_rating", model="other", variant="a") > 1000

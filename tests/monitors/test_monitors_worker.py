@@ -14,7 +14,8 @@ import orjson
 import pytest
 import redis
 
-from monitors.sample import STREAM, Sample
+from llmops.contract import SAMPLES_STREAM as STREAM
+from llmops.sample import Sample
 from monitors.store import DEAD_LETTERS, PROCESSED, RESULTS
 from tests.support import (
     LLMOPS,

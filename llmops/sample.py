@@ -1,16 +1,16 @@
-"""The traffic sample: one sampled request as the gateway writes it to the Redis stream (DESIGN.md).
+"""The traffic sample: one sampled request as the gateway builds it and the monitors read it (DESIGN.md).
 
-Stream ``llmops:samples``; each entry has two fields: ``id`` (the request id) and ``sample`` (this document as JSON).
+The gateway writes it to the stream :data:`llmops.contract.SAMPLES_STREAM`; each entry has two fields: ``id`` (the
+request id) and ``sample`` (this document as JSON, :meth:`Sample.to_json`). A plain dataclass: building one costs the
+gateway's request path next to nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
-
-STREAM = "llmops:samples"
 
 
 @dataclass(slots=True)
@@ -43,7 +43,8 @@ class Sample:
 
     @property
     def finish_reason(self) -> str | None:
-        return self.response.get("finish_reason")
+        """The response's finish reason, as the gateway recorded it."""
+        return cast("str | None", self.response.get("finish_reason"))
 
     @property
     def question(self) -> str:
@@ -63,11 +64,13 @@ class Sample:
 
     @property
     def reference(self) -> str | None:
+        """The reference answer the client sent in ``metadata.reference`` (None when absent or empty)."""
         ref = self.metadata.get("reference")
         return ref if isinstance(ref, str) and ref else None
 
     @property
     def contexts(self) -> list[str]:
+        """The retrieved contexts the client sent in ``metadata.contexts`` (a string or a list of strings)."""
         ctx = self.metadata.get("contexts")
         if isinstance(ctx, str):
             return [ctx]
@@ -83,6 +86,7 @@ class Sample:
 
     # ---- (de)serialisation ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The sample document: the stream entry's JSON, keys in this order."""
         return {
             "id": self.id,
             "ts": self.ts,
@@ -103,10 +107,12 @@ class Sample:
         }
 
     def to_json(self) -> bytes:
+        """The sample document as JSON (raises ``orjson.JSONEncodeError`` for what orjson cannot write)."""
         return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sample:
+        """A sample from its document; missing optional fields take their defaults."""
         return cls(
             id=str(data["id"]),
             ts=float(data["ts"]),
@@ -128,6 +134,7 @@ class Sample:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Sample:
+        """A sample from its JSON (a stream entry's ``sample`` field)."""
         return cls.from_dict(orjson.loads(raw))
 
 

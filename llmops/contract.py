@@ -1,0 +1,55 @@
+"""What the gateway and the monitors agree on: Redis stream and key names, header names, tally formats, and which
+requests are sampled.
+
+Both services import this module and neither imports the other. Constants and tiny pure functions only: it imports
+nothing of the product, so either side can be deployed (and tested) alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# ---- traffic samples (gateway -> monitors) --------------------------------------------------------------------------
+#: The stream the gateway writes sampled requests to (``XADD ... MAXLEN ~``) and the monitors' consumer group reads.
+SAMPLES_STREAM = "llmops:samples"
+#: The fields of one samples-stream entry: the request id, and the sample document (:class:`llmops.sample.Sample`).
+SAMPLE_ID_FIELD = "id"
+SAMPLE_FIELD = "sample"
+
+# ---- user feedback (gateway -> monitors) ----------------------------------------------------------------------------
+#: The stream of user feedback (``request_id, model, variant, rating, key, ts[, comment]``), read by drift detection.
+FEEDBACK_STREAM = "llmops:feedback"
+#: Per-model hash of feedback counts (``FEEDBACK_TALLY_PREFIX + model``), read for the variants' ratings; its fields are
+#: :func:`feedback_tally_field`.
+FEEDBACK_TALLY_PREFIX = "llmops:feedback_tally:"
+#: The ratings a user may give.
+FEEDBACK_RATINGS = ("positive", "negative")
+
+# ---- judge traffic (monitors -> gateway) ----------------------------------------------------------------------------
+#: Header the monitors' judge calls carry: the gateway meters such requests but never samples them again.
+JUDGE_HEADER = "x-llmops-judge"
+
+_SCALE = float(1 << 64)
+
+
+def feedback_tally_field(variant: str, rating: str) -> str:
+    """The field of a feedback tally that counts ``rating`` for ``variant`` (``""`` for a model without variants)."""
+    return f"{variant}|{rating}"
+
+
+def parse_feedback_tally_field(field: str) -> tuple[str, str]:
+    """``(variant, rating)`` from a feedback tally field (the inverse of :func:`feedback_tally_field`)."""
+    variant, _, rating = field.rpartition("|")
+    return variant, rating
+
+
+def sampled(request_id: str, rate: float) -> bool:
+    """Whether the request with this id is in the ``rate`` share of sampled traffic.
+
+    Deterministic (a hash of the id), so every component that knows the id agrees on whether it was sampled."""
+    if rate <= 0.0:
+        return False
+    if rate >= 1.0:
+        return True
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SCALE < rate
