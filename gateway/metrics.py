@@ -1,4 +1,4 @@
-"""The gateway's Prometheus series (names and labels fixed by DESIGN.md), on a private registry.
+"""The gateway's Prometheus series (names and labels as docs/metrics.md lists them), on a private registry.
 
 Buckets follow the OpenTelemetry GenAI metric advice (duration 0.01…81.92 s doubling; time to first token and time
 per output token as advised), so dashboards built on OTel-exported metrics and on these agree.

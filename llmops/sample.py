@@ -1,4 +1,4 @@
-"""The traffic sample: one sampled request as the gateway builds it and the monitors read it (DESIGN.md).
+"""The traffic sample: one sampled request as the gateway builds it and the monitors read it.
 
 The gateway writes it to the stream :data:`llmops.contract.SAMPLES_STREAM`; each entry has two fields: ``id`` (the
 request id) and ``sample`` (this document as JSON, :meth:`Sample.to_json`). A plain dataclass: building one costs the

@@ -1,4 +1,4 @@
-"""The monitors worker's Prometheus series (names and labels from DESIGN.md), on a private registry."""
+"""The monitors worker's Prometheus series (names and labels as docs/metrics.md lists them), on a private registry."""
 
 from __future__ import annotations
 

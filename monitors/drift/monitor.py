@@ -36,7 +36,7 @@ log = logging.getLogger("llmops.monitors.drift")
 
 
 class DriftMetrics:
-    """The ``llm_drift_*`` series (DESIGN.md), on the worker's registry."""
+    """The ``llm_drift_*`` series (docs/metrics.md), on the worker's registry."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry if registry is not None else CollectorRegistry(auto_describe=True)
