@@ -73,7 +73,7 @@ class Outcome:
         )
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Outcome:
+    def from_json(cls, raw: bytes | str) -> Outcome:
         """An outcome kept by :meth:`to_json`."""
         data = orjson.loads(raw)
         return cls(
