@@ -73,15 +73,15 @@ class Outcome:
         )
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Outcome:
+    def from_json(cls, raw: bytes | str) -> Outcome:
         """An outcome kept by :meth:`to_json`."""
         data = orjson.loads(raw)
         return cls(
             fields=data["fields"],
             scores=[JudgeResult(*score) for score in data["scores"]],
-            errors=[tuple(e) for e in data["errors"]],  # type: ignore[misc]
-            runs=[tuple(r) for r in data["runs"]],  # type: ignore[misc]
-            pairwise=[tuple(p) for p in data["pairwise"]],  # type: ignore[misc]
+            errors=[tuple(e) for e in data["errors"]],
+            runs=[tuple(r) for r in data["runs"]],
+            pairwise=[tuple(p) for p in data["pairwise"]],
         )
 
 

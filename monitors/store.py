@@ -10,11 +10,12 @@ may reuse, e.g. a retry with the same ``x-request-id``): two entries are two sam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT, StreamIdT
 
 from llmops.contract import SAMPLE_FIELD, SAMPLE_ID_FIELD, SAMPLES_STREAM
 
@@ -99,7 +100,9 @@ class SampleStore:
     async def read(self, count: int, block_ms: int) -> list[Entry]:
         """New entries for this consumer (waits up to ``block_ms``)."""
         reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms)
-        return self._entries(reply[0][1]) if reply else []
+        # redis-py types every protocol's reply; this client speaks RESP2: [[stream, [(id, fields), ...]]]
+        streams = cast("list[list[Any]]", reply)
+        return self._entries(streams[0][1]) if streams else []
 
     async def claim(self, min_idle_ms: int, count: int, start_id: str = "0-0") -> tuple[list[Entry], str]:
         """Entries left pending longer than ``min_idle_ms`` by any consumer (a dead worker, or deferred judging), now
@@ -120,7 +123,10 @@ class SampleStore:
         """Reset the idle time of entries still being processed here (XCLAIM ... JUSTID: no delivery is counted), so
         that other workers do not claim and judge them again while a slow judge call runs."""
         if entry_ids:
-            await self.redis.xclaim(self.stream, self.group, self.consumer, 0, entry_ids, justid=True)
+            # redis-py asks for a list[StreamIdT] (invariant), where a list of str ids is just as good
+            await self.redis.xclaim(
+                self.stream, self.group, self.consumer, 0, cast("list[StreamIdT]", entry_ids), justid=True
+            )
 
     async def attempt(self, entry_id: str) -> int:
         """Count one more processing attempt of ``entry_id``; returns how many there were."""
@@ -153,11 +159,11 @@ class SampleStore:
             return
         key = self.judged_key(entry_id)  # a stale worker may write it after the commit: the TTL bounds it
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, mapping=outcomes)
+        pipe.hset(key, mapping=cast("dict[FieldT, EncodableT]", outcomes))  # Mapping's key type is invariant
         pipe.expire(key, ttl_seconds)
         await pipe.execute()
 
-    async def judged_before(self, entry_id: str) -> dict[str, bytes]:
+    async def judged_before(self, entry_id: str) -> dict[str, bytes | str]:
         """What :meth:`keep_judged` kept for ``entry_id`` (empty when nothing was)."""
         raw = await self.redis.hgetall(self.judged_key(entry_id))
         return {_text(name): value for name, value in raw.items()}

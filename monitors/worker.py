@@ -117,8 +117,8 @@ class Worker:
         finally:
             # entries still in hand here (only when cancelled) are not committed: they stay pending, claimed later
             tasks = [*in_flight, backlog, ratings, heartbeat, stopping]
-            for task in tasks:
-                task.cancel()
+            for pending in tasks:
+                pending.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _claim(self, count: int, in_hand: set[str]) -> list[Entry]:

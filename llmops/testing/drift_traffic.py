@@ -39,7 +39,7 @@ class Traffic:
     max_tokens: int = 600
     model: str = "m"
 
-    def shifted(self, **changes: float) -> Traffic:
+    def shifted(self, **changes: Any) -> Traffic:
         return replace(self, **changes)
 
 

@@ -254,7 +254,9 @@ class DriftMonitor:
             await self._report(result, reference_columns, current_columns, wait=bool(report))
         return result
 
-    async def _feedback(self, model: str, info: ReferenceInfo, raw_window: list[bytes]) -> tuple[list, list] | None:
+    async def _feedback(
+        self, model: str, info: ReferenceInfo, raw_window: list[bytes | str]
+    ) -> tuple[list, list] | None:
         """User feedback given during the reference's and the current window's time spans (gateway's stream)."""
         if info.start is None or info.end is None or not raw_window:
             return None
@@ -275,8 +277,8 @@ class DriftMonitor:
         self,
         model: str,
         info: ReferenceInfo,
-        raw_reference: bytes | None,
-        raw_window: list[bytes],
+        raw_reference: bytes | str | None,
+        raw_window: list[bytes | str],
         feedback: tuple[list, list] | None = None,
     ) -> tuple[DriftResult, Columns, Columns]:
         """In a thread: parse the windows, build the columns, run the stat tests."""

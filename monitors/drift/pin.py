@@ -75,7 +75,10 @@ async def rows_from_stream(
     last = str(int(end * 1000))
     while True:
         entries = await redis.xrange(stream, min=cursor, max=last, count=_BATCH)
+        assert entries is not None  # XRANGE replies with a list, empty when nothing matches
         for _, fields in entries:
+            if fields is None:  # never from XRANGE; skipped like an unreadable sample
+                continue
             try:
                 sample = Sample.from_json(fields[SAMPLE_FIELD.encode()])
             except (KeyError, ValueError, TypeError):

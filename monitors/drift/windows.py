@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.typing import EncodableT
 
 from llmops.config import DriftConfig
 from llmops.contract import FEEDBACK_STREAM  # written by the gateway: request_id, model, rating, ts
@@ -128,7 +129,7 @@ class DriftWindows:
         s = self.settings
         keys = [self.key(model, n) for n in ("window", "count", "timer", "reference", "version")]
         every_ms = int(s.every_seconds * 1000) if s.every_seconds else 0
-        args = [orjson.dumps(row), s.window, s.every, every_ms, s.min_samples]
+        args: list[EncodableT] = [orjson.dumps(row), s.window, s.every, every_ms, s.min_samples]
         seen, length, due, has_reference, version = await self._append(keys=keys, args=args)
         return Appended(int(seen), int(length), int(due), bool(has_reference), int(version))
 
@@ -166,7 +167,7 @@ class DriftWindows:
             return None
         return ReferenceInfo.from_dict(orjson.loads(meta)), orjson.loads(rows)
 
-    async def reference_rows_raw(self, model: str) -> bytes | None:
+    async def reference_rows_raw(self, model: str) -> bytes | str | None:
         """The reference's rows as stored (a JSON array), for parsing off the event loop."""
         return await self.redis.hget(self.key(model, "reference"), "rows")
 
@@ -213,8 +214,14 @@ class DriftWindows:
         entries = await self.redis.xrange(
             FEEDBACK_STREAM, min=str(int(start * 1000)), max=str(int(end * 1000)), count=limit
         )
+        assert entries is not None  # XRANGE replies with a list, empty when nothing matches
         wanted = model.encode()
-        return [1.0 if f.get(b"rating") == b"positive" else 0.0 for _, f in entries if f.get(b"model") == wanted]
+        # an XRANGE entry always has its fields (None only for a deleted entry still pending, from XREADGROUP)
+        return [
+            1.0 if f.get(b"rating") == b"positive" else 0.0
+            for _, f in entries
+            if f is not None and f.get(b"model") == wanted
+        ]
 
     async def last_result(self, model: str) -> tuple[int, dict[str, Any] | None]:
         version, raw = await self.redis.mget([self.key(model, "version"), self.key(model, "last")])
