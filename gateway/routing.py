@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from gateway.exchange import CHAT
 from gateway.health import DeploymentHealth
 from gateway.pricing import CostModel, PriceTable
 from gateway.providers import provider_for
@@ -99,7 +100,7 @@ class ModelRoute:
         whose provider cannot answer ``endpoint`` (Anthropic serves chat only) are left out while others remain."""
         pool = [d for d in self.deployments if subset is None or d.name in subset]
         if endpoint is not None:
-            pool = [d for d in pool if d.adapter.serves(endpoint)] or pool
+            pool = [d for d in pool if can_answer(d, endpoint)] or pool
         ready = [d for d in pool if health.available(d.key)]
         cooling = [d for d in pool if d not in ready]
         first: list[DeploymentRoute] = []
@@ -108,6 +109,11 @@ class ModelRoute:
         ready.sort(key=lambda d: -d.config.weight)
         cooling.sort(key=lambda d: -d.config.weight)
         return (first + ready + cooling)[:limit]
+
+
+def can_answer(route: DeploymentRoute, endpoint: Endpoint) -> bool:
+    """Whether ``route`` answers ``endpoint``: natively, or through chat completions when the endpoint allows it."""
+    return route.adapter.serves(endpoint) or (endpoint.via_chat and route.adapter.serves(CHAT))
 
 
 def attempt_plan(

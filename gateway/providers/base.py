@@ -29,8 +29,15 @@ if TYPE_CHECKING:
 class StreamEvents(Protocol):
     """How one provider's stream becomes the client's SSE bytes, measured on the way (first token, usage, errors)."""
 
-    done: bool  # the stream ended properly ([DONE] or the provider's end event)
-    error: bool  # an error event arrived inside the 200 stream
+    @property
+    def done(self) -> bool:
+        """The stream ended properly ([DONE] or the provider's end event)."""
+        ...
+
+    @property
+    def error(self) -> bool:
+        """An error event arrived inside the 200 stream."""
+        ...
 
     def feed(self, chunk: bytes, now: float) -> bytes:
         """The bytes to send the client for ``chunk`` of the upstream's stream (possibly none)."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.routing import DeploymentRoute
 
 NAME = "openai_compatible"
+_SERVED = frozenset({"chat", "completions", "embeddings"})
 
 
 class OpenAICompatible:
@@ -38,7 +39,7 @@ class OpenAICompatible:
         return headers
 
     def serves(self, endpoint: Endpoint) -> bool:
-        return True
+        return endpoint.label in _SERVED
 
     def path(self, endpoint: Endpoint) -> str:
         return endpoint.path
