@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.access import AccessControl
 from gateway.errors import GatewayError, error_response, model_not_found
-from gateway.exchange import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, Endpoint
+from gateway.exchange import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, Endpoint
 from gateway.feedback import RequestIndex, parse_feedback, record_feedback
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import PriceTable
@@ -200,6 +200,7 @@ class Gateway:
         router.add_route("/v1/chat/completions", proxied(CHAT), methods=["POST"])
         router.add_route("/v1/completions", proxied(COMPLETIONS), methods=["POST"])
         router.add_route("/v1/messages", proxied(MESSAGES), methods=["POST"])
+        router.add_route("/v1/responses", proxied(RESPONSES), methods=["POST"])
         router.add_route("/v1/embeddings", proxied(EMBEDDINGS), methods=["POST"])
         router.add_route("/v1/feedback", self._feedback, methods=["POST"])
         router.add_route("/v1/models", self._list_models, methods=["GET"])
@@ -276,6 +277,7 @@ _FAST_PATHS = {
     "/v1/completions": COMPLETIONS,
     "/v1/embeddings": EMBEDDINGS,
     "/v1/messages": MESSAGES,
+    "/v1/responses": RESPONSES,
 }
 
 

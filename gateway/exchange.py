@@ -32,6 +32,7 @@ CHAT = Endpoint("chat", "/chat/completions", "messages", (list,), True, "chat")
 COMPLETIONS = Endpoint("completions", "/completions", "prompt", (str, list), True, "text_completion")
 EMBEDDINGS = Endpoint("embeddings", "/embeddings", "input", (str, list), False, "embeddings")
 MESSAGES = Endpoint("messages", "/messages", "messages", (list,), True, "chat", api="anthropic", via_chat=True)
+RESPONSES = Endpoint("responses", "/responses", "input", (str, list), True, "chat", via_chat=True)
 
 
 class Exchange:

@@ -345,9 +345,9 @@ class Proxy:
 
     @staticmethod
     def _upstream_payload(ex: Exchange, payload: dict[str, Any], route: DeploymentRoute) -> dict[str, Any]:
-        """The request as this attempt's deployment takes it: as it is where the provider serves the endpoint,
-        else translated to chat completions (once per request); sets ``ex.upstream_endpoint``."""
-        if route.adapter.serves(ex.endpoint) or not ex.endpoint.via_chat:
+        """The request as this attempt's deployment takes it: as it is where the deployment answers the endpoint
+        itself, else translated to chat completions (once per request); sets ``ex.upstream_endpoint``."""
+        if ex.endpoint.label in route.native or not ex.endpoint.via_chat:
             ex.upstream_endpoint = ex.endpoint
             return payload
         ex.upstream_endpoint = CHAT

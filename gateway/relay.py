@@ -13,11 +13,10 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 import aiohttp
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, UpstreamFailure
-from gateway.inbound import TRANSLATORS, ChatStream
+from gateway.inbound import ChatStream, stream_error_event
 from gateway.upstream import classify_exception
 
 if TYPE_CHECKING:
@@ -105,11 +104,7 @@ class StreamRelay:
             self.on_end(ex)
 
     async def _send_error_event(self, send: Send, error: GatewayError) -> None:
-        translator = TRANSLATORS.get(self.ex.endpoint.label) if self.ex.endpoint.api != "openai" else None
-        if translator is None:
-            event = b"data: " + orjson.dumps(error.body()) + b"\n\n"
-        else:  # the route's own shape (Anthropic: an ``error`` event)
-            event = b"event: error\ndata: " + orjson.dumps(translator.error_payload(error)) + b"\n\n"
+        event = stream_error_event(self.ex.endpoint.label, error)  # in the route's own shape
         try:
             await send({"type": "http.response.body", "body": event, "more_body": False})
         except OSError:

@@ -33,6 +33,7 @@ class DeploymentRoute:
     config: Deployment
     cost: CostModel
     adapter: Provider  # how to speak to this deployment's API
+    native: frozenset[str]  # the endpoint labels it answers itself (Provider.native)
     headers: dict[str, str]
     key: str = ""  # "model|deployment": the health key
     host: str = ""  # server.address / server.port, for traces
@@ -97,7 +98,8 @@ class ModelRoute:
     ) -> list[DeploymentRoute]:
         """Deployments in the order to try: a weighted pick among the available ones first, the other available
         ones by weight, then those cooling down (tried only when nothing else is left); at most ``limit``. Deployments
-        whose provider cannot answer ``endpoint`` (Anthropic serves chat only) are left out while others remain."""
+        that cannot answer ``endpoint`` (Anthropic has no completions or embeddings) are left out while others
+        remain."""
         pool = [d for d in self.deployments if subset is None or d.name in subset]
         if endpoint is not None:
             pool = [d for d in pool if can_answer(d, endpoint)] or pool
@@ -113,7 +115,7 @@ class ModelRoute:
 
 def can_answer(route: DeploymentRoute, endpoint: Endpoint) -> bool:
     """Whether ``route`` answers ``endpoint``: natively, or through chat completions when the endpoint allows it."""
-    return route.adapter.serves(endpoint) or (endpoint.via_chat and route.adapter.serves(CHAT))
+    return endpoint.label in route.native or (endpoint.via_chat and CHAT.label in route.native)
 
 
 def attempt_plan(
@@ -147,6 +149,7 @@ def build_routes(config: Config, table: PriceTable) -> dict[str, ModelRoute]:
                     config=dep,
                     cost=CostModel.build(model.pricing, [dep.model, model.name], table, key=f"{model.name}|{dep.name}"),
                     adapter=adapter,
+                    native=adapter.native(dep),
                     headers=adapter.headers(dep.api_key),
                     key=f"{model.name}|{dep.name}",  # "|" is never in a name; "/" may be
                     host=urlsplit(dep.base_url).hostname or "",

@@ -1,7 +1,7 @@
 """Inbound API formats that deployments may not speak natively: each translates its requests to OpenAI chat
 completions and the answers back (unary and streamed), and shapes its errors.
 
-A deployment whose provider serves an endpoint natively (``Provider.serves``) gets the request as it is; any other
+A deployment that answers an endpoint itself (``Provider.native``) gets the request as it is; any other
 deployment gets it through chat completions by the endpoint's :class:`Translator`. Adding an inbound format means an
 ``Endpoint`` in :mod:`gateway.exchange`, a module here, and one entry in :data:`TRANSLATORS`.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import orjson
+
 from gateway.errors import GatewayError
-from gateway.inbound import messages
+from gateway.inbound import messages, responses
 
 
 class ChatStream(Protocol):
@@ -37,6 +39,10 @@ class Translator(Protocol):
 
     def error_payload(self, error: GatewayError) -> dict[str, Any]: ...
 
+    def stream_error(self, error: GatewayError) -> bytes:
+        """The event that ends a started stream with ``error``."""
+        ...
+
 
 class _Messages:
     """Anthropic's Messages API (:mod:`gateway.inbound.messages`)."""
@@ -46,8 +52,36 @@ class _Messages:
     to_response = staticmethod(messages.to_message)
     error_payload = staticmethod(messages.error_payload)
 
+    def stream_error(self, error: GatewayError) -> bytes:
+        return b"event: error\ndata: " + orjson.dumps(messages.error_payload(error)) + b"\n\n"
+
     def chat_stream(self, public_model: str) -> ChatStream:
         return messages.ChatToMessagesStream(public_model)
 
 
-TRANSLATORS: dict[str, Translator] = {"messages": _Messages()}
+class _Responses:
+    """OpenAI's Responses API (:mod:`gateway.inbound.responses`)."""
+
+    check_request = staticmethod(responses.check_request)
+    to_chat_request = staticmethod(responses.to_chat_request)
+    to_response = staticmethod(responses.to_response)
+    error_payload = staticmethod(responses.error_payload)
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        body = {"type": "error", "code": error.code, "message": error.message, "param": error.param}
+        return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+
+    def chat_stream(self, public_model: str) -> ChatStream:
+        return responses.ChatToResponsesStream(public_model)
+
+
+TRANSLATORS: dict[str, Translator] = {"messages": _Messages(), "responses": _Responses()}
+
+
+def stream_error_event(label: str, error: GatewayError) -> bytes:
+    """The event that ends a started stream of the ``label`` endpoint with ``error`` (chat's ``data: {"error"}``
+    for OpenAI's own endpoints)."""
+    translator = TRANSLATORS.get(label)
+    if translator is None:
+        return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+    return translator.stream_error(error)

@@ -19,6 +19,7 @@ from gateway.sse import SSEDecoder
 if TYPE_CHECKING:
     from gateway.exchange import Endpoint, Exchange
     from gateway.routing import DeploymentRoute
+    from llmops.config import Deployment
 
 NAME = "anthropic"
 _SERVED = frozenset({"chat", "messages"})
@@ -32,8 +33,8 @@ class AnthropicProvider:
     def headers(self, api_key: str | None) -> dict[str, str]:
         return request_headers(api_key)
 
-    def serves(self, endpoint: Endpoint) -> bool:
-        return endpoint.label in _SERVED  # chat by translation, Anthropic's own Messages API as it is
+    def native(self, deployment: Deployment) -> frozenset[str]:
+        return _SERVED  # chat by translation, Anthropic's own Messages API as it is
 
     def path(self, endpoint: Endpoint) -> str:
         return ANTHROPIC_PATH
@@ -44,7 +45,7 @@ class AnthropicProvider:
             upstream = dict(payload)
             upstream["model"] = route.config.model
             return dumps_body(upstream)
-        if not self.serves(endpoint):
+        if endpoint.label not in _SERVED:
             raise bad_request(
                 f"Model '{route.model}' is served by Anthropic, which has no {endpoint.path} endpoint; "
                 "use /v1/chat/completions or /v1/messages.",
