@@ -46,13 +46,17 @@ def error_body(message: str, type: str, param: str | None = None, code: Any = No
     }
 
 
-def error_response(error: GatewayError, request_id: str | None = None) -> Response:
-    """A JSON response for ``error``, with ``x-request-id`` when known."""
+def error_response(error: GatewayError, request_id: str | None = None, body: dict[str, Any] | None = None) -> Response:
+    """A JSON response for ``error`` (OpenAI's shape unless ``body`` gives the route's own), with ``x-request-id``
+    when known."""
     headers = dict(error.headers)
     if request_id:
         headers["x-request-id"] = request_id
     return Response(
-        orjson.dumps(error.body()), status_code=error.status, headers=headers, media_type="application/json"
+        orjson.dumps(error.body() if body is None else body),
+        status_code=error.status,
+        headers=headers,
+        media_type="application/json",
     )
 
 

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One proxied OpenAI endpoint: its label, upstream path, the field it requires, and whether it streams."""
+    """One proxied API endpoint (an inbound format): its label, upstream path, the field it requires, whether it
+    streams, and whose API it is (``openai`` or ``anthropic``: the shape of its errors). ``via_chat``: deployments that
+    do not serve it natively can answer it through chat completions (``gateway/inbound/``)."""
 
     label: str
     path: str
@@ -22,17 +24,22 @@ class Endpoint:
     required_types: tuple[type, ...]
     streams: bool
     operation: str  # OpenTelemetry gen_ai.operation.name
+    api: str = "openai"
+    via_chat: bool = False
 
 
 CHAT = Endpoint("chat", "/chat/completions", "messages", (list,), True, "chat")
 COMPLETIONS = Endpoint("completions", "/completions", "prompt", (str, list), True, "text_completion")
 EMBEDDINGS = Endpoint("embeddings", "/embeddings", "input", (str, list), False, "embeddings")
+MESSAGES = Endpoint("messages", "/messages", "messages", (list,), True, "chat", api="anthropic", via_chat=True)
+RESPONSES = Endpoint("responses", "/responses", "input", (str, list), True, "chat", via_chat=True)
 
 
 class Exchange:
     """What one request did, for its response headers, metrics and sample."""
 
     __slots__ = (
+        "chat_payload",
         "client_wants_usage",
         "deployment",
         "disconnected",
@@ -55,6 +62,7 @@ class Exchange:
         "stream",
         "traceparent",
         "tracestate",
+        "upstream_endpoint",
         "upstream_reason",
         "usage",
         "usage_estimated",
@@ -90,6 +98,8 @@ class Exchange:
         self.usage_estimated = False  # usage is the gateway's estimate (the stream ended without the upstream's)
         self.usage_final = False  # a stream's final usage arrived (OpenAI's usage chunk, Anthropic's message_delta)
         self.traceparent: str | None = None  # with tracing off: the client's traceparent, passed on as it is
+        self.upstream_endpoint = endpoint  # what the current attempt asks of its deployment (CHAT when translated)
+        self.chat_payload: dict[str, Any] | None = None  # the request as chat completions, once translated
 
     def response_headers(self) -> dict[str, str]:
         """Which deployment (and variant) served: for people debugging a request."""

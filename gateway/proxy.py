@@ -28,15 +28,16 @@ from gateway.errors import (
     GatewayError,
     UpstreamFailure,
     bad_request,
-    body_too_large,
     error_response,
     model_not_found,
 )
-from gateway.exchange import Endpoint, Exchange, SampleDraft
+from gateway.exchange import CHAT, Endpoint, Exchange, SampleDraft
 from gateway.health import DeploymentHealth
+from gateway.inbound import TRANSLATORS, Translator
 from gateway.metrics import GatewayMetrics
 from gateway.recording import Recorder
-from gateway.relay import StreamRelay
+from gateway.relay import StreamRelay, TranslatedEvents
+from gateway.request_fields import credentials, gateway_extras, read_body, sticky_user
 from gateway.request_id import request_id_of
 from gateway.routing import DeploymentRoute, ModelRoute, attempt_plan
 from gateway.sampling import SampleWriter
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
     from gateway.access import AccessControl
     from gateway.feedback import RequestIndex
+    from gateway.providers.base import StreamEvents
     from gateway.tracing import AttemptSpan, GatewayTracer
 
 log = logging.getLogger("llmops.gateway")
@@ -58,24 +60,19 @@ log = logging.getLogger("llmops.gateway")
 _DEPLOYMENT_FAULTS = frozenset({"timeout", "connect", "invalid_response", "http_5xx"})
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise body_too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise body_too_large(limit)
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 _INTERNAL_ERROR = GatewayError(
     500, "The gateway failed to handle this request.", type="server_error", code="internal_error"
 )
+
+
+def _as_chat(translator: Translator | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """The request as the monitors read it: chat completions where the route speaks another format."""
+    if translator is None:
+        return dict(payload)
+    try:
+        return translator.to_chat_request(payload)
+    except GatewayError:  # a request no chat host could take is still sampled, as it came
+        return dict(payload)
 
 
 def _invalid(route: DeploymentRoute, what: str) -> UpstreamFailure:
@@ -134,7 +131,7 @@ class Proxy:
 
     # ---- entry point -------------------------------------------------------------------------------------------
     async def handle(self, request: Request, endpoint: Endpoint) -> Response | StreamRelay:
-        """Proxy one request to ``endpoint``; every failure becomes an OpenAI-shaped error."""
+        """Proxy one request to ``endpoint``; every failure becomes an error in the endpoint's own shape."""
         ex = Exchange(endpoint, request_id_of(request.scope), perf_counter())
         in_flight = None
         try:
@@ -145,7 +142,7 @@ class Proxy:
                 if ex.traceparent is not None:
                     ex.tracestate = request.headers.get("tracestate")
             if self.access is not None:
-                ex.key = self.access.authenticate(request.headers.get("authorization"))
+                ex.key = self.access.authenticate(credentials(request))
             payload = ex.payload = await self._read_payload(request)
             try:
                 self._prepare(ex, payload, request.headers.get(JUDGE_HEADER) is not None)
@@ -191,7 +188,8 @@ class Proxy:
     def _refuse(self, ex: Exchange, error: GatewayError, error_type: str) -> Response:
         """Record a failed request and answer with its OpenAI-shaped error."""
         self._end(ex, error.status, error_type)
-        response = error_response(error)
+        translator = TRANSLATORS.get(ex.endpoint.label) if ex.endpoint.api != "openai" else None
+        response = error_response(error, body=translator.error_payload(error) if translator is not None else None)
         response.headers.update(ex.response_headers())
         return response
 
@@ -253,23 +251,23 @@ class Proxy:
         options = payload.get("stream_options")
         if options is not None and not isinstance(options, dict):
             raise bad_request("'stream_options' must be an object.", param="stream_options")
-        metadata = payload.pop("metadata", None)  # ours (reference, contexts, tags): never sent upstream
-        if metadata is not None and not isinstance(metadata, dict):
-            raise bad_request("'metadata' must be an object.", param="metadata")
+        extras = gateway_extras(endpoint, payload)  # ours (reference, contexts): never sent upstream
+        translator = TRANSLATORS.get(endpoint.label)
+        if translator is not None:
+            translator.check_request(payload)
         if stream and endpoint.streams:
             ex.stream = True
             ex.client_wants_usage = bool(options and options.get("include_usage") is True)
-        user = payload.get("user")
-        variant = model.choose_variant(user if isinstance(user, str) and user else ex.request_id)
+        variant = model.choose_variant(sticky_user(endpoint, payload) or ex.request_id)
         if variant is not None:
             ex.variant = variant.name
         if self.sampler is not None:
             if not judge_traffic and sampled(ex.request_id, model.config.sampling.rate):
-                ex.sample = SampleDraft(dict(payload), metadata or {})
+                ex.sample = SampleDraft(_as_chat(translator, payload), extras)
             else:
                 self.metrics.samples.labels(model.name, "skipped").inc()
         if ex.sample is None and self.capture_content:
-            ex.sample = SampleDraft(dict(payload), {}, keep=False)
+            ex.sample = SampleDraft(_as_chat(translator, payload), {}, keep=False)
 
     # ---- attempts: deployments, retries, fallbacks -------------------------------------------------------------
     async def _attempts(self, ex: Exchange, payload: dict[str, Any], in_flight: Gauge) -> Response | StreamRelay:
@@ -286,7 +284,7 @@ class Proxy:
             switched = considered is not None and route.model != considered.model
             considered = route
             try:
-                body = route.adapter.encode_request(ex, payload, route)
+                body = route.adapter.encode_request(ex, self._upstream_payload(ex, payload, route), route)
             except GatewayError as error:  # this deployment cannot take the request: the next one may
                 unservable = unservable or error
                 continue
@@ -345,6 +343,19 @@ class Proxy:
         assert unservable is not None
         raise unservable
 
+    @staticmethod
+    def _upstream_payload(ex: Exchange, payload: dict[str, Any], route: DeploymentRoute) -> dict[str, Any]:
+        """The request as this attempt's deployment takes it: as it is where the deployment answers the endpoint
+        itself, else translated to chat completions (once per request); sets ``ex.upstream_endpoint``."""
+        if ex.endpoint.label in route.native or not ex.endpoint.via_chat:
+            ex.upstream_endpoint = ex.endpoint
+            return payload
+        ex.upstream_endpoint = CHAT
+        if ex.chat_payload is None:
+            ex.chat_payload = TRANSLATORS[ex.endpoint.label].to_chat_request(payload)
+            ex.client_wants_usage = True  # the translation needs the usage chunk
+        return ex.chat_payload
+
     # ---- unary responses ---------------------------------------------------------------------------------------
     async def _unary(self, ex: Exchange, body: bytes, attempt_span: AttemptSpan | None) -> Response:
         route = ex.deployment
@@ -353,7 +364,7 @@ class Proxy:
         ex.own_seconds = sent_at - ex.start - ex.retry_seconds
         traceparent, tracestate = self._trace_headers(ex, attempt_span)
         upstream = await self.client.post(
-            route, route.adapter.path(ex.endpoint), body, ex.request_id, traceparent, tracestate
+            route, route.adapter.path(ex.upstream_endpoint), body, ex.request_id, traceparent, tracestate
         )
         raw = await self.client.read(route, upstream)
         received_at = perf_counter()
@@ -368,6 +379,9 @@ class Proxy:
         answer = route.adapter.decode_response(ex, raw, data, route)
         ex.usage = answer.usage
         data = answer.data
+        out = answer.body
+        if ex.upstream_endpoint is not ex.endpoint:  # answered through chat: back to the client's format
+            out = orjson.dumps(TRANSLATORS[ex.endpoint.label].to_response(data, ex.model.name))
         if ex.sample is not None:
             ex.sample.collect_response(data)
         choices = data.get("choices")
@@ -381,7 +395,7 @@ class Proxy:
         self.recorder.finish(ex)
         headers = ex.response_headers()
         headers["content-type"] = "application/json"
-        return Response(answer.body, status_code=200, headers=headers)
+        return Response(out, status_code=200, headers=headers)
 
     # ---- streaming responses -----------------------------------------------------------------------------------
     async def _stream(
@@ -392,7 +406,7 @@ class Proxy:
         ex.own_seconds = perf_counter() - ex.start - ex.retry_seconds
         traceparent, tracestate = self._trace_headers(ex, attempt_span)
         upstream = await self.client.post(
-            route, route.adapter.path(ex.endpoint), body, ex.request_id, traceparent, tracestate
+            route, route.adapter.path(ex.upstream_endpoint), body, ex.request_id, traceparent, tracestate
         )
         if upstream.status >= 400:
             raw = await self.client.read(route, upstream)
@@ -403,7 +417,9 @@ class Proxy:
                 route,
                 f"did not answer a streaming request with an event stream (content-type {upstream.content_type!r})",
             )
-        events = route.adapter.stream_events(ex)
+        events: StreamEvents = route.adapter.stream_events(ex)
+        if ex.upstream_endpoint is not ex.endpoint:  # answered through chat: back to the client's format
+            events = TranslatedEvents(events, TRANSLATORS[ex.endpoint.label].chat_stream(ex.model.name))
 
         model = ex.model
 

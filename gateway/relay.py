@@ -13,10 +13,10 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 import aiohttp
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, UpstreamFailure
+from gateway.inbound import ChatStream, stream_error_event
 from gateway.upstream import classify_exception
 
 if TYPE_CHECKING:
@@ -28,6 +28,28 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+class TranslatedEvents:
+    """A deployment's chat completion stream (``inner``, measured as usual) turned into the client's format."""
+
+    def __init__(self, inner: StreamEvents, outer: ChatStream) -> None:
+        self.inner = inner
+        self.outer = outer
+
+    @property
+    def done(self) -> bool:
+        return self.inner.done
+
+    @property
+    def error(self) -> bool:
+        return self.inner.error
+
+    def feed(self, chunk: bytes, now: float) -> bytes:
+        return self.outer.feed(self.inner.feed(chunk, now))
+
+    def flush(self, now: float) -> bytes:
+        return self.outer.feed(self.inner.flush(now)) + self.outer.flush()
 
 
 class StreamRelay:
@@ -82,7 +104,7 @@ class StreamRelay:
             self.on_end(ex)
 
     async def _send_error_event(self, send: Send, error: GatewayError) -> None:
-        event = b"data: " + orjson.dumps(error.body()) + b"\n\n"
+        event = stream_error_event(self.ex.endpoint.label, error)  # in the route's own shape
         try:
             await send({"type": "http.response.body", "body": event, "more_body": False})
         except OSError:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from gateway.exchange import CHAT
 from gateway.health import DeploymentHealth
 from gateway.pricing import CostModel, PriceTable
 from gateway.providers import provider_for
@@ -32,6 +33,7 @@ class DeploymentRoute:
     config: Deployment
     cost: CostModel
     adapter: Provider  # how to speak to this deployment's API
+    native: frozenset[str]  # the endpoint labels it answers itself (Provider.native)
     headers: dict[str, str]
     key: str = ""  # "model|deployment": the health key
     host: str = ""  # server.address / server.port, for traces
@@ -96,10 +98,11 @@ class ModelRoute:
     ) -> list[DeploymentRoute]:
         """Deployments in the order to try: a weighted pick among the available ones first, the other available
         ones by weight, then those cooling down (tried only when nothing else is left); at most ``limit``. Deployments
-        whose provider cannot answer ``endpoint`` (Anthropic serves chat only) are left out while others remain."""
+        that cannot answer ``endpoint`` (Anthropic has no completions or embeddings) are left out while others
+        remain."""
         pool = [d for d in self.deployments if subset is None or d.name in subset]
         if endpoint is not None:
-            pool = [d for d in pool if d.adapter.serves(endpoint)] or pool
+            pool = [d for d in pool if can_answer(d, endpoint)] or pool
         ready = [d for d in pool if health.available(d.key)]
         cooling = [d for d in pool if d not in ready]
         first: list[DeploymentRoute] = []
@@ -108,6 +111,11 @@ class ModelRoute:
         ready.sort(key=lambda d: -d.config.weight)
         cooling.sort(key=lambda d: -d.config.weight)
         return (first + ready + cooling)[:limit]
+
+
+def can_answer(route: DeploymentRoute, endpoint: Endpoint) -> bool:
+    """Whether ``route`` answers ``endpoint``: natively, or through chat completions when the endpoint allows it."""
+    return endpoint.label in route.native or (endpoint.via_chat and CHAT.label in route.native)
 
 
 def attempt_plan(
@@ -141,6 +149,7 @@ def build_routes(config: Config, table: PriceTable) -> dict[str, ModelRoute]:
                     config=dep,
                     cost=CostModel.build(model.pricing, [dep.model, model.name], table, key=f"{model.name}|{dep.name}"),
                     adapter=adapter,
+                    native=adapter.native(dep),
                     headers=adapter.headers(dep.api_key),
                     key=f"{model.name}|{dep.name}",  # "|" is never in a name; "/" may be
                     host=urlsplit(dep.base_url).hostname or "",

@@ -87,6 +87,11 @@ class Deployment(_Strict):
     api_key: str | None = Field(default=None, repr=False)
     weight: float = Field(default=1.0, gt=0)
     timeouts: Timeouts = Timeouts()
+    responses_api: Literal["relay", "translate"] = Field(
+        default="relay",
+        description="OpenAI's Responses API: relayed to hosts that serve /v1/responses (OpenAI, vLLM), translated to "
+        "chat completions for chat-only hosts (anthropic deployments are always translated)",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -6,9 +6,10 @@ request, the client's answer for an upstream response (unary or streamed), and h
 :mod:`gateway.proxy` never branches on the provider's name; adding a provider touches only ``gateway/providers/``.
 
 Inbound formats (the API a client speaks) are :class:`gateway.exchange.Endpoint` values. A provider says which of
-them it can answer (:meth:`Provider.serves`): the OpenAI-compatible provider relays every OpenAI endpoint with only
-``model`` rewritten; Anthropic answers chat by translation. A new inbound format is the same kind of plug-in: an
-``Endpoint`` that a provider speaking it natively relays, and that the others reach through a translation to chat.
+them a deployment answers itself (:meth:`Provider.native`, kept as ``DeploymentRoute.native``): the OpenAI-compatible
+provider relays OpenAI's endpoints with only ``model`` rewritten; Anthropic answers its own Messages API as it is and
+chat by translation. An inbound format is the same kind of plug-in: an ``Endpoint`` relayed to the deployments that
+speak it, and answered by the others through chat completions (``gateway/inbound/``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,21 @@ if TYPE_CHECKING:
     from gateway.exchange import Endpoint, Exchange
     from gateway.pricing import Usage
     from gateway.routing import DeploymentRoute
+    from llmops.config import Deployment
 
 
 class StreamEvents(Protocol):
     """How one provider's stream becomes the client's SSE bytes, measured on the way (first token, usage, errors)."""
 
-    done: bool  # the stream ended properly ([DONE] or the provider's end event)
-    error: bool  # an error event arrived inside the 200 stream
+    @property
+    def done(self) -> bool:
+        """The stream ended properly ([DONE] or the provider's end event)."""
+        ...
+
+    @property
+    def error(self) -> bool:
+        """An error event arrived inside the 200 stream."""
+        ...
 
     def feed(self, chunk: bytes, now: float) -> bytes:
         """The bytes to send the client for ``chunk`` of the upstream's stream (possibly none)."""
@@ -59,8 +68,8 @@ class Provider(Protocol):
         """The headers of every call to a deployment with ``api_key``."""
         ...
 
-    def serves(self, endpoint: Endpoint) -> bool:
-        """Whether this provider can answer ``endpoint`` at all (natively or by translation)."""
+    def native(self, deployment: Deployment) -> frozenset[str]:
+        """The endpoint labels ``deployment`` answers itself (the others it may answer through chat)."""
         ...
 
     def path(self, endpoint: Endpoint) -> str:

@@ -16,14 +16,18 @@ from gateway.errors import (
     upstream_error,
 )
 from gateway.pricing import Usage
+from gateway.providers import responses_relay
 from gateway.providers.base import Answer, dumps_body
 from gateway.sse import SSEDecoder
 
 if TYPE_CHECKING:
     from gateway.exchange import Endpoint, Exchange
     from gateway.routing import DeploymentRoute
+    from llmops.config import Deployment
 
 NAME = "openai_compatible"
+_SERVED = frozenset({"chat", "completions", "embeddings"})
+_RESPONSES = frozenset({"responses"})
 
 
 class OpenAICompatible:
@@ -37,8 +41,8 @@ class OpenAICompatible:
             headers["Authorization"] = f"Bearer {api_key}"
         return headers
 
-    def serves(self, endpoint: Endpoint) -> bool:
-        return True
+    def native(self, deployment: Deployment) -> frozenset[str]:
+        return _SERVED | _RESPONSES if deployment.responses_api == "relay" else _SERVED
 
     def path(self, endpoint: Endpoint) -> str:
         return endpoint.path
@@ -46,13 +50,15 @@ class OpenAICompatible:
     def encode_request(self, ex: Exchange, payload: dict[str, Any], route: DeploymentRoute) -> bytes:
         upstream = dict(payload)
         upstream["model"] = route.config.model
-        if ex.stream:
+        if ex.stream and ex.upstream_endpoint.label != "responses":  # a response's usage is always in its events
             options = payload.get("stream_options")
             upstream["stream_options"] = {**options, "include_usage": True} if options else {"include_usage": True}
         return dumps_body(upstream)
 
     def decode_response(self, ex: Exchange, raw: bytes, data: dict[str, Any], route: DeploymentRoute) -> Answer:
         assert ex.model is not None
+        if ex.upstream_endpoint.label == "responses":
+            return responses_relay.decode(ex, raw, data, route)
         model = data.get("model")
         response_model = model if isinstance(model, str) else route.config.model  # before the rewrite below
         out = raw.replace(route.upstream_model_field, ex.model.public_model_field, 1)
@@ -61,7 +67,9 @@ class OpenAICompatible:
             out = orjson.dumps(data)
         return Answer(out, data, Usage.from_openai(data.get("usage")), response_model)
 
-    def stream_events(self, ex: Exchange) -> OpenAIEvents:
+    def stream_events(self, ex: Exchange) -> OpenAIEvents | responses_relay.ResponsesRelayEvents:
+        if ex.upstream_endpoint.label == "responses":
+            return responses_relay.ResponsesRelayEvents(ex)
         return OpenAIEvents(ex)
 
     def classify_error(self, route: DeploymentRoute, status: int, body: bytes, headers: Any) -> UpstreamFailure:

@@ -53,7 +53,7 @@ async def send_traffic(gateway_url: str, requests: int, concurrency: int, progre
             if rng.random() < 0.2:  # a short limit: these answers end truncated (finish_reason "length")
                 options["max_tokens"] = 16
             if prompt in REFERENCES:
-                options["extra_body"] = {"metadata": {"reference": REFERENCES[prompt]}}
+                options["extra_body"] = {"llmops": {"reference": REFERENCES[prompt]}}
             try:
                 if rng.random() < 0.5:
                     stream = await client.chat.completions.create(

@@ -206,7 +206,7 @@ def _nested(depth: int) -> object:
 
 def test_deeply_nested_json_is_a_400_or_a_dropped_sample_and_counted_once(sim: str, tmp_path: Path) -> None:
     """orjson reads 1024 levels of nesting but writes only 254. A body too deep to forward is the client's 400; a
-    sampled request whose ``metadata`` is too deep to store is answered and costed once, its sample dropped."""
+    sampled request whose extras (``llmops``) are too deep to store is answered and costed once, its sample dropped."""
     with redis_server() as redis_url, gateway(_config(tmp_path / "c.yaml", sim, redis_url)) as gw:
         message = [{"role": "user", "content": "deep"}]
         with httpx.Client(timeout=10) as http:
@@ -216,9 +216,9 @@ def test_deeply_nested_json_is_a_400_or_a_dropped_sample_and_counted_once(sim: s
             deep_metadata = http.post(
                 f"{gw}/v1/chat/completions", json={"model": "echo", "messages": message, "metadata": _nested(300)}
             )
-            deep_metadata_object = http.post(
+            deep_metadata_object = http.post(  # the gateway's own extras, kept for the sample only
                 f"{gw}/v1/chat/completions",
-                json={"model": "echo", "messages": message, "metadata": {"tags": _nested(300)}},
+                json={"model": "echo", "messages": message, "llmops": {"tags": _nested(300)}},
             )
         assert deep_field.status_code == 400
         assert deep_field.json()["error"]["type"] == "invalid_request_error"

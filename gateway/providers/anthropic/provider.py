@@ -19,8 +19,10 @@ from gateway.sse import SSEDecoder
 if TYPE_CHECKING:
     from gateway.exchange import Endpoint, Exchange
     from gateway.routing import DeploymentRoute
+    from llmops.config import Deployment
 
 NAME = "anthropic"
+_SERVED = frozenset({"chat", "messages"})
 
 
 class AnthropicProvider:
@@ -31,17 +33,22 @@ class AnthropicProvider:
     def headers(self, api_key: str | None) -> dict[str, str]:
         return request_headers(api_key)
 
-    def serves(self, endpoint: Endpoint) -> bool:
-        return endpoint.label == "chat"
+    def native(self, deployment: Deployment) -> frozenset[str]:
+        return _SERVED  # chat by translation, Anthropic's own Messages API as it is
 
     def path(self, endpoint: Endpoint) -> str:
         return ANTHROPIC_PATH
 
     def encode_request(self, ex: Exchange, payload: dict[str, Any], route: DeploymentRoute) -> bytes:
-        if not self.serves(ex.endpoint):
+        endpoint = ex.upstream_endpoint
+        if endpoint.label == "messages":  # relayed as it is: cache_control, thinking, tools kept
+            upstream = dict(payload)
+            upstream["model"] = route.config.model
+            return dumps_body(upstream)
+        if endpoint.label not in _SERVED:
             raise bad_request(
-                f"Model '{route.model}' is served by Anthropic, which has no {ex.endpoint.path} endpoint; "
-                "use /v1/chat/completions.",
+                f"Model '{route.model}' is served by Anthropic, which has no {endpoint.path} endpoint; "
+                "use /v1/chat/completions or /v1/messages.",
                 param="model",
             )
         return dumps_body(to_anthropic_request(payload, route.config.model))
@@ -53,11 +60,20 @@ class AnthropicProvider:
         except GatewayError as error:
             raise UpstreamFailure("invalid_response", error) from None
         usage = Usage.from_openai(translated.get("usage"))
+        if ex.upstream_endpoint.label == "messages":  # the client speaks Anthropic: its own answer, renamed
+            body = raw.replace(route.upstream_model_field, ex.model.public_model_field, 1)
+            if body is raw and "model" in data:
+                data["model"] = ex.model.name
+                body = orjson.dumps(data)
+            return Answer(body, translated, usage, route.config.model)
         return Answer(orjson.dumps(translated), translated, usage, route.config.model)
 
     def stream_events(self, ex: Exchange) -> AnthropicEvents:
         assert ex.model is not None
-        return AnthropicEvents(ex, AnthropicStreamTranslator(ex.model.name, ex.client_wants_usage))
+        translator = AnthropicStreamTranslator(ex.model.name, ex.client_wants_usage)
+        if ex.upstream_endpoint.label == "messages":
+            return AnthropicRelayEvents(ex, translator)
+        return AnthropicEvents(ex, translator)
 
     def classify_error(self, route: DeploymentRoute, status: int, body: bytes, headers: Any) -> UpstreamFailure:
         """Anthropic's error body mapped as in the package docstring's table; 401/403 (the gateway's credentials),
@@ -118,3 +134,40 @@ class AnthropicEvents:
         if ex.sample is not None and t.done:
             ex.sample.text = [t.text]
             ex.sample.finish_reason = t.finish_reason
+
+
+class AnthropicRelayEvents(AnthropicEvents):
+    """Anthropic's event stream relayed as it is to a client that speaks Anthropic (only ``model`` renamed), measured
+    by the same translator whose OpenAI output is dropped."""
+
+    def __init__(self, ex: Exchange, translator: AnthropicStreamTranslator) -> None:
+        super().__init__(ex, translator)
+        assert ex.model is not None and ex.deployment is not None
+        self.upstream_field = ex.deployment.upstream_model_field
+        self.public_field = ex.model.public_model_field
+        self.renamed = False
+
+    def feed(self, chunk: bytes, now: float) -> bytes:
+        out = []
+        for event in self.decoder.feed(chunk):
+            self.translator.feed_raw(event)
+            out.append(self._rename(event) + b"\n\n")
+        self._update(now)
+        if self.ex.first_token_at is not None:
+            self.ex.output_events += len(out)
+        return b"".join(out)
+
+    def flush(self, now: float) -> bytes:
+        tail = self.decoder.flush()
+        if tail is None:
+            return b""
+        self.translator.feed_raw(tail)
+        self._update(now)
+        return self._rename(tail) + b"\n\n"
+
+    def _rename(self, event: bytes) -> bytes:
+        """The public model name in ``message_start`` (the one event that names the model)."""
+        if self.renamed or b"message_start" not in event:
+            return event
+        self.renamed = True
+        return event.replace(self.upstream_field, self.public_field, 1)

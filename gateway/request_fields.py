@@ -1,0 +1,69 @@
+"""What the gateway reads of a client's request besides the model: the body itself, the client's key, and the
+gateway's own extras (kept for the monitors, never sent upstream)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from gateway.errors import bad_request, body_too_large
+from gateway.exchange import Endpoint
+
+#: The gateway's own request field: ``{"llmops": {"reference": ..., "contexts": [...]}}``.
+EXTRAS_FIELD = "llmops"
+_LEGACY_EXTRAS = ("reference", "contexts")  # their old home: OpenAI's ``metadata`` (deprecated)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise body_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def credentials(request: Request) -> str | None:
+    """The client's key: ``Authorization: Bearer KEY``, or Anthropic's ``x-api-key: KEY``."""
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        key = request.headers.get("x-api-key")
+        if key is not None:
+            return "Bearer " + key
+    return authorization
+
+
+def gateway_extras(endpoint: Endpoint, payload: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's extras (``reference``, ``contexts``, ...), taken out of the request: the ``llmops`` object, or
+    (deprecated) an OpenAI ``metadata`` object holding ``reference`` or ``contexts``. Any other ``metadata`` is the
+    client's own (OpenAI's stored-completion tags, Anthropic's ``user_id``) and goes upstream."""
+    extras = payload.pop(EXTRAS_FIELD, None)
+    if extras is not None:
+        if not isinstance(extras, dict):
+            raise bad_request(f"'{EXTRAS_FIELD}' must be an object.", param=EXTRAS_FIELD)
+        return extras
+    metadata = payload.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise bad_request("'metadata' must be an object.", param="metadata")
+    if endpoint.api == "openai" and metadata and any(key in metadata for key in _LEGACY_EXTRAS):
+        del payload["metadata"]
+        return metadata
+    return {}
+
+
+def sticky_user(endpoint: Endpoint, payload: dict[str, Any]) -> str | None:
+    """The end user the client names (A/B variants stick to it): OpenAI's ``user``, Anthropic's
+    ``metadata.user_id``."""
+    if endpoint.api == "openai":
+        user = payload.get("user")
+    else:
+        metadata = payload.get("metadata")
+        user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    return user if isinstance(user, str) and user else None

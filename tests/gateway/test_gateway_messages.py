@@ -1,0 +1,235 @@
+"""Anthropic's Messages API spoken by clients (``POST /v1/messages``), with the official ``anthropic`` SDK through a
+real gateway: relayed as it is to an ``anthropic`` deployment (the wire-faithful Anthropic simulator), translated
+both ways for an ``openai_compatible`` one (the vLLM-like simulator, echoing). Usage, tokens and cost on ``/metrics``
+equal what the client received; errors come in Anthropic's shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from llmops.simulator.anthropic import BackgroundAnthropicSimulator
+from tests.support import gateway, gateway_config, metric, scrape, simulator
+
+KEY = "sk-gw-messages"
+PRICES = {"input_per_mtok": 3.0, "output_per_mtok": 15.0}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import hashlib
+
+    with (
+        BackgroundAnthropicSimulator(echo=True, api_key="sk-ant-test") as claude,
+        simulator("--echo", "--ttft-ms", "0", "--tokens-per-second", "0", "--model", "llama") as llama,
+    ):
+        config = gateway_config(
+            tmp_path_factory.mktemp("gw") / "config.yaml",
+            [
+                {
+                    "name": "claude",
+                    "deployments": [
+                        {
+                            "name": "anthropic-sim",
+                            "provider": "anthropic",
+                            "base_url": claude.base_url,
+                            "model": "claude-sonnet-4-5",
+                            "api_key": "sk-ant-test",
+                        }
+                    ],
+                    "pricing": PRICES,
+                },
+                {
+                    "name": "llama",
+                    "deployments": [{"name": "vllm-sim", "base_url": f"{llama}/v1", "model": "llama"}],
+                    "pricing": PRICES,
+                },
+            ],
+            keys=[{"name": "app", "sha256": hashlib.sha256(KEY.encode()).hexdigest()}],
+        )
+        with gateway(config) as url:
+            yield url
+
+
+@pytest.fixture()
+def client(gw: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw, api_key=KEY, max_retries=0)  # the SDK sends x-api-key
+
+
+def _cost(gw: str, model: str, before: str) -> float:
+    return metric(scrape(gw), "llm_gateway_cost_usd_total", model=model) - metric(
+        before, "llm_gateway_cost_usd_total", model=model
+    )
+
+
+def _tokens(gw: str, model: str, kind: str, before: str) -> float:
+    return metric(scrape(gw), "llm_gateway_tokens_total", model=model, type=kind) - metric(
+        before, "llm_gateway_tokens_total", model=model, type=kind
+    )
+
+
+def _billed_input(usage: Any) -> int:
+    return usage.input_tokens + (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
+
+
+@pytest.mark.parametrize("model", ["claude", "llama"])
+def test_text_with_a_system_prompt(gw: str, client: anthropic.Anthropic, model: str) -> None:
+    before = scrape(gw)
+    message = client.messages.create(
+        model=model,
+        max_tokens=64,
+        system="You are terse.",
+        messages=[{"role": "user", "content": "안녕하세요, hello from the anthropic sdk"}],
+    )
+    assert message.model == model
+    assert message.role == "assistant" and message.type == "message"
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "안녕하세요, hello from the anthropic sdk"
+    assert message.stop_reason == "end_turn"
+    usage = message.usage
+    assert usage.output_tokens > 0 and _billed_input(usage) > 0
+    assert _tokens(gw, model, "output", before) == usage.output_tokens
+    assert _tokens(gw, model, "input", before) == usage.input_tokens + (usage.cache_creation_input_tokens or 0)
+    expected = (_billed_input(usage) * PRICES["input_per_mtok"] + usage.output_tokens * PRICES["output_per_mtok"]) / 1e6
+    assert _cost(gw, model, before) == pytest.approx(expected)
+    after = scrape(gw)
+    assert metric(after, "llm_gateway_requests_total", model=model, endpoint="messages", status="200") >= 1
+
+
+@pytest.mark.parametrize("model", ["claude", "llama"])
+def test_streamed(gw: str, client: anthropic.Anthropic, model: str) -> None:
+    before = scrape(gw)
+    with client.messages.stream(
+        model=model,
+        max_tokens=64,
+        system="You are terse.",
+        messages=[{"role": "user", "content": "stream me back, 스트리밍"}],
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "content_block_start" in kinds and "content_block_stop" in kinds and "message_delta" in kinds
+    assert final.model == model
+    assert "".join(b.text for b in final.content if b.type == "text") == "stream me back, 스트리밍"
+    assert final.stop_reason == "end_turn"
+    usage = final.usage
+    assert usage.output_tokens > 0 and _billed_input(usage) > 0
+    assert _tokens(gw, model, "output", before) == usage.output_tokens
+    expected = (_billed_input(usage) * PRICES["input_per_mtok"] + usage.output_tokens * PRICES["output_per_mtok"]) / 1e6
+    assert _cost(gw, model, before) == pytest.approx(expected)
+    after = scrape(gw)
+    assert metric(after, "llm_gateway_requests_total", model=model, endpoint="messages", stream="true") >= 1
+    assert metric(after, "llm_gateway_time_to_first_token_seconds_count", model=model) > metric(
+        before, "llm_gateway_time_to_first_token_seconds_count", model=model
+    )
+
+
+def test_tool_use_is_relayed_to_anthropic(client: anthropic.Anthropic) -> None:
+    first = client.messages.create(
+        model="claude",
+        max_tokens=64,
+        tools=[WEATHER],
+        messages=[{"role": "user", "content": 'call tool get_weather {"city": "Seoul"}'}],
+    )
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.name == "get_weather" and call.input == {"city": "Seoul"}
+    second = client.messages.create(
+        model="claude",
+        max_tokens=64,
+        tools=[WEATHER],
+        messages=[
+            {"role": "user", "content": 'call tool get_weather {"city": "Seoul"}'},
+            {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call.id, "content": "sunny"},
+                    {"type": "text", "text": "thanks"},
+                ],
+            },
+        ],
+    )
+    assert second.content[0].text.endswith("thanks")
+
+
+def test_a_tool_round_trip_reaches_a_chat_host_as_chat(gw: str) -> None:
+    """Tool results and earlier tool calls become chat's tool messages, text beside a tool result a user message
+    after them (the echo simulator answers the last user message). The mapping itself: test_messages_translation."""
+    reply = httpx.post(
+        f"{gw}/v1/messages",
+        headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+        json={
+            "model": "llama",
+            "max_tokens": 32,
+            "tools": [WEATHER],
+            "messages": [
+                {"role": "user", "content": "weather in Seoul?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Seoul"}}
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                        {"type": "text", "text": "그리고 내일은?"},
+                    ],
+                },
+            ],
+        },
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["content"][0]["text"] == "그리고 내일은?"
+
+
+def test_errors_have_anthropics_shape(gw: str, client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.messages.create(model="nope", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.body["type"] == "error"
+    assert missing.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.create(model="llama", max_tokens=0, messages=[{"role": "user", "content": "hi"}])
+    assert bad.value.body["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in bad.value.body["error"]["message"]
+    wrong = anthropic.Anthropic(base_url=gw, api_key="sk-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as denied:
+        wrong.messages.create(model="llama", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    assert denied.value.body["error"]["type"] == "authentication_error"
+    raw = httpx.post(f"{gw}/v1/messages", headers={"x-api-key": KEY}, content=b"{not json", timeout=10)
+    assert raw.status_code == 400 and raw.json()["type"] == "error"
+    # The other routes keep OpenAI's shape.
+    chat = httpx.post(
+        f"{gw}/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"}, json={"model": "nope"}, timeout=10
+    )
+    assert chat.status_code == 404 and chat.json()["error"]["code"] == "model_not_found"
+
+
+def test_anthropic_metadata_is_the_clients_and_the_gateways_extras_are_not_sent(gw: str) -> None:
+    reply = httpx.post(
+        f"{gw}/v1/messages",
+        headers={"x-api-key": KEY},
+        json={
+            "model": "claude",
+            "max_tokens": 16,
+            "metadata": {"user_id": "user-7"},
+            "llmops": {"reference": "hi"},
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text  # the simulator refuses unknown top-level fields such as 'llmops'
+    assert json.loads(reply.text)["content"][0]["text"] == "hi"
