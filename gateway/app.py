@@ -28,6 +28,8 @@ from gateway.request_id import RequestIdMiddleware
 from gateway.routing import build_routes
 from gateway.sampling import SampleWriter
 from gateway.throughput import ServedTokens, ThroughputSync
+from gateway.tokenizers import MODEL_PREFIX, TokenizerRelay, split_model_path
+from gateway.tokenizers import PATHS as TOKENIZER_PATHS
 from gateway.tracing import GatewayTracer
 from gateway.upstream import UpstreamClient
 from llmops.config import Config
@@ -73,7 +75,8 @@ class Gateway:
         self.created = int(time.time())
         self._describe_routes()
         self.fastapi = self._build_fastapi()
-        self.asgi: ASGIApp = RequestIdMiddleware(_FastPath(self.fastapi, self.proxy))
+        tokenizers = TokenizerRelay(self.routes, self.client, self.proxy.access, config.server.max_body_bytes)
+        self.asgi: ASGIApp = RequestIdMiddleware(_FastPath(self.fastapi, self.proxy, tokenizers))
 
     def _build_sampler(self) -> SampleWriter | None:
         if self.config.redis is None:
@@ -279,6 +282,7 @@ _FAST_PATHS = {
     "/v1/messages": MESSAGES,
     "/v1/responses": RESPONSES,
 }
+_MODEL_PATHS = (*_FAST_PATHS, *TOKENIZER_PATHS)
 
 
 class _FastPath:
@@ -286,13 +290,26 @@ class _FastPath:
     in the route's shape itself); everything else goes through FastAPI's routing and middleware. Saves ~0.05 ms of
     CPU per request (bench/README.md)."""
 
-    def __init__(self, app: ASGIApp, proxy: Proxy) -> None:
+    def __init__(self, app: ASGIApp, proxy: Proxy, tokenizers: TokenizerRelay) -> None:
         self.app = app
         self.proxy = proxy
+        self.tokenizers = tokenizers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = _FAST_PATHS.get(scope["path"])
+        if scope["type"] == "http":
+            path = scope["path"]
+            endpoint = _FAST_PATHS.get(path) if scope["method"] == "POST" else None
+            if endpoint is None and path.startswith(MODEL_PREFIX):  # /m/MODEL/...: for evaluation harnesses
+                found = split_model_path(path, _MODEL_PATHS)
+                if found is not None:
+                    model, path = found
+                    if path in TOKENIZER_PATHS:
+                        await (await self.tokenizers.handle(Request(scope, receive), path, model))(scope, receive, send)
+                        return
+                    endpoint = _FAST_PATHS[path] if scope["method"] == "POST" else None
+            elif endpoint is None and path in TOKENIZER_PATHS:
+                await (await self.tokenizers.handle(Request(scope, receive), path, None))(scope, receive, send)
+                return
             if endpoint is not None:
                 response = await self.proxy.handle(Request(scope, receive), endpoint)
                 await response(scope, receive, send)

@@ -73,7 +73,9 @@ class GatewayMetrics:
         )
         self.tokens = Counter(
             "llm_gateway_tokens",
-            "Tokens from the upstream's usage; types are disjoint: input (not cached), cached_input, output.",
+            "Tokens from the upstream's usage; types are disjoint: input (neither read from nor written to a prompt "
+            "cache), cached_input (read), cache_write (written), output (not reasoning), reasoning. All prompt tokens "
+            "= input + cached_input + cache_write; all output tokens = output + reasoning.",
             ["model", "provider", "key", "type"],
             registry=r,
         )

@@ -1,8 +1,9 @@
 """Cost in USD of one request, from per-million-token prices or from the GPU time of a self-hosted deployment.
 
 Per-token prices come from the model's ``pricing`` in the config, else from the shipped table
-``gateway/data/prices.yaml`` (dated, with sources). Cached prompt tokens are charged at the cached price (the input
-price when none is given).
+``gateway/data/prices.yaml`` (dated, with sources). Cached prompt tokens are charged at the cached price and prompt
+tokens written to a cache at the cache-write price (the input price when either is not given); reasoning tokens are
+output tokens.
 
 GPU-priced (self-hosted) models: the deployment costs ``gpu_hour_usd * gpus / 3600`` USD per second whether it is
 busy or not. Each request is charged that cost per second divided by the tokens per second the deployment actually
@@ -34,15 +35,25 @@ from llmops.config import Pricing
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token usage of one response: ``input`` counts all prompt tokens, cached ones included."""
+    """Token usage of one response. ``input`` counts all prompt tokens: those read from a prompt cache
+    (``cached_input``) and those written to one (``cache_write``, Anthropic's cache creation) included. ``output``
+    counts all generated tokens, ``reasoning`` ones (hidden thinking) included."""
 
     input: int = 0
     output: int = 0
     cached_input: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
 
     @property
     def uncached_input(self) -> int:
-        return max(self.input - self.cached_input, 0)
+        """Prompt tokens neither read from nor written to a cache."""
+        return max(self.input - self.cached_input - self.cache_write, 0)
+
+    @property
+    def visible_output(self) -> int:
+        """Output tokens that are not reasoning."""
+        return max(self.output - self.reasoning, 0)
 
     @classmethod
     def from_openai(cls, usage: Any) -> Usage | None:
@@ -56,10 +67,14 @@ class Usage:
             return None
         details = usage.get("prompt_tokens_details")
         cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        output = max(completion or 0, 0)
+        out_details = usage.get("completion_tokens_details")
+        reasoning = out_details.get("reasoning_tokens") if isinstance(out_details, dict) else None
         return cls(
             input=max(prompt, 0),
-            output=max(completion or 0, 0),
+            output=output,
             cached_input=cached if isinstance(cached, int) and 0 <= cached <= prompt else 0,
+            reasoning=reasoning if isinstance(reasoning, int) and 0 <= reasoning <= output else 0,
         )
 
 
@@ -70,10 +85,16 @@ class TokenPrices:
     input: float
     output: float
     cached_input: float
+    cache_write: float = -1.0  # negative: the input price
 
     def cost(self, usage: Usage) -> float:
+        """Reasoning tokens are output tokens, and priced so."""
+        write = self.input if self.cache_write < 0 else self.cache_write
         return (
-            usage.uncached_input * self.input + usage.cached_input * self.cached_input + usage.output * self.output
+            usage.uncached_input * self.input
+            + usage.cached_input * self.cached_input
+            + usage.cache_write * write
+            + usage.output * self.output
         ) / 1_000_000
 
 
@@ -93,6 +114,7 @@ class PriceTable:
                 input=float(row["input"]),
                 output=float(row["output"]),
                 cached_input=float(row.get("cached_input", row["input"])),
+                cache_write=float(row.get("cache_write", row["input"])),
             )
             for name, row in data["models"].items()
         }
@@ -173,6 +195,7 @@ class CostModel:
                     cached_input=input_price
                     if pricing.cached_input_per_mtok is None
                     else pricing.cached_input_per_mtok,
+                    cache_write=input_price if pricing.cache_write_per_mtok is None else pricing.cache_write_per_mtok,
                 )
             )
         for name in names:

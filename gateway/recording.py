@@ -75,8 +75,12 @@ class Recorder:
                     m.tokens.labels(model, provider, key, "input").inc(usage.uncached_input)
                 if usage.cached_input:
                     m.tokens.labels(model, provider, key, "cached_input").inc(usage.cached_input)
-                if usage.output:
-                    m.tokens.labels(model, provider, key, "output").inc(usage.output)
+                if usage.cache_write:
+                    m.tokens.labels(model, provider, key, "cache_write").inc(usage.cache_write)
+                if usage.visible_output:
+                    m.tokens.labels(model, provider, key, "output").inc(usage.visible_output)
+                if usage.reasoning:
+                    m.tokens.labels(model, provider, key, "reasoning").inc(usage.reasoning)
                 cost = route.cost.cost(usage)
                 if cost:
                     m.cost.labels(model, provider, key, ex.variant).inc(cost)
@@ -153,6 +157,8 @@ class Recorder:
                 "input": usage.input if usage else 0,
                 "output": usage.output if usage else 0,
                 "cached": usage.cached_input if usage else 0,
+                **({"cache_write": usage.cache_write} if usage and usage.cache_write else {}),
+                **({"reasoning": usage.reasoning} if usage and usage.reasoning else {}),
                 **({"estimated": True} if ex.usage_estimated else {}),
             },
             latency={"total": total, "ttft": ttft, "per_output_token": per_token},

@@ -82,6 +82,20 @@ class UpstreamClient:
         except Exception as exc:  # classified below; anything unexpected is an invalid response
             raise classify_exception(route, exc) from exc
 
+    async def fetch(
+        self, route: DeploymentRoute, method: str, url: str, body: bytes | None, request_id: str
+    ) -> tuple[int, bytes]:
+        """One whole exchange with ``url`` (a server-root endpoint of the deployment's host): status and body."""
+        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        headers = {**route.headers, "X-Request-Id": request_id}
+        try:
+            response = await self._session.request(
+                method, url, data=body, headers=headers, timeout=self._timeout(route)
+            )
+        except Exception as exc:
+            raise classify_exception(route, exc) from exc
+        return response.status, await self.read(route, response)
+
     async def read(self, route: DeploymentRoute, response: aiohttp.ClientResponse) -> bytes:
         """The whole body of a unary response, failures classified."""
         try:

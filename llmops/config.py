@@ -112,6 +112,7 @@ class Pricing(_Strict):
     input_per_mtok: float | None = Field(default=None, ge=0)
     output_per_mtok: float | None = Field(default=None, ge=0)
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
     gpu_hour_usd: float | None = Field(default=None, ge=0)
     gpus: int = Field(default=1, ge=1)
     min_tokens_per_second: float = Field(
@@ -122,7 +123,7 @@ class Pricing(_Strict):
     def _one_kind(self) -> Pricing:
         given = [
             name
-            for name in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")
+            for name in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok")
             if getattr(self, name) is not None
         ]
         if given and self.gpu_hour_usd is not None:

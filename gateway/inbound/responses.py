@@ -412,14 +412,17 @@ class ChatToResponsesStream:
         return self._event("error", body)
 
 
-def usage_of(usage: Any) -> tuple[int, int, int] | None:
-    """``(input, output, cached input)`` tokens of a Responses API ``usage`` object; ``None`` when missing."""
+def usage_of(usage: Any) -> tuple[int, int, int, int] | None:
+    """``(input, output, cached input, reasoning)`` tokens of a Responses API ``usage`` object; ``None`` when
+    missing."""
     if not isinstance(usage, dict) or not isinstance(usage.get("input_tokens"), int):
         return None
     details = usage.get("input_tokens_details")
     cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    prompt = _count(usage.get("input_tokens"))
-    return prompt, _count(usage.get("output_tokens")), min(cached, prompt)
+    out_details = usage.get("output_tokens_details")
+    reasoning = _count(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
+    prompt, output = _count(usage.get("input_tokens")), _count(usage.get("output_tokens"))
+    return prompt, output, min(cached, prompt), min(reasoning, output)
 
 
 def as_chat_completion(response: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,9 @@ _END_EVENTS = {"response.completed": None, "response.incomplete": None, "respons
 def usage(data: Any) -> Usage | None:
     """:class:`Usage` of a Responses API ``usage`` object."""
     counts = usage_of(data)
-    return None if counts is None else Usage(input=counts[0], output=counts[1], cached_input=counts[2])
+    if counts is None:
+        return None
+    return Usage(input=counts[0], output=counts[1], cached_input=counts[2], reasoning=counts[3])
 
 
 def decode(ex: Exchange, raw: bytes, data: dict[str, Any], route: DeploymentRoute) -> Answer:

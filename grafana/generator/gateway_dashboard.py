@@ -154,7 +154,8 @@ LATENCY = [
 TOKENS_AND_COST = [
     Series(
         "Tokens/s by model and type",
-        "Input, output and cached input tokens per second.",
+        "Tokens per second by type, which are disjoint: input (uncached prompt), cached_input (read from a prompt "
+        "cache), cache_write (written to one), output and reasoning (hidden thinking, part of the output).",
         [(f"sum by (model, type) (rate(llm_gateway_tokens_total{{{MK}}}[{RI}]))", "{{model}} {{type}}")],
         "short",
         stack=True,

@@ -389,9 +389,11 @@ def test_finish_reasons(stop_reason: str | None, expected: str | None) -> None:
     assert finish_reason(stop_reason) == expected
 
 
-def test_usage_counts_cache_reads_and_writes_as_input() -> None:
+def test_usage_counts_cache_reads_and_writes_as_input_and_keeps_them_apart() -> None:
     usage = {"input_tokens": 10, "cache_read_input_tokens": 300, "cache_creation_input_tokens": 50, "output_tokens": 7}
-    assert usage_from_anthropic(usage) == Usage(input=360, output=7, cached_input=300)
+    measured = usage_from_anthropic(usage)
+    assert measured == Usage(input=360, output=7, cached_input=300, cache_write=50)
+    assert measured is not None and measured.uncached_input == 10
     assert usage_from_anthropic({"input_tokens": 3, "output_tokens": 1, "cache_read_input_tokens": None}) == Usage(
         3, 1, 0
     )

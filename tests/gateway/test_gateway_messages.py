@@ -99,7 +99,7 @@ def test_text_with_a_system_prompt(gw: str, client: anthropic.Anthropic, model: 
     usage = message.usage
     assert usage.output_tokens > 0 and _billed_input(usage) > 0
     assert _tokens(gw, model, "output", before) == usage.output_tokens
-    assert _tokens(gw, model, "input", before) == usage.input_tokens + (usage.cache_creation_input_tokens or 0)
+    assert _tokens(gw, model, "input", before) == usage.input_tokens  # cache reads and writes are types of their own
     expected = (_billed_input(usage) * PRICES["input_per_mtok"] + usage.output_tokens * PRICES["output_per_mtok"]) / 1e6
     assert _cost(gw, model, before) == pytest.approx(expected)
     after = scrape(gw)
@@ -233,3 +233,27 @@ def test_anthropic_metadata_is_the_clients_and_the_gateways_extras_are_not_sent(
     )
     assert reply.status_code == 200, reply.text  # the simulator refuses unknown top-level fields such as 'llmops'
     assert json.loads(reply.text)["content"][0]["text"] == "hi"
+
+
+def test_prompt_cache_writes_and_reads_are_metered_and_priced_apart(gw: str, client: anthropic.Anthropic) -> None:
+    """A system prompt with ``cache_control``: the first request writes it to the cache, the second reads it. Each
+    kind has its own token type, and cost uses the cache-write and cache-read prices (here: the input price for
+    both, the configured pricing names neither)."""
+    system = [{"type": "text", "text": "긴 시스템 프롬프트 " * 30, "cache_control": {"type": "ephemeral"}}]
+    before = scrape(gw)
+    first = client.messages.create(
+        model="claude", max_tokens=16, system=system, messages=[{"role": "user", "content": "one"}]
+    )
+    second = client.messages.create(
+        model="claude", max_tokens=16, system=system, messages=[{"role": "user", "content": "two"}]
+    )
+    written = first.usage.cache_creation_input_tokens or 0
+    read = second.usage.cache_read_input_tokens or 0
+    assert written > 0 and read == written
+    assert _tokens(gw, "claude", "cache_write", before) == written
+    assert _tokens(gw, "claude", "cached_input", before) == read
+    assert _tokens(gw, "claude", "input", before) == first.usage.input_tokens + second.usage.input_tokens
+    billed = _billed_input(first.usage) + _billed_input(second.usage)
+    outputs = first.usage.output_tokens + second.usage.output_tokens
+    expected = (billed * PRICES["input_per_mtok"] + outputs * PRICES["output_per_mtok"]) / 1e6
+    assert _cost(gw, "claude", before) == pytest.approx(expected)

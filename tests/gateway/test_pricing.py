@@ -99,3 +99,33 @@ def test_gpu_costs_add_up_to_gpu_cost_when_busy() -> None:
         clock.now += 1
         total += gpu.cost(Usage(input=400, output=600))
     assert total == pytest.approx(540 * 2.0 / 3600, rel=0.02)
+
+
+def test_cache_writes_and_reasoning_are_their_own_token_types() -> None:
+    usage = Usage.from_openai(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 40,
+            "prompt_tokens_details": {"cached_tokens": 30},
+            "completion_tokens_details": {"reasoning_tokens": 25},
+        }
+    )
+    assert usage == Usage(input=100, output=40, cached_input=30, reasoning=25)
+    assert usage.uncached_input == 70 and usage.visible_output == 15
+    # a reasoning count above the output is not believed
+    odd = Usage.from_openai(
+        {"prompt_tokens": 1, "completion_tokens": 2, "completion_tokens_details": {"reasoning_tokens": 9}}
+    )
+    assert odd is not None and odd.reasoning == 0
+    prices = TokenPrices(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75)
+    written = Usage(input=1_000_000 + 200_000 + 500_000, output=100_000, cached_input=200_000, cache_write=500_000)
+    assert prices.cost(written) == pytest.approx(3.0 + 0.3 * 0.2 + 3.75 * 0.5 + 15.0 * 0.1)
+    assert TokenPrices(input=2.0, output=8.0, cached_input=0.5).cost(Usage(input=10, cache_write=10)) == 20 / 1e6
+
+
+def test_the_price_table_has_anthropics_cache_write_prices() -> None:
+    table = PriceTable.load_default()
+    sonnet = table.lookup("claude-sonnet-4-20250514")
+    assert sonnet is not None and sonnet.cache_write == pytest.approx(1.25 * sonnet.input)
+    gpt = table.lookup("gpt-4o")
+    assert gpt is not None and gpt.cost(Usage(input=1_000_000, cache_write=1_000_000)) == pytest.approx(gpt.input)

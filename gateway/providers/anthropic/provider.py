@@ -11,7 +11,7 @@ from gateway.errors import GatewayError, UpstreamFailure, bad_request, retry_aft
 from gateway.pricing import Usage
 from gateway.providers.anthropic.errors import anthropic_error
 from gateway.providers.anthropic.request import ANTHROPIC_PATH, request_headers, to_anthropic_request
-from gateway.providers.anthropic.response import from_anthropic_response
+from gateway.providers.anthropic.response import from_anthropic_response, usage_from_anthropic
 from gateway.providers.anthropic.stream import AnthropicStreamTranslator
 from gateway.providers.base import Answer, dumps_body
 from gateway.sse import SSEDecoder
@@ -59,7 +59,7 @@ class AnthropicProvider:
             translated = from_anthropic_response(data, ex.model.name)
         except GatewayError as error:
             raise UpstreamFailure("invalid_response", error) from None
-        usage = Usage.from_openai(translated.get("usage"))
+        usage = usage_from_anthropic(data.get("usage")) or Usage()  # cache writes kept apart
         if ex.upstream_endpoint.label == "messages":  # the client speaks Anthropic: its own answer, renamed
             body = raw.replace(route.upstream_model_field, ex.model.public_model_field, 1)
             if body is raw and "model" in data:

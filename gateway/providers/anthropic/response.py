@@ -43,7 +43,12 @@ def usage_from_anthropic(usage: Any) -> Usage | None:
     prompt = (
         positive_int(usage.get("input_tokens")) + cache_read + positive_int(usage.get("cache_creation_input_tokens"))
     )
-    return Usage(input=prompt, output=positive_int(usage.get("output_tokens")), cached_input=cache_read)
+    return Usage(
+        input=prompt,
+        output=positive_int(usage.get("output_tokens")),
+        cached_input=cache_read,
+        cache_write=positive_int(usage.get("cache_creation_input_tokens")),
+    )
 
 
 def openai_usage(usage: Usage) -> dict[str, Any]:

@@ -111,7 +111,12 @@ class AnthropicStreamTranslator:
         if not self._saw_usage:
             return None
         cached = self._cache_read
-        return Usage(input=self._input + cached + self._cache_creation, output=self._output, cached_input=cached)
+        return Usage(
+            input=self._input + cached + self._cache_creation,
+            output=self._output,
+            cached_input=cached,
+            cache_write=self._cache_creation,
+        )
 
     @property
     def text(self) -> str:
