@@ -108,6 +108,14 @@ class SimulatorSettings(FaultConfig):
         False,
         description="export vllm:gpu_cache_usage_perc and vllm:time_per_output_token_seconds (pre-rename names)",
     )
+    enable_tokenizer_info_endpoint: Annotated[bool, Flag("engine")] = Field(
+        False, description="serve GET /tokenizer_info, as vLLM's flag of the same name (/tokenize is always served)"
+    )
+    enable_responses_store: Annotated[bool, Flag("engine")] = Field(
+        False,
+        description="keep /v1/responses answers in memory when a request has store=true (GET /v1/responses/ID, "
+        "previous_response_id), as vLLM with VLLM_ENABLE_RESPONSES_API_STORE=1; without it store is ignored",
+    )
 
     @property
     def metrics_model_name(self) -> str:
