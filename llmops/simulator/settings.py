@@ -83,8 +83,9 @@ class SimulatorSettings(FaultConfig):
     echo: Annotated[bool, Flag("generation")] = Field(False, description="answer with the last user message's text")
     script: Annotated[tuple[ScriptRule, ...], Flag("generation", metavar="FILE", load=load_script)] = Field(
         (),
-        description="YAML list of {match: REGEX, response: TEXT, finish_reason?: stop|length}; first match on the "
-        "last user message (or prompt) wins",
+        description="YAML list of {match: REGEX, response?: TEXT, finish_reason?: stop|length, tool_calls?: "
+        "[{name, arguments?}], logprob?: NUMBER}, matched on the last user message (or prompt); the first match with "
+        "a response (or tool calls) wins; logprob scores the prompt tokens a match covers",
     )
     seed: Annotated[int, Flag("generation")] = Field(0, description="seed of generated text and of random faults")
     embedding_dim: Annotated[int, Flag("generation")] = Field(64, ge=1, le=16384, description="embedding dimensions")
