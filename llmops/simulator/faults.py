@@ -17,6 +17,9 @@ through), which makes tests deterministic:
                                                                       with ``after_tokens``: mid-stream
 ``{"fault": "none"}``                                                 no random fault for this request
 ``{"response": "fixed text", "finish_reason": "stop"}``               this answer text (cut by ``max_tokens``)
+``{"tool_calls": [{"name": "f", "arguments": {"x": 1}}]}``            these calls of the request's tools
+                                                                      (``arguments`` optional; see
+                                                                      :mod:`llmops.simulator.tools`)
 ``{"ttft_ms": 200, "tokens_per_second": 20}``                         this request's pacing
 ====================================================================  ================================================
 
@@ -52,6 +55,7 @@ class FaultPlan:
     after_tokens: int | None = None  # for midstream_error and disconnect
     response: str | None = None
     finish_reason: str | None = None
+    tool_calls: list[tuple[str, Any]] | None = None  # (name, arguments or None)
     ttft_s: float = 0.0
     itl_s: float = 0.0  # seconds between tokens after the first
 
@@ -122,6 +126,7 @@ def _apply_simulate(plan: FaultPlan, simulate: Any, slow_s: float) -> str | None
         "after_tokens",
         "response",
         "finish_reason",
+        "tool_calls",
         "ttft_ms",
         "tokens_per_second",
     }
@@ -138,6 +143,8 @@ def _apply_simulate(plan: FaultPlan, simulate: Any, slow_s: float) -> str | None
         if simulate["finish_reason"] not in ("stop", "length"):
             raise RequestError("simulate.finish_reason must be 'stop' or 'length'", param="simulate")
         plan.finish_reason = simulate["finish_reason"]
+    if "tool_calls" in simulate:
+        plan.tool_calls = _tool_calls(simulate["tool_calls"])
     if "ttft_ms" in simulate:
         plan.ttft_s = _number(simulate["ttft_ms"], "ttft_ms") / 1000.0
     if "tokens_per_second" in simulate:
@@ -165,3 +172,17 @@ def _apply_simulate(plan: FaultPlan, simulate: Any, slow_s: float) -> str | None
         if fault == "midstream_error" and plan.after_tokens is None:
             plan.after_tokens = DEFAULT_AFTER_TOKENS
     return fault
+
+
+def _tool_calls(value: Any) -> list[tuple[str, Any]]:
+    calls = []
+    for call in value if isinstance(value, list) else [None]:
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str) or set(call) - {"name", "arguments"}:
+            raise RequestError(
+                'simulate.tool_calls must be a list of {"name": ..., "arguments": {...}}', param="simulate"
+            )
+        arguments = call.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise RequestError("simulate.tool_calls: arguments must be an object", param="simulate")
+        calls.append((call["name"], arguments))
+    return calls

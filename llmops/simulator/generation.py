@@ -43,9 +43,9 @@ def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type=JSON)
 
 
-def error_response(message: str, status: int, param: str | None = None) -> web.Response:
+def error_response(message: str, status: int, param: str | None = None, err_type: str | None = None) -> web.Response:
     """An error in vLLM's shape."""
-    return web.Response(body=error_bytes(message, status, param), status=status, content_type=JSON)
+    return web.Response(body=error_bytes(message, status, param, err_type), status=status, content_type=JSON)
 
 
 def _phrase(status: int) -> str:
@@ -102,7 +102,7 @@ async def apply_early_faults(engine: Engine, request: web.Request, plan: FaultPl
     return None
 
 
-def _fault_step(plan: FaultPlan, choices: list[Choice]) -> int | None:
+def fault_step(plan: FaultPlan, choices: list[Choice]) -> int | None:
     """After how many tokens a mid-stream fault strikes (before the last token, so the answer is cut)."""
     if plan.kind not in ("midstream_error", "disconnect") or plan.after_tokens is None:
         return None
@@ -135,7 +135,7 @@ def _usage(gen: GenerationRequest, run: Run, report_cached: bool) -> dict[str, A
     return usage(prompt_tokens, sum(run.generated), run.usage_cached_tokens if report_cached else None)
 
 
-def _step(run: Run, choices: list[Choice], step: int) -> list[tuple[int, Choice, str, bool]]:
+def advance(run: Run, choices: list[Choice], step: int) -> list[tuple[int, Choice, str, bool]]:
     """Advance every choice by one token: (sequence, choice, token text, is last) for those that produced one."""
     out = []
     for seq, choice in enumerate(choices):
@@ -159,19 +159,19 @@ async def _complete(
     report_cached: bool,
 ) -> web.Response:
     await run.admit()
-    fault_step = _fault_step(plan, choices)
+    strike_at = fault_step(plan, choices)
     steps = max(max((len(choice.tokens) for choice in choices), default=0), 1)
     for step in range(steps):
         await run.wait(step)
-        if step == fault_step:
-            return error_response(_strike(engine, request, plan, run), 500)
-        for seq, choice, _, last in _step(run, choices, step):
+        if step == strike_at:
+            return error_response(strike(engine, request, plan, run), 500)
+        for seq, choice, _, last in advance(run, choices, step):
             if last:
-                run.finish(seq, choice.finish_reason)
+                run.finish(seq, choice.engine_finish)
     return json_response(fmt.response(choices, _usage(gen, run, report_cached)))
 
 
-def _strike(engine: Engine, request: web.Request, plan: FaultPlan, run: Run) -> str:
+def strike(engine: Engine, request: web.Request, plan: FaultPlan, run: Run) -> str:
     """Strike the planned mid-answer fault: drop the connection, or end the run as ``error`` and return the message."""
     if plan.kind == "disconnect":
         engine.metrics.faults["disconnect"].inc()
@@ -203,24 +203,24 @@ async def _stream(
             opening = fmt.opening(choice.index, chunk_usage(prompt_tokens, 0) if continuous else None)
             if opening is not None:
                 events.add(opening)
-        fault_step = _fault_step(plan, choices)
+        strike_at = fault_step(plan, choices)
         steps = max(max((len(choice.tokens) for choice in choices), default=0), 1)
         for step in range(steps):
             # vLLM sends the role-only opening chunk with the first token, after prefill: hold it until then.
             await run.wait(step, events.flush if step else None)
-            if step == fault_step:
+            if step == strike_at:
                 await events.flush()
-                events.add(error_object(_strike(engine, request, plan, run), 500))
+                events.add(error_object(strike(engine, request, plan, run), 500))
                 events.raw(_DONE)
                 await events.flush()
                 return response
-            for seq, choice, text, last in _step(run, choices, step):
+            for seq, choice, text, last in advance(run, choices, step):
                 usage_now = None
                 if continuous:
                     usage_now = chunk_usage(gen.prompts[choice.prompt_index].tokens, run.generated[seq])
                 events.add(fmt.chunk(choice, step, text, last, usage_now))
                 if last:
-                    run.finish(seq, choice.finish_reason)
+                    run.finish(seq, choice.engine_finish)
         if gen.include_usage:
             events.add(final_usage_chunk(fmt.base, _usage(gen, run, report_cached)))
         events.raw(_DONE)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from llmops.simulator.text import count_tokens, text_digest
+from llmops.simulator.tokenizer import decode, decode_pieces, out_of_vocabulary
 
 MAX_LOGPROBS = 20  # vLLM's default --max-logprobs
 
@@ -20,11 +21,12 @@ MAX_LOGPROBS = 20  # vLLM's default --max-logprobs
 class RequestError(Exception):
     """A request that vLLM would refuse; becomes ``{"error": {...}}`` with ``status``."""
 
-    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+    def __init__(self, message: str, param: str | None = None, status: int = 400, err_type: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.status = status
+        self.err_type = err_type  # None: vLLM's type for the status
 
 
 def error_type(status: int) -> str:
@@ -55,11 +57,32 @@ class Prompt:
     tokens: int
     digests: list[bytes]  # digests[k] covers segments 0..k
     segment_tokens: list[int]
+    pieces: list[str] | None = None  # the token pieces of a completion prompt given as token ids
 
     @property
     def seed(self) -> int:
         """A stable number derived from the whole prompt."""
         return int.from_bytes(self.digests[-1], "big") if self.digests else 0
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One function call of an answer; ``call_id`` is the hex part of its ids (each API adds its prefixes)."""
+
+    call_id: str
+    name: str
+    arguments: str  # JSON text
+
+
+@dataclass(slots=True)
+class Tooling:
+    """What a request says about tools and structured output (see :mod:`llmops.simulator.tools`)."""
+
+    tools: dict[str, Any]  # name -> parameters schema
+    choice: str = "auto"  # "none", "auto", "required" or "named"
+    named: str | None = None
+    parallel: bool = True
+    output_format: dict[str, Any] | None = None  # {"type": "json_object"} or {"type": "json_schema", "schema": ...}
 
 
 @dataclass(slots=True)
@@ -79,6 +102,9 @@ class GenerationRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     echo_prompt: bool = False  # completions' own `echo` parameter
+    echo_only: bool = False  # completions with echo and max_tokens 0: the prompt, and no generated text
+    fresh_turn: bool = True  # the conversation's last message is the user's (not a tool result)
+    tooling: Tooling | None = None
     simulate: Any = None
 
 
@@ -210,13 +236,14 @@ def parse_chat(body: dict) -> GenerationRequest:
     segment_tokens: list[int] = []
     previous = b""
     last_user = ""
+    role: Any = "user"
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise _invalid(f"messages.{i}", "a valid dictionary")
         role = message.get("role")
         if not isinstance(role, str):
             raise _invalid(f"messages.{i}.role", "a valid string")
-        text, tokens = content_text(message.get("content"), f"messages.{i}")
+        text, tokens = message_text(message, f"messages.{i}")
         previous = text_digest(role, text, previous=previous)
         digests.append(previous)
         segment_tokens.append(tokens)
@@ -225,6 +252,7 @@ def parse_chat(body: dict) -> GenerationRequest:
     request = GenerationRequest(
         model=_model(body),
         prompts=[Prompt(last_user, sum(segment_tokens), digests, segment_tokens)],
+        fresh_turn=role == "user",
     )
     _common(body, request)
     max_completion = _opt_int(body, "max_completion_tokens", minimum=1)
@@ -238,19 +266,52 @@ def parse_chat(body: dict) -> GenerationRequest:
     return request
 
 
-def _prompt_list(value: Any, name: str) -> list[tuple[str, int]]:
-    """A completions ``prompt`` or embeddings ``input``: a string, strings, token ids, or lists of token ids."""
+def _tool_call_text(calls: Any, where: str) -> str:
+    """The text of an assistant message's ``tool_calls`` (their names and arguments), which count as prompt tokens."""
+    if calls is None:
+        return ""
+    if not isinstance(calls, list):
+        raise _invalid(f"{where}.tool_calls", "a valid list")
+    parts = []
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise RequestError(f"{where}.tool_calls.{j}.function.name: Field required", param="messages")
+        arguments = function.get("arguments")
+        parts.append(f"{function['name']} {arguments if isinstance(arguments, str) else ''}".strip())
+    return "\n".join(parts)
+
+
+def message_text(message: dict[str, Any], where: str) -> tuple[str, int]:
+    """The text of a chat message (its content, then its tool calls' names and arguments) and its token count."""
+    text, tokens = content_text(message.get("content"), where)
+    calls = _tool_call_text(message.get("tool_calls"), where)
+    if calls:
+        text, tokens = f"{text}\n{calls}" if text else calls, tokens + count_tokens(calls)
+    return text, tokens
+
+
+def _token_ids(ids: list[int], name: str) -> tuple[str, int, list[str]]:
+    bad = out_of_vocabulary(ids)
+    if bad is not None:
+        raise RequestError(f"Token id {bad} is out of vocabulary", param=name)
+    return decode(ids), len(ids), decode_pieces(ids)
+
+
+def _prompt_list(value: Any, name: str) -> list[tuple[str, int, list[str] | None]]:
+    """A completions ``prompt`` or embeddings ``input``: a string, strings, token ids, or lists of token ids (as
+    (text, tokens, pieces of token ids))."""
     if isinstance(value, str):
-        return [(value, count_tokens(value))]
+        return [(value, count_tokens(value), None)]
     if isinstance(value, list) and value:
         if all(isinstance(item, str) for item in value):
-            return [(item, count_tokens(item)) for item in value]
+            return [(item, count_tokens(item), None) for item in value]
         if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-            return [(" ".join(map(str, value)), len(value))]
+            return [_token_ids(value, name)]
         if all(isinstance(item, list) and item for item in value) and all(
             isinstance(token, int) and not isinstance(token, bool) for item in value for token in item
         ):
-            return [(" ".join(map(str, item)), len(item)) for item in value]
+            return [_token_ids(item, name) for item in value]
     if isinstance(value, list) and not value:
         raise RequestError(f"{name}: must not be empty", param=name)
     if value is None:
@@ -261,25 +322,27 @@ def _prompt_list(value: Any, name: str) -> list[tuple[str, int]]:
 def parse_completion(body: dict) -> GenerationRequest:
     """A ``/v1/completions`` body; raises :class:`RequestError` on wrong types."""
     prompts = [
-        Prompt(text, tokens, [text_digest("prompt", text)], [tokens])
-        for text, tokens in _prompt_list(body.get("prompt"), "prompt")
+        Prompt(text, tokens, [text_digest("prompt", text)], [tokens], pieces)
+        for text, tokens, pieces in _prompt_list(body.get("prompt"), "prompt")
     ]
     if body.get("suffix") is not None:
         raise RequestError("suffix is not currently supported", param="suffix")
     request = GenerationRequest(model=_model(body), prompts=prompts)
     _common(body, request)
-    request.max_tokens = _opt_int(body, "max_tokens", minimum=1)
+    request.echo_prompt = bool(_opt_bool(body, "echo"))
+    request.max_tokens = _opt_int(body, "max_tokens", minimum=0 if request.echo_prompt else 1)
+    if request.max_tokens == 0:  # vLLM generates one token for the engine, and answers with the prompt alone
+        request.max_tokens, request.echo_only = 1, True
     _check_min_tokens(request)
     logprobs = _opt_int(body, "logprobs", minimum=0, maximum=MAX_LOGPROBS)
     request.logprobs = logprobs is not None
     request.top_logprobs = logprobs or 0
-    request.echo_prompt = bool(_opt_bool(body, "echo"))
     return request
 
 
 def parse_embedding(body: dict) -> EmbeddingRequest:
     """A ``/v1/embeddings`` body; raises :class:`RequestError` on wrong types."""
-    inputs = _prompt_list(body.get("input"), "input")
+    inputs = [(text, tokens) for text, tokens, _ in _prompt_list(body.get("input"), "input")]
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise RequestError(f"encoding_format: Input should be 'float' or 'base64', got {encoding!r}", "encoding_format")

@@ -2,7 +2,13 @@
 
 Endpoints:
   - ``POST /v1/chat/completions``, ``POST /v1/completions``: vLLM's bodies and SSE streams (see
-    :mod:`llmops.simulator.generation` for timing, :mod:`llmops.simulator.answers` for what is answered)
+    :mod:`llmops.simulator.generation` for timing, :mod:`llmops.simulator.answers` for what is answered,
+    :mod:`llmops.simulator.tools` for tool calls and structured output, :mod:`llmops.simulator.scoring` for the
+    prompt logprobs of ``echo``)
+  - ``POST /v1/responses``, ``GET /v1/responses/{id}``: OpenAI's Responses API as vLLM serves it
+    (:mod:`llmops.simulator.responses_api`)
+  - ``POST /tokenize``, ``POST /detokenize``, ``GET /tokenizer_info`` (with ``--enable-tokenizer-info-endpoint``):
+    vLLM's tokenizer endpoints over a toy tokenizer (:mod:`llmops.simulator.tokenization`)
   - ``POST /v1/embeddings``: deterministic unit vectors (``encoding_format`` ``float`` or ``base64``)
   - ``GET /v1/models``, ``GET /health`` (200, empty body), ``GET /version``, ``GET /metrics``
   - ``GET /admin/faults`` (the current fault settings), ``POST /admin/faults`` (change any of ``error_rate``,
@@ -43,8 +49,11 @@ from llmops.simulator.protocol import (
     parse_embedding,
 )
 from llmops.simulator.responses import ChatFormat, CompletionFormat
+from llmops.simulator.responses_api import ResponsesApi
 from llmops.simulator.settings import SimulatorSettings
 from llmops.simulator.text import embed, text_digest
+from llmops.simulator.tokenization import Tokenization
+from llmops.simulator.tools import chat_tooling
 
 logger = logging.getLogger("llmops.simulator")
 
@@ -62,6 +71,8 @@ class Simulator:
         self.faults = Faults(settings.fault_config(), seed=settings.seed)
         self.created = int(time.time())
         self._auth = f"Bearer {settings.api_key}" if settings.api_key else None
+        self.responses = ResponsesApi(settings, self.engine, self.faults, self._model)
+        self.tokenization = Tokenization(settings, self._model)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -86,7 +97,7 @@ class Simulator:
             try:
                 return await handler(request)
             except RequestError as error:
-                return error_response(error.message, error.status, error.param)
+                return error_response(error.message, error.status, error.param, error.err_type)
 
         return guarded
 
@@ -95,7 +106,9 @@ class Simulator:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions``."""
         arrival = monotonic()
-        gen = parse_chat(loads(await request.read()))
+        body = loads(await request.read())
+        gen = parse_chat(body)
+        gen.tooling = chat_tooling(body)
         model = self._model(gen.model)
         fmt = ChatFormat(f"chatcmpl-{self._request_id(request)}", int(time.time()), model, gen)
         return await self._generate(request, gen, fmt, arrival, "messages")
@@ -105,7 +118,7 @@ class Simulator:
         arrival = monotonic()
         gen = parse_completion(loads(await request.read()))
         model = self._model(gen.model)
-        fmt = CompletionFormat(f"cmpl-{self._request_id(request)}", int(time.time()), model, gen)
+        fmt = CompletionFormat(f"cmpl-{self._request_id(request)}", int(time.time()), model, gen, self.settings.script)
         return await self._generate(request, gen, fmt, arrival, "prompt")
 
     async def _generate(
@@ -118,7 +131,7 @@ class Simulator:
     ) -> web.StreamResponse:
         check_context(self.settings, gen, prompt_param)
         plan = self.faults.plan(gen.simulate, gen.stream)
-        choices = plan_choices(self.settings, gen, plan.response, plan.finish_reason)
+        choices = plan_choices(self.settings, gen, plan.response, plan.finish_reason, plan.tool_calls)
         early = await apply_early_faults(self.engine, request, plan)
         if early is not None:
             return early
@@ -267,6 +280,12 @@ def create_app(settings: SimulatorSettings) -> web.Application:
     app.router.add_post("/v1/completions", guard(sim.completions))
     app.router.add_post("/v1/embeddings", guard(sim.embeddings))
     app.router.add_get("/v1/models", guard(sim.models))
+    app.router.add_post("/v1/responses", guard(sim.responses.create))
+    app.router.add_get("/v1/responses/{response_id}", guard(sim.responses.retrieve))
+    app.router.add_post("/tokenize", guard(sim.tokenization.tokenize, check_key=False))
+    app.router.add_post("/detokenize", guard(sim.tokenization.detokenize, check_key=False))
+    if settings.enable_tokenizer_info_endpoint:
+        app.router.add_get("/tokenizer_info", sim.tokenization.tokenizer_info)
     app.router.add_get("/health", sim.health)
     app.router.add_get("/version", sim.version)
     app.router.add_get("/metrics", sim.metrics)

@@ -83,8 +83,9 @@ class SimulatorSettings(FaultConfig):
     echo: Annotated[bool, Flag("generation")] = Field(False, description="answer with the last user message's text")
     script: Annotated[tuple[ScriptRule, ...], Flag("generation", metavar="FILE", load=load_script)] = Field(
         (),
-        description="YAML list of {match: REGEX, response: TEXT, finish_reason?: stop|length}; first match on the "
-        "last user message (or prompt) wins",
+        description="YAML list of {match: REGEX, response?: TEXT, finish_reason?: stop|length, tool_calls?: "
+        "[{name, arguments?}], logprob?: NUMBER}, matched on the last user message (or prompt); the first match with "
+        "a response (or tool calls) wins; logprob scores the prompt tokens a match covers",
     )
     seed: Annotated[int, Flag("generation")] = Field(0, description="seed of generated text and of random faults")
     embedding_dim: Annotated[int, Flag("generation")] = Field(64, ge=1, le=16384, description="embedding dimensions")
@@ -107,6 +108,14 @@ class SimulatorSettings(FaultConfig):
     legacy_metric_names: Annotated[bool, Flag("engine")] = Field(
         False,
         description="export vllm:gpu_cache_usage_perc and vllm:time_per_output_token_seconds (pre-rename names)",
+    )
+    enable_tokenizer_info_endpoint: Annotated[bool, Flag("engine")] = Field(
+        False, description="serve GET /tokenizer_info, as vLLM's flag of the same name (/tokenize is always served)"
+    )
+    enable_responses_store: Annotated[bool, Flag("engine")] = Field(
+        False,
+        description="keep /v1/responses answers in memory when a request has store=true (GET /v1/responses/ID, "
+        "previous_response_id), as vLLM with VLLM_ENABLE_RESPONSES_API_STORE=1; without it store is ignored",
     )
 
     @property

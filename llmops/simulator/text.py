@@ -78,11 +78,22 @@ def token_logprob(token: str, position: int) -> float:
     return -round(0.05 + (code % 1000) / 400.0, 4)
 
 
-def top_alternatives(token: str, position: int, count: int) -> list[tuple[str, float]]:
-    """``count`` entries of (token, logprob), most likely first: ``token`` itself, then other vocabulary words."""
+_HALF = -0.6931  # ln(1/2): a token less likely than this is not its position's most likely one
+
+
+def top_alternatives(token: str, position: int, count: int, logprob: float | None = None) -> list[tuple[str, float]]:
+    """``count`` entries of (token, logprob), most likely first: ``token`` itself, then other vocabulary words.
+
+    ``logprob`` overrides the token's own; when it is below ln(1/2), another word comes first (with the rest of the
+    probability) and the token second (listed even when ``count`` is 1, as vLLM lists the sampled token)."""
     if count <= 0:
         return []
-    logprob = token_logprob(token, position)
+    if logprob is not None and logprob < _HALF:
+        rest = top_alternatives(token, position, count + 1)[1:]
+        first = round(math.log1p(-math.exp(logprob)), 4)
+        others = [(alt, min(value, logprob - 0.1 * (i + 1))) for i, (alt, value) in enumerate(rest[1:])]
+        return [(rest[0][0], first), (token, logprob), *others][: max(count, 2)]  # the token itself stays listed
+    logprob = token_logprob(token, position) if logprob is None else logprob
     out = [(token, logprob)]
     code = zlib.crc32(token.encode("utf-8", "surrogatepass"), (position * 7919) & 0xFFFFFFFF)
     prefix = " " if token[:1].isspace() else ""

@@ -111,6 +111,8 @@ FLAGS_OF_BEFORE = [
     "--slow-ms",
     "--midstream-error-rate",
 ]
+# flags added since, for vLLM's tokenizer endpoints and Responses API store
+FLAGS_ADDED = ["--enable-tokenizer-info-endpoint", "--enable-responses-store"]
 
 
 def test_flags_are_generated_from_the_settings() -> None:
@@ -127,7 +129,7 @@ def test_flags_are_generated_from_the_settings() -> None:
     actions = {action.dest: action for action in parser._actions}
     assert set(SimulatorSettings.model_fields) | {"api", "help"} == set(actions)
     assert sorted(o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help", "--api")) == sorted(
-        FLAGS_OF_BEFORE
+        FLAGS_OF_BEFORE + FLAGS_ADDED
     )
     for name, field in SimulatorSettings.model_fields.items():
         action = actions[name]

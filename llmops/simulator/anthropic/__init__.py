@@ -7,8 +7,8 @@ http://127.0.0.1:8001/v1``.
 Endpoints:
   - ``POST /v1/messages``: Anthropic's request validation, response body and SSE stream (``event: NAME`` +
     ``data: JSON`` per event: ``message_start``, ``content_block_start``, ``ping``, ``content_block_delta``
-    (``text_delta`` / ``input_json_delta``), ``content_block_stop``, ``message_delta``, ``message_stop``; ``error``
-    for a fault after the 200)
+    (``thinking_delta`` / ``signature_delta`` / ``text_delta`` / ``input_json_delta``), ``content_block_stop``,
+    ``message_delta``, ``message_stop``; ``error`` for a fault after the 200)
   - ``POST /v1/messages/count_tokens`` (``{"input_tokens": N}``), ``GET /v1/models``, ``GET /health``
 
 Checks, as Anthropic answers them (``{"type": "error", "error": {"type", "message"}, "request_id"}`` plus a
@@ -28,11 +28,15 @@ Answers (tokens are whitespace-separated words, as in :mod:`llmops.simulator.tex
     that input (``{}`` otherwise), ``stop_reason: tool_use``. ``tool_choice`` ``any`` / ``tool`` force a call to
     the first / named tool when no ``call tool`` phrase says otherwise;
   - text is cut at the first of ``stop_sequences`` (``stop_reason: stop_sequence``), then at ``max_tokens`` words
-    (``stop_reason: max_tokens``), else ``end_turn``.
+    (``stop_reason: max_tokens``), else ``end_turn``;
+  - with ``thinking`` enabled, a ``thinking`` block (lorem-ipsum words and a ``signature``) comes first (see
+    :mod:`llmops.simulator.anthropic.thinking` for the checks and the stream).
 
-Usage: ``input_tokens`` are the words of ``system``, text, tool results and tool inputs; a ``system`` prompt seen
-before by this process is reported as ``cache_read_input_tokens`` (and left out of ``input_tokens``); the first
-time, it is ``cache_creation_input_tokens`` when it carries ``cache_control``.
+Usage: ``input_tokens`` are the words of ``system``, text, tool results and tool inputs (earlier turns' thinking is
+not counted). Prompt caching: when a ``system`` or message content block carries ``cache_control``, the prompt up to
+the last such block is a cached prefix: ``cache_creation_input_tokens`` the first time this process sees it,
+``cache_read_input_tokens`` after (both left out of ``input_tokens``; there is no minimum length). Without any
+``cache_control``, a ``system`` prompt seen before is reported as read.
 
 Faults, per request, with a body field ``simulate`` (which Anthropic itself would refuse):
 

@@ -1,6 +1,7 @@
 """Anthropic's SSE stream of a message: ``message_start``, ``content_block_start``, ``ping``, ``content_block_delta``
-(``text_delta`` / ``input_json_delta``), ``content_block_stop``, ``message_delta``, ``message_stop``; ``error`` for a
-fault after the 200. Each event is ``event: NAME`` and ``data: JSON``."""
+(``thinking_delta`` and ``signature_delta`` in a thinking block, then ``text_delta`` / ``input_json_delta``),
+``content_block_stop``, ``message_delta``, ``message_stop``; ``error`` for a fault after the 200. Each event is
+``event: NAME`` and ``data: JSON``."""
 
 from __future__ import annotations
 
@@ -73,11 +74,16 @@ async def stream_answer(
     start["usage"] = {**usage, "output_tokens": 1}
     writer.add("message_start", {"type": "message_start", "message": start})
     try:
+        index = step = 0
+        if answer.thinking:
+            step = await _stream_thinking(writer, answer)
+            index = 1
         if answer.tool_input is not None:
-            await _stream_tool(writer, answer)
+            await _stream_tool(writer, answer, index, step)
         elif not answer.tokens:
-            writer.add("ping", {"type": "ping"})
-        elif not await _stream_text(writer, answer, fault):
+            if not index:
+                writer.add("ping", {"type": "ping"})
+        elif not await _stream_text(writer, answer, fault, index, step):
             return response  # a mid-stream error ended it
         delta = {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence}
         final = {"output_tokens": answer.output_tokens}
@@ -89,34 +95,54 @@ async def stream_answer(
     return response
 
 
-async def _stream_text(writer: EventWriter, answer: Answer, fault: Midstream | None) -> bool:
-    """The text block; ``False`` when a mid-stream fault ended the stream."""
-    block = {"type": "text", "text": ""}
-    writer.add("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
-    writer.add("ping", {"type": "ping"})
+def _start(writer: EventWriter, index: int, block: dict[str, Any]) -> None:
+    """A block's ``content_block_start`` (the first block's followed by a ``ping``, as Anthropic sends it)."""
+    writer.add("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+    if not index:
+        writer.add("ping", {"type": "ping"})
+
+
+def _delta(writer: EventWriter, index: int, delta: dict[str, Any]) -> None:
+    writer.add("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+
+async def _stream_thinking(writer: EventWriter, answer: Answer) -> int:
+    """The thinking block at index 0; returns the steps (tokens) it took."""
+    block = answer.thinking_block
+    assert block is not None
+    _start(writer, 0, {"type": "thinking", "thinking": "", "signature": ""})
+    for step, word in enumerate(answer.thinking):
+        await writer.wait(step)
+        _delta(writer, 0, {"type": "thinking_delta", "thinking": word})
+    _delta(writer, 0, {"type": "signature_delta", "signature": block["signature"]})
+    writer.add("content_block_stop", {"type": "content_block_stop", "index": 0})
+    return len(answer.thinking)
+
+
+async def _stream_text(writer: EventWriter, answer: Answer, fault: Midstream | None, index: int, first: int) -> bool:
+    """The text block at ``index``, its tokens paced from step ``first``; ``False`` when a mid-stream fault ended
+    the stream."""
+    _start(writer, index, {"type": "text", "text": ""})
     strike = None if fault is None else min(fault.after_tokens, max(len(answer.tokens) - 1, 0))
     for step, token in enumerate(answer.tokens):
-        await writer.wait(step)
+        await writer.wait(first + step)
         if step == strike:
             assert fault is not None
             error = {"type": fault.error.type, "message": fault.error.message}
             writer.add("error", {"type": "error", "error": error})
             await writer.flush()
             return False
-        delta = {"type": "text_delta", "text": token}
-        writer.add("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
-    writer.add("content_block_stop", {"type": "content_block_stop", "index": 0})
+        _delta(writer, index, {"type": "text_delta", "text": token})
+    writer.add("content_block_stop", {"type": "content_block_stop", "index": index})
     return True
 
 
-async def _stream_tool(writer: EventWriter, answer: Answer) -> None:
-    block: dict[str, Any] = {"type": "tool_use", "id": new_id("toolu_"), "name": answer.tool_name, "input": {}}
-    writer.add("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
-    writer.add("ping", {"type": "ping"})
+async def _stream_tool(writer: EventWriter, answer: Answer, index: int, first: int) -> None:
+    """The tool_use block at ``index``, its pieces paced from step ``first``."""
+    _start(writer, index, {"type": "tool_use", "id": new_id("toolu_"), "name": answer.tool_name, "input": {}})
     arguments = orjson.dumps(answer.tool_input).decode() if answer.tool_input else ""
     pieces = [""] + [arguments[i : i + 8] for i in range(0, len(arguments), 8)]
     for step, piece in enumerate(pieces):
-        await writer.wait(step)
-        delta = {"type": "input_json_delta", "partial_json": piece}
-        writer.add("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
-    writer.add("content_block_stop", {"type": "content_block_stop", "index": 0})
+        await writer.wait(first + step)
+        _delta(writer, index, {"type": "input_json_delta", "partial_json": piece})
+    writer.add("content_block_stop", {"type": "content_block_stop", "index": index})

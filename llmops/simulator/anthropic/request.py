@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from llmops.simulator.anthropic.errors import invalid
+from llmops.simulator.anthropic.thinking import parse_thinking
 from llmops.simulator.text import count_tokens, text_digest
 
 _TOP_LEVEL = frozenset(
@@ -47,7 +48,6 @@ class MessagesRequest:
     max_tokens: int
     stream: bool
     system_text: str
-    system_cache_control: bool
     last_user_text: str
     input_tokens: int
     system_tokens: int
@@ -56,6 +56,8 @@ class MessagesRequest:
     tool_choice: dict[str, Any] | None
     stop_sequences: list[str]
     simulate: Any
+    thinking_budget: int | None = None  # extended thinking (see :mod:`llmops.simulator.anthropic.thinking`)
+    cache_prefix: tuple[int, bytes] | None = None  # (tokens, key) up to the last cache_control breakpoint
 
 
 def _text_of(blocks: Any) -> str:
@@ -98,6 +100,12 @@ def _check_block(block: Any, where: str, role: str) -> None:
             raise invalid(f"{where}: `tool_result` blocks can only be in `user` messages")
         if not isinstance(block.get("tool_use_id"), str):
             raise invalid(f"{where}.tool_use_id: Field required")
+    elif kind in ("thinking", "redacted_thinking"):
+        if role != "assistant":
+            raise invalid(f"{where}: `{kind}` blocks can only be in `assistant` messages")
+        for name in ("thinking", "signature") if kind == "thinking" else ("data",):
+            if not isinstance(block.get(name), str):
+                raise invalid(f"{where}.{kind}.{name}: Field required")
 
 
 def _check_messages(messages: Any) -> list[list[dict[str, Any]]]:
@@ -187,12 +195,12 @@ def _check_number(body: dict[str, Any], name: str, low: float, high: float | Non
         raise invalid(f"{name}: Input should be less than or equal to {high:g}")
 
 
-def _check_system(system: Any) -> tuple[str, bool]:
-    """The system prompt's text and whether it asks for caching."""
+def _check_system(system: Any) -> str:
+    """The system prompt's text."""
     if system is None:
-        return "", False
+        return ""
     if isinstance(system, str):
-        return system, False
+        return system
     if not isinstance(system, list):
         raise invalid("system: Input should be a valid string or a list of text blocks")
     for i, block in enumerate(system):
@@ -200,7 +208,7 @@ def _check_system(system: Any) -> tuple[str, bool]:
             raise invalid(f"system.{i}: Input should be a valid text block")
         if not block["text"]:
             raise invalid("system: text content blocks must be non-empty")
-    return "\n".join(block["text"] for block in system), any("cache_control" in block for block in system)
+    return "\n".join(block["text"] for block in system)
 
 
 def _check_tools(body: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:
@@ -245,18 +253,45 @@ def _last_user_text(messages: list[dict[str, Any]], contents: list[list[dict[str
     return ""
 
 
+def _block_tokens(block: dict[str, Any]) -> int:
+    """Input tokens of one content block (earlier turns' thinking is not part of the context, as Anthropic)."""
+    kind = block.get("type")
+    if kind == "text":
+        return count_tokens(block["text"])
+    if kind == "tool_result":
+        return count_tokens(_text_of(block.get("content")))
+    if kind == "tool_use":
+        return count_tokens(orjson.dumps(block["input"]).decode())
+    return 0
+
+
 def _count_input(system_text: str, contents: list[list[dict[str, Any]]]) -> int:
-    tokens = count_tokens(system_text)
-    for blocks in contents:
+    return count_tokens(system_text) + sum(_block_tokens(block) for blocks in contents for block in blocks)
+
+
+def _cache_prefix(
+    system: Any, messages: list[dict[str, Any]], contents: list[list[dict[str, Any]]]
+) -> tuple[int, bytes] | None:
+    """(tokens, key) of the prompt up to its last ``cache_control`` breakpoint (system or message blocks), or None."""
+    parts: list[str] = []
+    tokens = 0
+    found: tuple[int, int] | None = None
+    for block in system if isinstance(system, list) else [{"text": system}] if system else []:
+        parts.append(block["text"])
+        tokens += count_tokens(block["text"])
+        if block.get("cache_control"):
+            found = (tokens, len(parts))
+    for message, blocks in zip(messages, contents, strict=True):
+        parts.append(f"<{message['role']}>")
         for block in blocks:
-            kind = block.get("type")
-            if kind == "text":
-                tokens += count_tokens(block["text"])
-            elif kind == "tool_result":
-                tokens += count_tokens(_text_of(block.get("content")))
-            elif kind == "tool_use":
-                tokens += count_tokens(orjson.dumps(block["input"]).decode())
-    return tokens
+            bare = {key: value for key, value in block.items() if key != "cache_control"}
+            parts.append(orjson.dumps(bare, option=orjson.OPT_SORT_KEYS).decode())
+            tokens += _block_tokens(block)
+            if block.get("cache_control"):
+                found = (tokens, len(parts))
+    if found is None:
+        return None
+    return found[0], text_digest("cache", *parts[: found[1]])
 
 
 def parse_messages_request(body: dict[str, Any], need_max_tokens: bool = True) -> MessagesRequest:
@@ -276,7 +311,7 @@ def parse_messages_request(body: dict[str, Any], need_max_tokens: bool = True) -
         raise invalid("max_tokens: Input should be greater than or equal to 1")
     messages = body.get("messages")
     contents = _check_messages(messages)
-    system_text, cache_control = _check_system(body.get("system"))
+    system_text = _check_system(body.get("system"))
     _check_number(body, "temperature", 0, 1)
     _check_number(body, "top_p", 0, 1)
     _check_number(body, "top_k", 0, None)
@@ -294,13 +329,13 @@ def parse_messages_request(body: dict[str, Any], need_max_tokens: bool = True) -
             if name != "user_id":
                 raise invalid(f"metadata.{name}: Extra inputs are not permitted")
     tools, choice = _check_tools(body)
+    thinking = parse_thinking(body, max_tokens or 0, choice)
     assert isinstance(messages, list)
     return MessagesRequest(
         model=model,
         max_tokens=max_tokens or 0,
         stream=stream,
         system_text=system_text,
-        system_cache_control=cache_control,
         last_user_text=_last_user_text(messages, contents),
         input_tokens=_count_input(system_text, contents),
         system_tokens=count_tokens(system_text),
@@ -309,4 +344,6 @@ def parse_messages_request(body: dict[str, Any], need_max_tokens: bool = True) -
         tool_choice=choice,
         stop_sequences=stop,
         simulate=body.get("simulate"),
+        thinking_budget=thinking,
+        cache_prefix=_cache_prefix(body.get("system"), messages, contents),
     )

@@ -65,18 +65,27 @@ class AnthropicSimulator:
         return body
 
     def _cache(self, req: MessagesRequest) -> tuple[int, int]:
-        """(cache read, cache creation) tokens of the system prompt; remembers it."""
+        """(cache read, cache creation) tokens: those up to the last ``cache_control`` breakpoint when there is one,
+        else those of a system prompt seen before; remembers the prefix."""
+        if req.cache_prefix is not None:
+            tokens, key = req.cache_prefix
+            return (tokens, 0) if self._seen(key) else (0, tokens)
         if not req.system_tokens:
             return 0, 0
-        key = text_digest("system", req.system_text)
+        if self._seen(text_digest("system", req.system_text)):
+            return req.system_tokens, 0
+        return 0, 0
+
+    def _seen(self, key: bytes) -> bool:
+        """Whether ``key`` was seen before; remembers it (the least recently seen are forgotten)."""
         seen = self._seen_systems
         if key in seen:
             seen.move_to_end(key)
-            return req.system_tokens, 0
+            return True
         seen[key] = None
         if len(seen) > _SEEN_SYSTEMS:
             seen.popitem(last=False)
-        return 0, req.system_tokens if req.system_cache_control else 0
+        return False
 
     def _check_model(self, model: str) -> None:
         if self.settings.models and model not in self.settings.models:
