@@ -65,6 +65,11 @@ _INTERNAL_ERROR = GatewayError(
 )
 
 
+def _names_upstream_state(ex: Exchange) -> bool:
+    """Whether the request names state the upstream keeps (a previous response): its 404 is then the client's."""
+    return ex.upstream_endpoint.label == "responses" and bool(ex.payload and ex.payload.get("previous_response_id"))
+
+
 def _as_chat(translator: Translator | None, payload: dict[str, Any]) -> dict[str, Any]:
     """The request as the monitors read it: chat completions where the route speaks another format."""
     if translator is None:
@@ -369,7 +374,7 @@ class Proxy:
         raw = await self.client.read(route, upstream)
         received_at = perf_counter()
         if upstream.status >= 400:
-            raise classify_http_error(route, upstream.status, raw, upstream.headers)
+            raise classify_http_error(route, upstream.status, raw, upstream.headers, _names_upstream_state(ex))
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -410,7 +415,7 @@ class Proxy:
         )
         if upstream.status >= 400:
             raw = await self.client.read(route, upstream)
-            raise classify_http_error(route, upstream.status, raw, upstream.headers)
+            raise classify_http_error(route, upstream.status, raw, upstream.headers, _names_upstream_state(ex))
         if not upstream.content_type.startswith("text/event-stream"):
             upstream.close()
             raise _invalid(

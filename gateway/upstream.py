@@ -138,12 +138,17 @@ def classify_exception(route: DeploymentRoute, exc: BaseException) -> UpstreamFa
     )
 
 
-def classify_http_error(route: DeploymentRoute, status: int, body: bytes, headers: Any) -> UpstreamFailure:
+def classify_http_error(
+    route: DeploymentRoute, status: int, body: bytes, headers: Any, not_found_is_clients: bool = False
+) -> UpstreamFailure:
     """An upstream HTTP error status: 4xx reaches the client with its status and message, except 401/403 (the
     gateway's own credentials) and 404 (the deployment's base_url or model is wrong: the gateway already checked the
     public model name), which are the deployment's fault: 502, retried on another deployment and counted against
-    its health; 5xx becomes 502 too."""
-    if status == 404:  # the deployment's model (or base_url) is wrong, not the client's request: any provider
+    its health; 5xx becomes 502 too. With ``not_found_is_clients`` (the request names upstream state, such as a
+    previous response), a 404 is the client's and passes through."""
+    if (
+        status == 404 and not not_found_is_clients
+    ):  # the deployment's model (or base_url) is wrong, not the client's request: any provider
         return UpstreamFailure(
             "http_4xx",
             upstream_error(

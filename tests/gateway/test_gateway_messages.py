@@ -257,3 +257,43 @@ def test_prompt_cache_writes_and_reads_are_metered_and_priced_apart(gw: str, cli
     outputs = first.usage.output_tokens + second.usage.output_tokens
     expected = (billed * PRICES["input_per_mtok"] + outputs * PRICES["output_per_mtok"]) / 1e6
     assert _cost(gw, "claude", before) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_use_translated_for_a_chat_host(client: anthropic.Anthropic, stream: bool) -> None:
+    """The vLLM-like simulator answers chat's tool_calls; the client gets Anthropic's tool_use blocks."""
+    request = {
+        "model": "llama",
+        "max_tokens": 64,
+        "tools": [WEATHER],
+        "messages": [{"role": "user", "content": 'call tool get_weather {"city": "부산"}'}],
+    }
+    if stream:
+        with client.messages.stream(**request) as events:
+            kinds = [event.type for event in events]
+            message = events.get_final_message()
+        assert "input_json" in kinds  # the tool input arrived in pieces
+    else:
+        message = client.messages.create(**request)
+    assert message.stop_reason == "tool_use"
+    call = next(block for block in message.content if block.type == "tool_use")
+    assert call.name == "get_weather" and call.input == {"city": "부산"}
+    assert call.id
+
+
+def test_tokenizer_endpoints_name_their_model(gw: str) -> None:
+    headers = {"authorization": f"Bearer {KEY}"}
+    # two models here: the root needs the model named, in the body or the path
+    unnamed = httpx.post(f"{gw}/tokenize", headers=headers, json={"prompt": "hi"}, timeout=10)
+    assert unnamed.status_code == 400 and unnamed.json()["error"]["param"] == "model"
+    named = httpx.post(f"{gw}/tokenize", headers=headers, json={"model": "llama", "prompt": "안녕 hello"}, timeout=10)
+    assert named.status_code == 200 and named.json()["count"] == 2
+    tokens = named.json()["tokens"]
+    back = httpx.post(f"{gw}/m/llama/detokenize", headers=headers, json={"tokens": tokens}, timeout=10)
+    assert back.status_code == 200 and back.json()["prompt"] == "안녕 hello"
+    anthropic_model = httpx.post(f"{gw}/m/claude/tokenize", headers=headers, json={"prompt": "hi"}, timeout=10)
+    assert anthropic_model.status_code == 400 and "tokenize" in anthropic_model.json()["error"]["message"]
+    unknown = httpx.post(f"{gw}/m/nope/tokenize", headers=headers, json={"prompt": "hi"}, timeout=10)
+    assert unknown.status_code == 404
+    no_key = httpx.post(f"{gw}/m/llama/tokenize", json={"prompt": "hi"}, timeout=10)
+    assert no_key.status_code == 401

@@ -182,3 +182,46 @@ def test_json_schema_output_reaches_the_host_as_response_format(gw: str) -> None
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert json.loads(body["output"][0]["content"][0]["text"]) == {"city": "Seoul"}
+
+
+@pytest.fixture(scope="module")
+def relay_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A deployment that serves the Responses API itself (the vLLM-like simulator does): relayed as it is."""
+    with simulator("--echo", "--ttft-ms", "0", "--tokens-per-second", "0", "--model", "upstream-name") as sim:
+        config = gateway_config(
+            tmp_path_factory.mktemp("relay") / "config.yaml",
+            [
+                {
+                    "name": "native",
+                    "deployments": [{"name": "vllm-sim", "base_url": f"{sim}/v1", "model": "upstream-name"}],
+                    "pricing": PRICES,
+                }
+            ],
+        )
+        with gateway(config) as url:
+            yield url
+
+
+def test_relayed_to_a_host_that_serves_it(relay_gw: str) -> None:
+    client = openai.OpenAI(base_url=f"{relay_gw}/v1", api_key="x", max_retries=0)
+    before = scrape(relay_gw)
+    response = client.responses.create(model="native", input="relayed 릴레이", instructions="be brief")
+    assert response.model == "native" and response.output_text == "relayed 릴레이"
+    assert response.id.startswith("resp_")
+    events = list(client.responses.create(model="native", input="streamed 스트림", stream=True))
+    assert events[0].type == "response.created" and events[0].response.model == "native"
+    assert events[-1].type == "response.completed" and events[-1].response.output_text == "streamed 스트림"
+    usages = [response.usage, events[-1].response.usage]
+    assert all(u is not None for u in usages)
+    outputs = sum(u.output_tokens for u in usages if u is not None)
+    assert _delta(relay_gw, before, "llm_gateway_tokens_total", model="native", type="output") == outputs
+    cost = sum(_expected_cost(u) for u in usages if u is not None)
+    assert _delta(relay_gw, before, "llm_gateway_cost_usd_total", model="native") == pytest.approx(cost)
+    assert _delta(relay_gw, before, "llm_gateway_time_to_first_token_seconds_count", model="native") == 1
+    # a function tool round trip, relayed
+    first = client.responses.create(model="native", input='call tool get_weather {"city": "Seoul"}', tools=[WEATHER])
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Seoul"}
+    # the simulator, like vLLM without a store, answers 404 for state it does not keep: relayed as it is
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="native", input="again", previous_response_id="resp_missing")
