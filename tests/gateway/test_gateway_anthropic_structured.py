@@ -4,9 +4,9 @@ and LangChain's ``with_structured_output`` (its default method, a JSON schema ``
 
 The Anthropic simulator answers a forced tool (the gateway's response tool) with the input that the last user text
 scripts (``call tool NAME {json}``), else with ``{}``: a real model fills the schema itself. So the prompts below
-script the model's answer, and what is tested is everything around it: the request (a forced tool whose name is the
-schema's; the simulator refuses unknown fields and a ``tool_choice`` naming no tool), the answer as message content
-(unary and streamed), the clients' parsing, and Korean text kept intact on the way.
+script the model's answer, and what is tested is everything around it: the request (a tool named after the schema:
+the simulator scripts calls only of tools the request defines, and refuses fields Anthropic does not know), that
+tool's input back as message content (unary and streamed), the clients' parsing, and Korean text kept intact.
 """
 
 from __future__ import annotations
