@@ -284,7 +284,11 @@ def test_bad_tool_call_arguments_are_a_400() -> None:
         ({"logprobs": True}, "logprobs"),
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"logit_bias": {"50256": -100}}, "logit_bias"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "grammar", "grammar": "root ::= x"}}, "response_format"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "l", "schema": {"type": "array"}}}},
+            "response_format",
+        ),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"web_search_options": {}}, "web_search_options"),

@@ -13,6 +13,7 @@ from gateway.providers.anthropic.errors import anthropic_error
 from gateway.providers.anthropic.request import ANTHROPIC_PATH, request_headers, to_anthropic_request
 from gateway.providers.anthropic.response import from_anthropic_response, usage_from_anthropic
 from gateway.providers.anthropic.stream import AnthropicStreamTranslator
+from gateway.providers.anthropic.tools import response_tool_name
 from gateway.providers.base import Answer, dumps_body
 from gateway.sse import SSEDecoder
 
@@ -56,7 +57,7 @@ class AnthropicProvider:
     def decode_response(self, ex: Exchange, raw: bytes, data: dict[str, Any], route: DeploymentRoute) -> Answer:
         assert ex.model is not None
         try:
-            translated = from_anthropic_response(data, ex.model.name)
+            translated = from_anthropic_response(data, ex.model.name, _response_tool(ex))
         except GatewayError as error:
             raise UpstreamFailure("invalid_response", error) from None
         usage = usage_from_anthropic(data.get("usage")) or Usage()  # cache writes kept apart
@@ -70,7 +71,7 @@ class AnthropicProvider:
 
     def stream_events(self, ex: Exchange) -> AnthropicEvents:
         assert ex.model is not None
-        translator = AnthropicStreamTranslator(ex.model.name, ex.client_wants_usage)
+        translator = AnthropicStreamTranslator(ex.model.name, ex.client_wants_usage, _response_tool(ex))
         if ex.upstream_endpoint.label == "messages":
             return AnthropicRelayEvents(ex, translator)
         return AnthropicEvents(ex, translator)
@@ -91,6 +92,14 @@ class AnthropicProvider:
         # As for OpenAI-compatible upstreams: 401/403 are the deployment's credentials, not the request.
         retryable = status in (401, 403, 429) or status >= 500
         return UpstreamFailure(reason, error, retryable=retryable, retry_after=retry_after)
+
+
+def _response_tool(ex: Exchange) -> str | None:
+    """The tool that carries this attempt's structured answer (its request's ``response_format``), if any."""
+    if ex.upstream_endpoint.label != "chat":
+        return None  # relayed as it is: the client's own tools
+    payload = ex.payload if ex.upstream_endpoint is ex.endpoint else ex.chat_payload
+    return response_tool_name(payload) if payload is not None else None
 
 
 class AnthropicEvents:

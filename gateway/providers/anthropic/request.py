@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError
+from gateway.providers.anthropic.tools import tool_fields, unsupported
 
 ANTHROPIC_PATH = "/messages"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -26,14 +27,18 @@ DROPPED_FIELDS = frozenset(
         "service_tier",
         "stream_options",
         "prediction",
-        "reasoning_effort",
         "verbosity",
         "prompt_cache_key",
-        "safety_identifier",
+        "prompt_cache_retention",
         "logprobs",  # false only: true is rejected
         "n",  # 1 only: more is rejected
     }
 )
+
+#: ``reasoning_effort`` → Anthropic's ``thinking.budget_tokens`` (0: no thinking, Anthropic's default).
+THINKING_BUDGETS: dict[str, int] = {"none": 0, "minimal": 0, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
+#: Anthropic's smallest ``budget_tokens``.
+MIN_THINKING_BUDGET = 1024
 
 _TOOL_ID_OK = re.compile(r"[A-Za-z0-9_-]+")
 _TOOL_ID_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -54,49 +59,74 @@ def _bad(message: str, param: str | None) -> GatewayError:
     return GatewayError(400, message, param=param)
 
 
-def _unsupported(field: str, what: str) -> GatewayError:
-    return _bad(f"'{field}': {what} is not supported by this model's provider (Anthropic).", field)
-
-
 def _reject_unsupported(payload: dict[str, Any]) -> None:
     """Raise a 400 for OpenAI features that Anthropic's Messages API cannot express."""
     n = payload.get("n")
     if n is not None and n != 1:
         if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-            raise _unsupported("n", "more than one choice (n > 1)")
+            raise unsupported("n", "more than one choice (n > 1)")
         raise _bad("'n' must be 1.", "n")
     if payload.get("logprobs"):
-        raise _unsupported("logprobs", "returning log probabilities")
+        raise unsupported("logprobs", "returning log probabilities")
     if payload.get("top_logprobs"):
-        raise _unsupported("top_logprobs", "returning log probabilities")
+        raise unsupported("top_logprobs", "returning log probabilities")
     if payload.get("logit_bias"):
-        raise _unsupported("logit_bias", "biasing token probabilities")
+        raise unsupported("logit_bias", "biasing token probabilities")
     if payload.get("audio") is not None:
-        raise _unsupported("audio", "audio output")
+        raise unsupported("audio", "audio output")
     modalities = payload.get("modalities")
     if isinstance(modalities, list) and any(m != "text" for m in modalities):
-        raise _unsupported("modalities", "output other than text")
-    response_format = payload.get("response_format")
-    if response_format is not None and (
-        not isinstance(response_format, dict) or response_format.get("type", "text") != "text"
-    ):
-        raise _unsupported("response_format", "a JSON mode or JSON schema response format")
+        raise unsupported("modalities", "output other than text")
     for legacy in ("functions", "function_call"):
         if payload.get(legacy) is not None:
-            raise _unsupported(legacy, "the legacy function-calling API (use 'tools' and 'tool_choice')")
+            raise unsupported(legacy, "the legacy function-calling API (use 'tools' and 'tool_choice')")
     if payload.get("web_search_options") is not None:
-        raise _unsupported("web_search_options", "OpenAI's web search")
+        raise unsupported("web_search_options", "OpenAI's web search")
 
 
-def _max_tokens(payload: dict[str, Any]) -> int:
+def _max_tokens(payload: dict[str, Any]) -> tuple[int, str | None]:
+    """The client's ``max_completion_tokens`` or ``max_tokens`` and its name; ``(DEFAULT_MAX_TOKENS, None)``."""
     for name in ("max_completion_tokens", "max_tokens"):
         value = payload.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise _bad(f"'{name}' must be an integer of at least 1.", name)
-        return value
-    return DEFAULT_MAX_TOKENS
+        return value, name
+    return DEFAULT_MAX_TOKENS, None
+
+
+def _thinking(payload: dict[str, Any], max_tokens: int, field: str | None) -> tuple[int, dict[str, Any] | None]:
+    """``reasoning_effort`` → (``max_tokens``, Anthropic's ``thinking`` or ``None``). Anthropic's ``max_tokens``
+    counts the thinking, as OpenAI's ``max_completion_tokens`` counts reasoning: the client's limit stays and the
+    budget fits below it; without one, the budget comes on top of :data:`DEFAULT_MAX_TOKENS`. Thinking refuses
+    ``temperature`` other than 1, ``top_p`` below 0.95 and ``top_k``: a 400 here."""
+    effort = payload.get("reasoning_effort")
+    if effort is None:
+        return max_tokens, None
+    budget = THINKING_BUDGETS.get(effort) if isinstance(effort, str) else None
+    if budget is None:
+        raise _bad(f"'reasoning_effort' must be one of {', '.join(THINKING_BUDGETS)}.", "reasoning_effort")
+    if not budget:
+        return max_tokens, None
+    if field is None:
+        max_tokens += budget
+    else:
+        budget = min(budget, max_tokens - 1)
+        if budget < MIN_THINKING_BUDGET:
+            raise _bad(
+                f"'{field}' must be more than {MIN_THINKING_BUDGET} with reasoning_effort on this model's provider "
+                f"(Anthropic): its thinking takes at least {MIN_THINKING_BUDGET} of those tokens.",
+                field,
+            )
+    temperature, top_p = payload.get("temperature"), payload.get("top_p")
+    if temperature is not None and temperature != 1:
+        raise unsupported("temperature", "a temperature other than 1 with reasoning_effort (extended thinking)")
+    if top_p is not None and top_p < 0.95:
+        raise unsupported("top_p", "a top_p below 0.95 with reasoning_effort (extended thinking)")
+    if payload.get("top_k") is not None:
+        raise unsupported("top_k", "top_k with reasoning_effort (extended thinking)")
+    return max_tokens, {"type": "enabled", "budget_tokens": budget}
 
 
 def _number(payload: dict[str, Any], name: str, high: float) -> float | None:
@@ -150,7 +180,7 @@ def _document_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     file = part.get("file")
     data = file.get("file_data") if isinstance(file, dict) else None
     if not isinstance(data, str):
-        raise _unsupported(where, "a file part without inline 'file_data' (file ids)")
+        raise unsupported(where, "a file part without inline 'file_data' (file ids)")
     header, comma, encoded = data.partition(",")
     if not header.startswith("data:") or not comma or not header.endswith(";base64"):
         raise _bad(f"'{where}.file.file_data' must be a base64 data URL.", where)
@@ -183,7 +213,7 @@ def _content_blocks(content: Any, where: str, media: bool) -> list[dict[str, Any
         elif kind == "file" and media:
             block = _document_block(part, at)
         else:
-            raise _unsupported(at, f"a content part of type {kind!r} here")
+            raise unsupported(at, f"a content part of type {kind!r} here")
         if "cache_control" in part:
             block["cache_control"] = part["cache_control"]
         blocks.append(block)
@@ -268,7 +298,7 @@ def _translate_messages(messages: list[Any]) -> tuple[str | list[dict[str, Any]]
             system_parts.append(_content_blocks(message.get("content"), where, media=False))
             continue
         elif role == "function":
-            raise _unsupported("messages", "a 'function' message (legacy function calling; use 'tool')")
+            raise unsupported("messages", "a 'function' message (legacy function calling; use 'tool')")
         else:
             raise _bad(f"'{where}.role' must be one of system, developer, user, assistant or tool.", "messages")
         if not blocks:
@@ -309,53 +339,6 @@ def _finish_turns(turns: list[dict[str, Any]]) -> None:
             turn["content"] = blocks[0]["text"]
 
 
-def _tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise _bad("'tools' must be an array.", "tools")
-    out = []
-    for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise _unsupported(f"tools[{i}]", "a tool other than a function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise _bad(f"'tools[{i}].function.name' is required.", "tools")
-        schema = function.get("parameters")
-        if schema is None:
-            schema = {"type": "object", "properties": {}}
-        elif not isinstance(schema, dict):
-            raise _bad(f"'tools[{i}].function.parameters' must be a JSON schema object.", "tools")
-        entry: dict[str, Any] = {"name": function["name"]}
-        description = function.get("description")
-        if isinstance(description, str) and description:
-            entry["description"] = description
-        entry["input_schema"] = schema
-        out.append(entry)
-    return out
-
-
-def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
-    if choice is None or choice == "auto":
-        result: dict[str, Any] = {"type": "auto"}
-    elif choice == "required":
-        result = {"type": "any"}
-    elif choice == "none":
-        return {"type": "none"}
-    elif (
-        isinstance(choice, dict)
-        and choice.get("type") == "function"
-        and isinstance(choice.get("function"), dict)
-        and isinstance(choice["function"].get("name"), str)
-    ):
-        result = {"type": "tool", "name": choice["function"]["name"]}
-    else:
-        raise _unsupported("tool_choice", f"the tool choice {choice!r}")
-    if parallel is False:
-        result["disable_parallel_tool_use"] = True
-    elif choice is None:
-        return None  # Anthropic's default is auto
-    return result
-
-
 def to_anthropic_request(payload: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     """An OpenAI chat completions body → a Messages API body for ``upstream_model``.
 
@@ -366,14 +349,15 @@ def to_anthropic_request(payload: dict[str, Any], upstream_model: str) -> dict[s
     if not isinstance(messages, list) or not messages:
         raise _bad("'messages' must be a non-empty array.", "messages")
     system, turns = _translate_messages(messages)
-    body: dict[str, Any] = {"model": upstream_model, "max_tokens": _max_tokens(payload)}
+    temperature = _number(payload, "temperature", 1.0)
+    top_p = _number(payload, "top_p", 1.0)
+    max_tokens, thinking = _thinking(payload, *_max_tokens(payload))
+    body: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens}
     if system is not None:
         body["system"] = system
     body["messages"] = turns
-    temperature = _number(payload, "temperature", 1.0)
     if temperature is not None:
         body["temperature"] = temperature
-    top_p = _number(payload, "top_p", 1.0)
     if top_p is not None:
         body["top_p"] = top_p
     top_k = payload.get("top_k")
@@ -387,14 +371,11 @@ def to_anthropic_request(payload: dict[str, Any], upstream_model: str) -> dict[s
         raise _bad("'stream' must be a boolean.", "stream")
     if stream:
         body["stream"] = True
-    tools = payload.get("tools")
-    if tools:
-        body["tools"] = _tools(tools)
-        choice = _tool_choice(payload.get("tool_choice"), payload.get("parallel_tool_calls"))
-        if choice is not None:
-            body["tool_choice"] = choice
-    user = payload.get("user")
-    if isinstance(user, str) and user:
+    body.update(tool_fields(payload, thinking is not None))
+    if thinking is not None:
+        body["thinking"] = thinking
+    user = next((u for u in (payload.get("safety_identifier"), payload.get("user")) if isinstance(u, str) and u), None)
+    if user is not None:
         body["metadata"] = {"user_id": user}
     if "simulate" in payload:
         body["simulate"] = payload["simulate"]

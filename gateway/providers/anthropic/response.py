@@ -67,15 +67,22 @@ def _invalid_response(what: str) -> GatewayError:
     )
 
 
-def from_anthropic_response(body: dict[str, Any], public_model: str) -> dict[str, Any]:
+def from_anthropic_response(
+    body: dict[str, Any], public_model: str, response_tool: str | None = None
+) -> dict[str, Any]:
     """A Messages API response → an OpenAI ``chat.completion`` named ``public_model``.
 
+    ``response_tool``: the tool that carries a structured answer (a ``response_format``): the input of its first call
+    is the message's content (JSON text), not a tool call; text blocks are left out (there are none when a tool is
+    forced; any would make the content unparseable); ``stop_reason: tool_use`` is then ``stop`` unless the model
+    also called the client's tools.
     Raises :class:`GatewayError` (502 ``upstream_invalid_response``) when ``body`` is not a message.
     """
     content = body.get("content")
     if not isinstance(content, list):
         raise _invalid_response("a body that is not a message (no 'content' array)")
     texts: list[str] = []
+    answer: str | None = None
     reasoning: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in content:
@@ -84,6 +91,9 @@ def from_anthropic_response(body: dict[str, Any], public_model: str) -> dict[str
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text") or "")
+        elif kind == "tool_use" and response_tool is not None and block.get("name") == response_tool:
+            if answer is None:
+                answer = orjson.dumps(block.get("input", {})).decode()
         elif kind == "tool_use":
             tool_calls.append(
                 {
@@ -94,6 +104,8 @@ def from_anthropic_response(body: dict[str, Any], public_model: str) -> dict[str
             )
         elif kind == "thinking":
             reasoning.append(block.get("thinking") or "")
+    if response_tool is not None:  # as streamed: text beside the answer would make it unparseable
+        texts = [answer] if answer is not None else []
     message: dict[str, Any] = {
         "role": "assistant",
         "content": "".join(texts) if texts or not tool_calls else None,
@@ -103,14 +115,15 @@ def from_anthropic_response(body: dict[str, Any], public_model: str) -> dict[str
         message["tool_calls"] = tool_calls
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
+    finish = finish_reason(body.get("stop_reason"))
+    if finish == "tool_calls" and not tool_calls:
+        finish = "stop"  # only the response tool was called: the answer
     usage = usage_from_anthropic(body.get("usage")) or Usage()
     return {
         "id": body.get("id") or f"msg_{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": public_model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(body.get("stop_reason"))}
-        ],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": openai_usage(usage),
     }

@@ -60,12 +60,16 @@ class AnthropicStreamTranslator:
     ``message_start``; ``delta.content`` per text delta; ``delta.tool_calls`` per ``tool_use`` block (index, id,
     type and name first, then ``arguments`` fragments; ``"{}"`` for a call without input); ``delta.reasoning_content``
     per thinking delta; the ``finish_reason`` chunk at ``message_delta``; at ``message_stop`` the usage chunk
-    (``choices: []``, only with ``include_usage``) and ``data: [DONE]``. An ``error`` event gives
+    (``choices: []``, only with ``include_usage``) and ``data: [DONE]``. With ``response_tool`` (a
+    ``response_format``), the first call of that tool is the answer: its ``input_json_delta`` fragments are
+    ``delta.content`` (``"{}"`` for an empty input), text and its later calls give nothing, and ``stop_reason:
+    tool_use`` is ``stop`` unless the client's tools were called. An ``error`` event gives
     ``data: {"error": ...}`` (OpenAI's shape, see :func:`map_error`) and ``data: [DONE]``. After either end
     (``.done``) further events are ignored; ``ping`` and unknown events give nothing.
     """
 
     __slots__ = (
+        "_answer",
         "_cache_creation",
         "_cache_read",
         "_created",
@@ -75,6 +79,7 @@ class AnthropicStreamTranslator:
         "_input",
         "_model",
         "_output",
+        "_response_tool",
         "_saw_usage",
         "_text",
         "_tools",
@@ -86,9 +91,11 @@ class AnthropicStreamTranslator:
         "usage_final",
     )
 
-    def __init__(self, public_model: str, include_usage: bool) -> None:
+    def __init__(self, public_model: str, include_usage: bool, response_tool: str | None = None) -> None:
         self._model = public_model
         self._include_usage = include_usage
+        self._response_tool = response_tool
+        self._answer: list[Any] | None = None  # the response tool's call: [Anthropic block index, content sent]
         self._created = int(time.time())
         self._id = ""
         self._head = b""
@@ -201,12 +208,16 @@ class AnthropicStreamTranslator:
         out = self._ensure_head()
         if kind == "text_delta":
             text = delta.get("text")
-            if text and isinstance(text, str):
-                self._text.append(text)
-                self.has_output = True
-                out.append(self._head + _OPEN_CONTENT + orjson.dumps(text) + _CLOSE_DELTA + _CHUNK_END)
+            if text and isinstance(text, str) and self._response_tool is None:
+                out.append(self._content(text))
         elif kind == "input_json_delta":
             fragment = delta.get("partial_json")
+            answer = self._answer
+            if answer is not None and answer[0] == data.get("index"):
+                if fragment and isinstance(fragment, str):
+                    answer[1] = True
+                    out.append(self._content(fragment))
+                return out
             tool = self._tools.get(data.get("index"))  # type: ignore[arg-type]
             if tool is not None and fragment and isinstance(fragment, str):
                 tool[1] = True
@@ -218,6 +229,12 @@ class AnthropicStreamTranslator:
                 out.append(self._head + _OPEN_REASONING + orjson.dumps(thinking) + _CLOSE_DELTA + _CHUNK_END)
         return out  # signature and citation deltas carry nothing OpenAI's format can say
 
+    def _content(self, text: str) -> bytes:
+        """A ``delta.content`` chunk (the answer's text)."""
+        self._text.append(text)
+        self.has_output = True
+        return self._head + _OPEN_CONTENT + orjson.dumps(text) + _CLOSE_DELTA + _CHUNK_END
+
     def _tool_chunk(self, call: dict[str, Any]) -> bytes:
         return self._chunk([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}])
 
@@ -227,7 +244,15 @@ class AnthropicStreamTranslator:
             return []
         kind = block.get("type")
         out = self._ensure_head()
-        if kind == "tool_use":
+        if kind == "tool_use" and self._response_tool is not None and block.get("name") == self._response_tool:
+            if self._answer is None:  # later calls of it (none when it is forced) are left out
+                tool_input = block.get("input")
+                self._answer = [data.get("index"), False]
+                self.has_output = True
+                if isinstance(tool_input, dict) and tool_input:
+                    self._answer[1] = True
+                    out.append(self._content(orjson.dumps(tool_input).decode()))
+        elif kind == "tool_use":
             index = len(self._tools)
             tool_input = block.get("input")
             arguments = orjson.dumps(tool_input).decode() if isinstance(tool_input, dict) and tool_input else ""
@@ -242,13 +267,17 @@ class AnthropicStreamTranslator:
             self.has_output = True
         elif kind == "text":
             text = block.get("text")
-            if text and isinstance(text, str):
-                self._text.append(text)
-                self.has_output = True
-                out.append(self._head + _OPEN_CONTENT + orjson.dumps(text) + _CLOSE_DELTA + _CHUNK_END)
+            if text and isinstance(text, str) and self._response_tool is None:
+                out.append(self._content(text))
         return out
 
     def _block_stop(self, data: dict[str, Any]) -> list[bytes]:
+        answer = self._answer
+        if answer is not None and answer[0] == data.get("index"):
+            if answer[1]:
+                return []
+            answer[1] = True  # an answer without input: still a JSON object
+            return [self._content("{}")]
         tool = self._tools.get(data.get("index"))  # type: ignore[arg-type]
         if tool is None or tool[1]:
             return []
@@ -261,6 +290,8 @@ class AnthropicStreamTranslator:
         delta = data.get("delta")
         stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
         self.finish_reason = finish_reason(stop_reason) or "stop"
+        if self.finish_reason == "tool_calls" and not self._tools:
+            self.finish_reason = "stop"  # only the response tool was called: the answer
         out = self._ensure_head()
         out.append(self._chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": self.finish_reason}]))
         return out
