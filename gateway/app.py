@@ -28,7 +28,7 @@ from gateway.request_id import RequestIdMiddleware
 from gateway.routing import build_routes
 from gateway.sampling import SampleWriter
 from gateway.throughput import ServedTokens, ThroughputSync
-from gateway.tokenizers import MODEL_PREFIX, TokenizerRelay, split_model_path
+from gateway.tokenizers import COUNT_TOKENS_PATH, MODEL_PREFIX, TokenizerRelay, split_model_path
 from gateway.tokenizers import PATHS as TOKENIZER_PATHS
 from gateway.tracing import GatewayTracer
 from gateway.upstream import UpstreamClient
@@ -307,6 +307,9 @@ class _FastPath:
                         await (await self.tokenizers.handle(Request(scope, receive), path, model))(scope, receive, send)
                         return
                     endpoint = _FAST_PATHS[path] if scope["method"] == "POST" else None
+            elif endpoint is None and path == COUNT_TOKENS_PATH and scope["method"] == "POST":
+                await (await self.tokenizers.count_tokens(Request(scope, receive)))(scope, receive, send)
+                return
             elif endpoint is None and path in TOKENIZER_PATHS:
                 await (await self.tokenizers.handle(Request(scope, receive), path, None))(scope, receive, send)
                 return

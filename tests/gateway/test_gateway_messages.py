@@ -297,3 +297,16 @@ def test_tokenizer_endpoints_name_their_model(gw: str) -> None:
     assert unknown.status_code == 404
     no_key = httpx.post(f"{gw}/m/llama/tokenize", json={"prompt": "hi"}, timeout=10)
     assert no_key.status_code == 401
+
+
+@pytest.mark.parametrize("model", ["claude", "llama"])
+def test_count_tokens(client: anthropic.Anthropic, model: str) -> None:
+    """Relayed to Anthropic; counted by a vLLM-like host's /tokenize over the same conversation as chat."""
+    messages = [{"role": "user", "content": "one two three 넷 다섯"}]
+    counted = client.messages.count_tokens(model=model, system="be brief", messages=messages)
+    assert counted.input_tokens > 0
+    created = client.messages.create(model=model, max_tokens=8, system="be brief", messages=messages)
+    if model == "claude":  # the same count the model bills
+        assert counted.input_tokens == _billed_input(created.usage)
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="nope", messages=messages)
