@@ -62,6 +62,7 @@ class Exchange:
         "stream",
         "traceparent",
         "tracestate",
+        "traffic",
         "upstream_endpoint",
         "upstream_reason",
         "usage",
@@ -100,6 +101,7 @@ class Exchange:
         self.traceparent: str | None = None  # with tracing off: the client's traceparent, passed on as it is
         self.upstream_endpoint = endpoint  # what the current attempt asks of its deployment (CHAT when translated)
         self.chat_payload: dict[str, Any] | None = None  # the request as chat completions, once translated
+        self.traffic = "user"  # llmops.contract.TRAFFIC_KINDS: only user traffic is sampled
 
     def response_headers(self) -> dict[str, str]:
         """Which deployment (and variant) served: for people debugging a request."""

@@ -79,6 +79,19 @@ class GatewayMetrics:
             ["model", "provider", "key", "type"],
             registry=r,
         )
+        self.traffic_requests = Counter(
+            "llm_gateway_traffic_requests",
+            "Requests by kind: user (applications), judge (the monitors' judges), eval (llmops eval), shadow (the "
+            "monitors' shadow comparisons); only user traffic is sampled.",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.traffic_cost = Counter(
+            "llm_gateway_traffic_cost_usd",
+            "Cost in USD by kind of traffic (see llm_gateway_traffic_requests_total).",
+            ["model", "kind"],
+            registry=r,
+        )
         self.cost = Counter(
             "llm_gateway_cost_usd",
             "Cost in USD from the model's pricing (per-token prices or GPU time).",

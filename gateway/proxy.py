@@ -44,7 +44,7 @@ from gateway.sampling import SampleWriter
 from gateway.upstream import UpstreamClient, classify_http_error
 from gateway.usage_estimate import estimate_stream_usage
 from llmops.config import RoutingConfig
-from llmops.contract import JUDGE_HEADER, sampled
+from llmops.contract import JUDGE_HEADER, TRAFFIC_HEADER, sampled, traffic_kind
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Gauge
@@ -150,7 +150,8 @@ class Proxy:
                 ex.key = self.access.authenticate(credentials(request))
             payload = ex.payload = await self._read_payload(request)
             try:
-                self._prepare(ex, payload, request.headers.get(JUDGE_HEADER) is not None)
+                ex.traffic = traffic_kind(request.headers.get(TRAFFIC_HEADER), request.headers.get(JUDGE_HEADER))
+                self._prepare(ex, payload)
             finally:
                 if ex.span is not None:
                     try:
@@ -234,7 +235,7 @@ class Proxy:
             raise bad_request("The request body must be a JSON object.")
         return payload
 
-    def _prepare(self, ex: Exchange, payload: dict[str, Any], judge_traffic: bool = False) -> None:
+    def _prepare(self, ex: Exchange, payload: dict[str, Any]) -> None:
         """Validate what the gateway itself relies on, choose the variant, decide sampling."""
         endpoint = ex.endpoint
         name = payload.get("model")
@@ -267,7 +268,7 @@ class Proxy:
         if variant is not None:
             ex.variant = variant.name
         if self.sampler is not None:
-            if not judge_traffic and sampled(ex.request_id, model.config.sampling.rate):
+            if ex.traffic == "user" and sampled(ex.request_id, model.config.sampling.rate):
                 ex.sample = SampleDraft(_as_chat(translator, payload), extras)
             else:
                 self.metrics.samples.labels(model.name, "skipped").inc()

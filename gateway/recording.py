@@ -54,6 +54,7 @@ class Recorder:
         provider = route.provider if route is not None else NO_DEPLOYMENT
         deployment = route.name if route is not None else NO_DEPLOYMENT
         m.requests.labels(model, provider, deployment, endpoint, stream, str(ex.status), ex.key, ex.variant).inc()
+        m.traffic_requests.labels(model, ex.traffic).inc()
         if ex.upstream_reason is not None and route is not None:
             m.upstream_errors.labels(deployment, ex.upstream_reason).inc()
         if ex.disconnected:
@@ -84,6 +85,7 @@ class Recorder:
                 cost = route.cost.cost(usage)
                 if cost:
                     m.cost.labels(model, provider, key, ex.variant).inc(cost)
+                    m.traffic_cost.labels(model, ex.traffic).inc(cost)
                 if self.access is not None:
                     self.access.charge(ex.key, usage.input + usage.output, cost)
             if ex.sample is not None and ex.sample.keep and self.sampler is not None:

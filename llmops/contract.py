@@ -25,9 +25,23 @@ FEEDBACK_TALLY_PREFIX = "llmops:feedback_tally:"
 #: The ratings a user may give.
 FEEDBACK_RATINGS = ("positive", "negative")
 
-# ---- judge traffic (monitors -> gateway) ----------------------------------------------------------------------------
+# ---- traffic kinds (callers -> gateway) -----------------------------------------------------------------------------
 #: Header the monitors' judge calls carry: the gateway meters such requests but never samples them again.
 JUDGE_HEADER = "x-llmops-judge"
+#: Header that names the kind of a request the stack itself makes (``TRAFFIC_KINDS``); absent: ``user``.
+TRAFFIC_HEADER = "x-llmops-traffic"
+#: ``user``: applications' traffic, the only kind sampled for the monitors; ``judge``: the monitors' judge calls;
+#: ``eval``: offline benchmark runs (``llmops eval``); ``shadow``: the monitors' shadow comparisons. Every kind is
+#: metered and costed; ``llm_gateway_traffic_requests_total`` and ``..._cost_usd_total`` count them apart.
+TRAFFIC_KINDS = ("user", "judge", "eval", "shadow")
+
+
+def traffic_kind(header: str | None, judge_header: str | None = None) -> str:
+    """The kind of a request from its headers (an unknown value counts as ``user``: labels stay bounded)."""
+    if judge_header is not None:
+        return "judge"
+    return header if header in TRAFFIC_KINDS else "user"
+
 
 _SCALE = float(1 << 64)
 

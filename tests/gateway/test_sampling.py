@@ -131,6 +131,27 @@ def test_samples_reach_the_stream_with_metadata_and_measurements(sim: str, tmp_p
         assert metric(after, "llm_gateway_samples_total", model="echo", outcome="skipped") == 1
 
 
+def test_traffic_kinds_are_counted_apart_and_only_user_traffic_is_sampled(sim: str, tmp_path: Path) -> None:
+    with redis_server() as redis_url, gateway(_config(tmp_path / "c.yaml", sim, redis_url)) as gw:
+        client = openai.OpenAI(base_url=f"{gw}/v1", api_key="x", max_retries=0)
+        kinds = {"eval": "평가 eval", "shadow": "shadow call", "judge": "judge call", "nonsense": "an unknown kind"}
+        for kind, text in kinds.items():
+            client.chat.completions.create(
+                model="echo", messages=[{"role": "user", "content": text}], extra_headers={"x-llmops-traffic": kind}
+            )
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "a user"}])
+        samples = _samples(redis_url, 2)
+        time.sleep(0.2)
+        sampled = sorted(s.question for s in _samples(redis_url, 3))
+        assert sampled == ["a user", "an unknown kind"]  # an unknown kind is user traffic: labels stay bounded
+        assert len(samples) == 2
+        after = scrape(gw)
+        for kind, count in {"eval": 1, "shadow": 1, "judge": 1, "user": 2}.items():
+            assert metric(after, "llm_gateway_traffic_requests_total", model="echo", kind=kind) == count
+            assert metric(after, "llm_gateway_traffic_cost_usd_total", model="echo", kind=kind) > 0
+        assert metric(after, "llm_gateway_traffic_requests_total", model="echo", kind="nonsense") == 0
+
+
 def test_redis_outage_never_fails_a_request_and_drops_are_counted(sim: str, tmp_path: Path) -> None:
     with redis_server() as redis_url:
         config = _config(tmp_path / "c.yaml", sim, redis_url)
