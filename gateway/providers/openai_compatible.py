@@ -61,6 +61,8 @@ class OpenAICompatible:
             return responses_relay.decode(ex, raw, data, route)
         model = data.get("model")
         response_model = model if isinstance(model, str) else route.config.model  # before the rewrite below
+        if ex.upstream_endpoint.label == "completions" and _asks_prompt_logprobs(ex.payload):
+            _check_prompt_logprobs(data, route)
         out = raw.replace(route.upstream_model_field, ex.model.public_model_field, 1)
         if out is raw and "model" in data:  # the upstream spaced its JSON differently: rewrite properly
             data["model"] = ex.model.name
@@ -202,6 +204,30 @@ class OpenAIEvents:
                 chunk["model"] = self.public_name
                 rewritten = orjson.dumps(chunk)
         return b"data: " + rewritten + b"\n\n"
+
+
+def _asks_prompt_logprobs(payload: dict[str, Any] | None) -> bool:
+    """An evaluation harness's scoring request: the prompt echoed with its logprobs."""
+    return bool(payload and payload.get("echo") is True and payload.get("logprobs") not in (None, False, 0))
+
+
+def _check_prompt_logprobs(data: dict[str, Any], route: DeploymentRoute) -> None:
+    """A scoring request answered without the prompt's logprobs would score every choice 0: refuse it clearly."""
+    choices = data.get("choices")
+    for choice in choices if isinstance(choices, list) else [None]:
+        logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+        tokens = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
+        if not isinstance(tokens, list) or not tokens:
+            raise UpstreamFailure(
+                "unsupported",
+                upstream_error(
+                    502,
+                    f"Upstream deployment '{route.name}' answered an echo request without the prompt's logprobs, so "
+                    "it cannot score loglikelihood (multiple-choice) tasks; use a deployment that returns them (vLLM "
+                    "does).",
+                    "upstream_no_prompt_logprobs",
+                ),
+            )
 
 
 def carries_output(data: bytes) -> bool:

@@ -295,3 +295,24 @@ def test_trace_context_passes_through_when_tracing_is_off(gw: str, upstream: Scr
     httpx.post(f"{gw}/v1/chat/completions", json=body, headers={"tracestate": "congo=t61"})
     sent = upstream.received[-1]["headers"]
     assert "traceparent" not in sent and "tracestate" not in sent
+
+
+def test_a_scoring_request_answered_without_prompt_logprobs_fails_clearly(gw: str, upstream: ScriptedUpstream) -> None:
+    """An evaluation harness's echo + logprobs request to a host that ignores them would score every choice 0."""
+    body = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "model": "upstream/model-x",
+        "choices": [{"index": 0, "text": "Question? Answer: Paris", "logprobs": None, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5},
+    }
+    upstream.reply = (200, {"Content-Type": "application/json"}, orjson.dumps(body))
+    request = {"model": "public-x", "prompt": "Question? Answer: Paris", "echo": True, "logprobs": 1, "max_tokens": 0}
+    refused = httpx.post(f"{gw}/v1/completions", json=request, timeout=10)
+    assert refused.status_code == 502
+    error = refused.json()["error"]
+    assert error["code"] == "upstream_no_prompt_logprobs" and "prompt's logprobs" in error["message"]
+    # the same answer to a plain completion is fine, and the deployment stays healthy
+    plain = httpx.post(f"{gw}/v1/completions", json={"model": "public-x", "prompt": "hi"}, timeout=10)
+    assert plain.status_code == 200
+    assert metric(scrape(gw), "llm_gateway_deployment_healthy", model="public-x", deployment="scripted") == 1
