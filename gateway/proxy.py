@@ -24,6 +24,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from gateway import fan_out
 from gateway.errors import (
     GatewayError,
     UpstreamFailure,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 
     from gateway.access import AccessControl
     from gateway.feedback import RequestIndex
-    from gateway.providers.base import StreamEvents
+    from gateway.providers.base import Answer, StreamEvents
     from gateway.tracing import AttemptSpan, GatewayTracer
 
 log = logging.getLogger("llmops.gateway")
@@ -290,7 +291,8 @@ class Proxy:
             switched = considered is not None and route.model != considered.model
             considered = route
             try:
-                body = route.adapter.encode_request(ex, self._upstream_payload(ex, payload, route), route)
+                one_call, calls = fan_out.split(ex, self._upstream_payload(ex, payload, route), route)
+                body = route.adapter.encode_request(ex, one_call, route)
             except GatewayError as error:  # this deployment cannot take the request: the next one may
                 unservable = unservable or error
                 continue
@@ -320,7 +322,7 @@ class Proxy:
                 if ex.stream:
                     response = await self._stream(ex, body, in_flight, attempt_span, began)
                 else:
-                    response = await self._unary(ex, body, attempt_span)
+                    response = await self._unary(ex, body, attempt_span, calls)
             except UpstreamFailure as failure:
                 ex.retry_seconds += perf_counter() - attempt_at
                 self.metrics.upstream_errors.labels(route.name, failure.reason).inc()
@@ -363,26 +365,24 @@ class Proxy:
         return ex.chat_payload
 
     # ---- unary responses ---------------------------------------------------------------------------------------
-    async def _unary(self, ex: Exchange, body: bytes, attempt_span: AttemptSpan | None) -> Response:
+    async def _unary(self, ex: Exchange, body: bytes, attempt_span: AttemptSpan | None, calls: int = 1) -> Response:
         route = ex.deployment
         assert route is not None and ex.model is not None
         sent_at = perf_counter()
         ex.own_seconds = sent_at - ex.start - ex.retry_seconds
         traceparent, tracestate = self._trace_headers(ex, attempt_span)
-        upstream = await self.client.post(
-            route, route.adapter.path(ex.upstream_endpoint), body, ex.request_id, traceparent, tracestate
-        )
-        raw = await self.client.read(route, upstream)
+        if calls == 1:
+            answer = await self._call(ex, route, body, traceparent, tracestate)
+        else:  # n choices from a provider that answers one per call; the first failure fails them all
+            tasks = [asyncio.ensure_future(self._call(ex, route, body, traceparent, tracestate)) for _ in range(calls)]
+            try:
+                answer = fan_out.merge(list(await asyncio.gather(*tasks)))
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
         received_at = perf_counter()
-        if upstream.status >= 400:
-            raise classify_http_error(route, upstream.status, raw, upstream.headers, _names_upstream_state(ex))
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict):
-            raise _invalid(route, "answered with a body that is not a JSON object")
-        answer = route.adapter.decode_response(ex, raw, data, route)
         ex.usage = answer.usage
         data = answer.data
         out = answer.body
@@ -402,6 +402,24 @@ class Proxy:
         headers = ex.response_headers()
         headers["content-type"] = "application/json"
         return Response(out, status_code=200, headers=headers)
+
+    async def _call(
+        self, ex: Exchange, route: DeploymentRoute, body: bytes, traceparent: str | None, tracestate: str | None
+    ) -> Answer:
+        """One unary exchange with the deployment, decoded by its provider."""
+        upstream = await self.client.post(
+            route, route.adapter.path(ex.upstream_endpoint), body, ex.request_id, traceparent, tracestate
+        )
+        raw = await self.client.read(route, upstream)
+        if upstream.status >= 400:
+            raise classify_http_error(route, upstream.status, raw, upstream.headers, _names_upstream_state(ex))
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise _invalid(route, "answered with a body that is not a JSON object")
+        return route.adapter.decode_response(ex, raw, data, route)
 
     # ---- streaming responses -----------------------------------------------------------------------------------
     async def _stream(

@@ -63,6 +63,7 @@ class Provider(Protocol):
     """One kind of upstream API (``openai_compatible``, ``anthropic``)."""
 
     name: str  # the deployment's ``provider`` (a metric label value)
+    one_choice_per_call: bool  # ``n`` > 1 is answered by several calls (gateway/fan_out.py)
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         """The headers of every call to a deployment with ``api_key``."""

@@ -34,6 +34,7 @@ class OpenAICompatible:
     """The :class:`~gateway.providers.base.Provider` of OpenAI-compatible hosts."""
 
     name = NAME
+    one_choice_per_call = False
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

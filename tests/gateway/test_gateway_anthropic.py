@@ -155,10 +155,33 @@ def test_streamed_tool_call(client: openai.OpenAI) -> None:
     assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"city": "Busan"}
 
 
+def test_n_choices_fan_out_to_n_calls_with_the_usage_summed(gw: str, client: openai.OpenAI) -> None:
+    before = scrape(gw)
+    completion = client.chat.completions.create(
+        model="claude", messages=[{"role": "user", "content": "셋 three"}], n=3, max_tokens=16
+    )
+    assert [c.index for c in completion.choices] == [0, 1, 2]
+    assert all(c.message.content == "셋 three" for c in completion.choices)
+    usage = completion.usage
+    assert usage is not None and usage.completion_tokens == 3 * 2
+    after = scrape(gw)
+    cost = metric(after, "llm_gateway_cost_usd_total", model="claude") - metric(
+        before, "llm_gateway_cost_usd_total", model="claude"
+    )
+    assert cost == pytest.approx((usage.prompt_tokens * 3.0 + usage.completion_tokens * 15.0) / 1e6)
+    requests = metric(after, "llm_gateway_requests_total", model="claude", status="200") - metric(
+        before, "llm_gateway_requests_total", model="claude", status="200"
+    )
+    assert requests == 1  # one client request, however many calls it took
+
+
 def test_errors_are_openai_shaped(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
-        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}], n=2)
-    assert "n" in str(bad.value)
+        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}], n=2, stream=True)
+    assert bad.value.body["param"] == "n" and "stream" in bad.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as too_many:
+        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}], n=20)
+    assert too_many.value.body["param"] == "n"
     with pytest.raises(openai.InternalServerError) as overloaded:
         client.chat.completions.create(
             model="claude",

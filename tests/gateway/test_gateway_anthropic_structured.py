@@ -183,5 +183,5 @@ def test_reasoning_effort_and_what_is_refused_with_it(client: openai.OpenAI) -> 
         )
     assert both.value.body["param"] == "response_format"
     with pytest.raises(openai.BadRequestError) as many:
-        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}], n=2)
+        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}], n=2, stream=True)
     assert many.value.body["param"] == "n"

@@ -40,11 +40,11 @@ Request (OpenAI → Anthropic)
     ``top_p`` below 0.95, ``top_k``, and a forced tool (``tool_choice`` ``required`` or a named function, or a JSON
     ``response_format``). OpenAI's format cannot carry a thinking block's signature back, and Anthropic may refuse a
     tool loop whose last assistant turn lost it (its 400 reaches the client).
-  - Rejected with a 400 naming the field (no Anthropic equivalent gives the answer the client asked for): ``n`` > 1
-    (Anthropic answers one message per request; the :class:`~gateway.providers.base.Provider` interface encodes one
-    upstream body and decodes one answer per attempt, and the request path's retries, health verdicts, usage and
-    stream relay are per call: a fan-out of n calls merged into n choices would have to live in ``gateway/proxy.py``
-    for one provider, so the gateway says no plainly instead of answering one choice), ``logprobs: true``,
+  - ``n`` > 1: Anthropic answers one message per request, so the provider says ``one_choice_per_call`` and the
+    request path makes ``n`` calls at once and merges them (``gateway/fan_out.py``: choices 0..n-1, usage summed;
+    unary only, at most 8; with ``stream`` a 400 naming ``n``).
+  - Rejected with a 400 naming the field (no Anthropic equivalent gives the answer the client asked for):
+    ``logprobs: true``,
     ``top_logprobs``, a non-empty ``logit_bias``, ``audio`` / audio ``modalities``, ``response_format`` types other
     than ``text``, ``json_object`` and ``json_schema`` and schemas whose root is not an object (a tool's input is
     one), the legacy ``functions`` / ``function_call``, ``web_search_options``, ``input_audio`` and ``file_id``

@@ -30,6 +30,7 @@ class AnthropicProvider:
     """Anthropic's Messages API (``POST {base_url}/messages``), answering OpenAI chat requests."""
 
     name = NAME
+    one_choice_per_call = True
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         return request_headers(api_key)
