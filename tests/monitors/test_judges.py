@@ -331,6 +331,11 @@ EXPECTED_PROMPTS = {
     "rag_questions_v1",
     "rag_context_precision_v1",
     "rag_context_recall_v1",
+    "single_multi_turn_v1",
+    "single_ref_multi_turn_v1",
+    "pairwise_multi_turn_v1",
+    "pairwise_ref_multi_turn_v1",
+    "rag_standalone_question_v1",
 }
 PROMPT_FILES = sorted(p.name[:-3] for p in resources.files("monitors.prompts").iterdir() if p.name.endswith(".md"))
 
