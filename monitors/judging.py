@@ -164,7 +164,7 @@ class Judging:
                 outcome.unavailable[name] = str(result)
                 if isinstance(result, PartialJudgeError):  # kept only if this attempt is the last (see below)
                     part = Outcome()
-                    _collect_scores(part, result.results)
+                    _collect(part, name, result)
                     outcome.partial[name] = part
                 continue
             part = Outcome()
@@ -184,11 +184,8 @@ class Judging:
         for name in sorted(outcome.done):
             outcome.merge(outcome.done[name])
         for name, message in outcome.unavailable.items():  # recorded as failures if this attempt is the last
-            if name in outcome.partial:  # scored some criteria: those count (a run with a result) if committed now
+            if name in outcome.partial:  # scored some criteria: a run with a result, each failed criterion an error
                 outcome.merge(outcome.partial[name])
-                outcome.runs.append((name, "ok"))
-                outcome.errors.append((name, "llm_error"))
-                outcome.fields[f"{name}:error"] = {"reason": "llm_error", "message": message}
                 continue
             outcome.runs.append((name, "error"))
             outcome.errors.append((name, "llm_error"))

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from llmops.config import Config, ConfigError
 from monitors.checks import load_monitors_config
+from monitors.embedder import build_embedder
 from monitors.judge_llm import GatewayJudgeLLM
-from monitors.judges.embeddings import build_embedder
 from monitors.metrics import MonitorMetrics
 from monitors.store import SampleStore, fetch_results
 from monitors.worker import Worker, consumer_name

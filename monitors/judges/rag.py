@@ -5,7 +5,7 @@
   answer makes no statement.
 * ``answer_relevancy`` (RAGAS's definition, needs ``monitors.embedding_model``): the judge writes N = 3 questions the
   answer would answer, and flags a noncommittal answer (``rag_questions_v1``); score = mean cosine similarity of the
-  embeddings of those questions to the embedding of the user's question (:mod:`monitors.judges.embeddings`), clamped
+  embeddings of those questions to the embedding of the user's question (:mod:`monitors.embedder`), clamped
   to 0..1, and 0 when the answer is noncommittal. With the bundled English-only local model, a question or answer
   not mostly in Latin script is not scored (``JudgeError("unsupported_language")``, counted): that model ranks
   keyword overlap above paraphrase in Korean.

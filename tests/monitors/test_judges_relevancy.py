@@ -21,8 +21,8 @@ from aiohttp import web
 
 from llmops.config import Config
 from llmops.contract import JUDGE_HEADER
+from monitors.embedder import GatewayEmbedder, LocalEmbedder, build_embedder
 from monitors.judges.base import JudgeError, PartialJudgeError
-from monitors.judges.embeddings import GatewayEmbedder, LocalEmbedder, build_embedder
 from monitors.judges.rag import RagJudge, cosine, latin_share, lexical_similarity
 from monitors.metrics import MonitorMetrics
 from monitors.store import SampleStore, fetch_results
@@ -359,3 +359,41 @@ def test_local_embedding_model_is_checked_at_start(tmp_path: Any) -> None:
         {"embedding_model": "local", "drift": {"embeddings": {"model_path": str(tmp_path)}}}
     )
     assert "not a local sentence-transformers model directory" in (embedding_problem(broken) or "")
+
+
+async def test_embedding_model_down_on_the_last_attempt_keeps_the_other_criteria(store: SampleStore) -> None:
+    """The embedding model unavailable: the rag judge is deferred like any judge whose model is down; when that was the
+    last allowed attempt, its other criteria are committed and exported with the failure recorded."""
+
+    async def down(request: web.Request) -> web.Response:
+        error = {"message": "no healthy deployment", "type": "server_error", "param": None, "code": None}
+        return web.json_response({"error": error}, status=503)
+
+    config = Config.model_validate(
+        {
+            "models": [{"name": "app", "deployments": [DEPLOYMENT]}, {"name": "judge", "deployments": [DEPLOYMENT]}],
+            "monitors": {"judges": ["rag"], "judge_model": "judge", "max_deliveries": 1},
+        }
+    )
+    async with serve_post("/v1/embeddings", down) as url:
+        embedder = GatewayEmbedder(f"{url}/v1", "bge-m3")
+        embedder._client = embedder._client.with_options(max_retries=0)
+        worker = Worker(config, store, metrics=MonitorMetrics(), llm=QuestionsLLM(["same"]), embedder=embedder)
+        sample = make_sample("An answer.", "Q?", contexts=["A context."])
+        sample.model = "app"
+        (entry,) = await add(store.redis, [sample])
+        running = asyncio.create_task(worker.run())
+        try:
+            await until(lambda: committed(store, [entry]), "the sample committed")
+        finally:
+            worker.stop()
+            await running
+            await embedder.close()
+    got = scores(worker)
+    rag = (("criterion", "context_utilization"), ("judge", "rag"), ("model", "app"))
+    assert got[("llm_judge_score_sum", rag)] == 1.0  # the one context was useful
+    assert got[("llm_judge_runs_total", (("judge", "rag"), ("outcome", "ok")))] == 1
+    assert got[("llm_judge_errors_total", (("judge", "rag"), ("reason", "llm_error")))] == 1
+    results = await fetch_results(store.redis, sample.id)
+    assert results is not None and results["rag:answer_relevancy:error"]["reason"] == "llm_error"
+    assert "rag:context_utilization" in results and "rag:answer_relevancy" not in results

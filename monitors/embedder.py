@@ -1,4 +1,4 @@
-"""Text embeddings for the RAG judge's answer relevancy (RAGAS: cosine similarity of question embeddings).
+"""The embedding model of the RAG judge's answer relevancy (RAGAS: cosine similarity of question embeddings).
 
 ``monitors.embedding_model`` picks the model:
 
