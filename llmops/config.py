@@ -283,6 +283,12 @@ class MonitorsConfig(_Strict):
         default=None, repr=False, description="gateway key the judges use, when keys are on"
     )
     judges: list[JudgeName | JudgeSpec] = ["rules"]
+    embedding_model: str | None = Field(
+        default=None,
+        description="embedding model of the rag judge's answer relevancy: a public model name of this gateway "
+        "(called at /v1/embeddings), or 'local' for the drift-embeddings extra's local model; null: the lexical "
+        "stand-in, exported as answer_relevancy_lexical",
+    )
     drift: DriftConfig = DriftConfig()
     metrics_host: str = Field(
         default="0.0.0.0", description="listen address of the worker's /metrics, /health and reports"
@@ -364,6 +370,14 @@ class Config(_Strict):
         judge = self.monitors.judge_model
         if judge is not None and judge not in known:
             raise ValueError(f"monitors.judge_model {judge!r} is not a configured model name")
+        embedding = self.monitors.embedding_model
+        if embedding == "local" and "local" in known:
+            raise ValueError(
+                "monitors.embedding_model 'local' names the local model, but a gateway model is also "
+                "called 'local': rename that model"
+            )
+        if embedding is not None and embedding != "local" and embedding not in known:
+            raise ValueError(f"monitors.embedding_model {embedding!r} is neither a configured model name nor 'local'")
         key_names = [k.name for k in self.keys]
         if len(set(key_names)) != len(key_names):
             raise ValueError("key names must be unique")

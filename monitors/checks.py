@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails
 
-from llmops.config import Config, ConfigError, DriftConfig, format_validation_error, load_config
+from llmops.config import Config, ConfigError, DriftConfig, MonitorsConfig, format_validation_error, load_config
 
 Location = tuple[str | int, ...]
 
@@ -51,11 +51,35 @@ def check_drift(settings: DriftConfig, loc: Location = ()) -> None:
     raise ValidationError.from_exception_data(type(settings).__name__, [error])
 
 
+def embedding_problem(settings: MonitorsConfig) -> str | None:
+    """What keeps ``monitors.embedding_model: local`` from running here (the drift-embeddings extra, the model
+    directory ``drift.embeddings.model_path``), or None."""
+    if settings.embedding_model != "local":
+        return None
+    from monitors.drift.embeddings import missing_extra  # stdlib only at import
+
+    problem = missing_extra(settings.drift.embeddings.model_path)
+    if problem is None:
+        return None
+    return problem.replace("drift.embeddings is enabled", "monitors.embedding_model is 'local'").replace(
+        "or set drift.embeddings.enabled: false", "or set monitors.embedding_model to a gateway embedding model"
+    )
+
+
 def check_config(config: Config, source: str = "<config>") -> None:
     """Raise :class:`ConfigError`, worded as the schema's errors of the file ``source``, when the monitors cannot run
     with ``config``."""
     try:
         check_drift(config.monitors.drift, ("monitors", "drift"))
+        problem = embedding_problem(config.monitors)
+        if problem:
+            error = InitErrorDetails(
+                type="value_error",
+                loc=("monitors", "embedding_model"),
+                input=config.monitors.embedding_model,
+                ctx={"error": ValueError(problem)},
+            )
+            raise ValidationError.from_exception_data("MonitorsConfig", [error])
     except ValidationError as error:
         raise ConfigError(format_validation_error(source, error)) from None
 

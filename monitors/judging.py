@@ -25,7 +25,7 @@ from llmops.config import JudgeSpec, MonitorsConfig
 from llmops.contract import sampled
 from llmops.sample import Sample
 from monitors.judge_llm import judged_trace
-from monitors.judges.base import Judge, JudgeError, JudgeLLM, JudgeResult, PairwiseResult
+from monitors.judges.base import Embedder, Judge, JudgeError, JudgeLLM, JudgeResult, PairwiseResult, PartialJudgeError
 from monitors.metrics import MonitorMetrics
 from monitors.store import Entry, SampleStore
 
@@ -49,8 +49,10 @@ class Outcome:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (judge, reason)
     runs: list[tuple[str, str]] = field(default_factory=list)  # (judge, "ok" or "error"): one per judge run
     pairwise: list[tuple[str, str, str]] = field(default_factory=list)  # (variant_a, variant_b, winner)
+    conflicts: list[str] = field(default_factory=list)  # judge name, once per judge reply with conflicting verdicts
     done: dict[str, Outcome] = field(default_factory=dict)  # judge name -> its final outcome
     unavailable: dict[str, str] = field(default_factory=dict)  # judge name -> why: run it again later
+    partial: dict[str, Outcome] = field(default_factory=dict)  # judge name -> what it scored before being unavailable
 
     def merge(self, part: Outcome) -> None:
         """Add one judge's outcome to this one."""
@@ -59,6 +61,7 @@ class Outcome:
         self.errors += part.errors
         self.runs += part.runs
         self.pairwise += part.pairwise
+        self.conflicts += part.conflicts
 
     def to_json(self) -> bytes:
         """This (one judge's) outcome, to keep between attempts."""
@@ -69,6 +72,7 @@ class Outcome:
                 "errors": self.errors,
                 "runs": self.runs,
                 "pairwise": self.pairwise,
+                "conflicts": self.conflicts,
             }
         )
 
@@ -82,6 +86,7 @@ class Outcome:
             errors=[tuple(e) for e in data["errors"]],
             runs=[tuple(r) for r in data["runs"]],
             pairwise=[tuple(p) for p in data["pairwise"]],
+            conflicts=list(data.get("conflicts", [])),  # absent in outcomes kept before it existed
         )
 
 
@@ -103,6 +108,7 @@ class Judging:
         judges: dict[str, Judge] | None = None,
         pairwise: Any = None,
         llm: JudgeLLM | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -111,7 +117,7 @@ class Judging:
         if judges is None:
             from monitors.judges.registry import build_judges
 
-            judges = build_judges([s.name for s in self.specs if s.name != "pairwise"])
+            judges = build_judges([s.name for s in self.specs if s.name != "pairwise"], embedder=embedder)
         self.judges = judges
         if pairwise is None and any(s.name == "pairwise" for s in self.specs):
             from monitors.judges.pairwise import PairwiseJudge
@@ -156,6 +162,10 @@ class Judging:
         for (name, _), result in zip(runs, results, strict=True):
             if isinstance(result, JudgeError) and result.transient:
                 outcome.unavailable[name] = str(result)
+                if isinstance(result, PartialJudgeError):  # kept only if this attempt is the last (see below)
+                    part = Outcome()
+                    _collect(part, name, result)
+                    outcome.partial[name] = part
                 continue
             part = Outcome()
             _collect(part, name, result)
@@ -174,6 +184,9 @@ class Judging:
         for name in sorted(outcome.done):
             outcome.merge(outcome.done[name])
         for name, message in outcome.unavailable.items():  # recorded as failures if this attempt is the last
+            if name in outcome.partial:  # scored some criteria: a run with a result, each failed criterion an error
+                outcome.merge(outcome.partial[name])
+                continue
             outcome.runs.append((name, "error"))
             outcome.errors.append((name, "llm_error"))
             outcome.fields[f"{name}:error"] = {"reason": "llm_error", "message": message}
@@ -194,6 +207,10 @@ class Judging:
                 outcome.fields[f"pairwise:{a.variant}:{b.variant}:error"] = {"reason": error.reason}
                 continue
             outcome.runs.append(("pairwise", "ok"))
+            conflicts = int(bool(verdict.details.get("verdict_conflict_ab"))) + int(
+                bool(verdict.details.get("verdict_conflict_ba"))
+            )
+            outcome.conflicts += ["pairwise"] * conflicts
             outcome.pairwise.append((str(a.variant), str(b.variant), verdict.winner))
             outcome.fields[f"pairwise:{a.variant}:{b.variant}"] = {
                 "winner": verdict.winner,
@@ -237,7 +254,17 @@ class Judging:
 
 
 def _collect(outcome: Outcome, name: str, result: Any) -> None:
-    """Add one judge run's result (its scores, or the exception it raised) to ``outcome``."""
+    """Add one judge run's result (its scores, or the exception it raised) to ``outcome``.
+
+    A :class:`PartialJudgeError` (some criteria scored, others failed) counts as a run with a result (``ok``): its
+    scores are kept, and each failed criterion is one error with its reason (``<judge>:<criterion>:error``)."""
+    if isinstance(result, PartialJudgeError):
+        outcome.runs.append((name, "ok"))
+        _collect_scores(outcome, result.results)
+        for criterion, error in result.failures:
+            outcome.errors.append((name, error.reason))
+            outcome.fields[f"{name}:{criterion}:error"] = {"reason": error.reason, "message": str(error)}
+        return
     outcome.runs.append((name, "error" if isinstance(result, BaseException) else "ok"))
     if isinstance(result, JudgeError):
         outcome.errors.append((name, result.reason))
@@ -247,10 +274,16 @@ def _collect(outcome: Outcome, name: str, result: Any) -> None:
         outcome.errors.append((name, "exception"))
         outcome.fields[f"{name}:error"] = {"reason": "exception", "message": f"{type(result).__name__}: {result}"}
     else:
-        for score in result:
-            outcome.scores.append(score)
-            outcome.fields[f"{score.judge}:{score.criterion}"] = {
-                "score": score.score,
-                "explanation": score.explanation,
-                "details": score.details,
-            }
+        _collect_scores(outcome, result)
+
+
+def _collect_scores(outcome: Outcome, results: list[JudgeResult]) -> None:
+    for score in results:
+        outcome.scores.append(score)
+        if score.details.get("verdict_conflict"):
+            outcome.conflicts.append(score.judge)
+        outcome.fields[f"{score.judge}:{score.criterion}"] = {
+            "score": score.score,
+            "explanation": score.explanation,
+            "details": score.details,
+        }

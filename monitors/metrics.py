@@ -69,6 +69,13 @@ class MonitorMetrics:
             ["judge", "outcome"],
             registry=r,
         )
+        self.verdict_conflicts = Counter(
+            "llm_judge_verdict_conflicts",
+            "Judge model replies holding verdict tokens that disagree (e.g. [[3]] then Rating: [[6]]): the final "
+            "verdict line still decides; a judge that often contradicts itself is worth reading.",
+            ["judge"],
+            registry=r,
+        )
         self.pairwise = Counter(
             "llm_judge_pairwise",
             "Pairwise verdicts between variants answering the same prompt (position-swapped; a disagreement is a tie).",

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from llmops.config import Config, ConfigError
 from monitors.checks import load_monitors_config
+from monitors.embedder import build_embedder
 from monitors.judge_llm import GatewayJudgeLLM
 from monitors.metrics import MonitorMetrics
 from monitors.store import SampleStore, fetch_results
@@ -57,13 +58,17 @@ async def run_worker(config: Config, metrics_host: str | None = None, metrics_po
     llm = None
     if config.monitors.judge_model:
         llm = GatewayJudgeLLM(config.monitors.gateway_url, config.monitors.judge_model, config.monitors.judge_api_key)
+    settings = config.monitors
+    embedder = build_embedder(
+        settings.embedding_model, settings.gateway_url, settings.judge_api_key, settings.drift.embeddings.model_path
+    )
     drift = None
     if config.monitors.drift.enabled:
         from monitors.drift.monitor import DriftMonitor
 
         drift = DriftMonitor(store.redis, config.monitors.drift, metrics.registry)
         warm_up = asyncio.create_task(drift.warm_up())  # Evidently's import takes seconds: do it in the background
-    worker = Worker(config, store, metrics=metrics, llm=llm, drift=drift)
+    worker = Worker(config, store, metrics=metrics, llm=llm, embedder=embedder, drift=drift)
     runner = web.AppRunner(build_http_app(metrics, drift), access_log=None)
     await runner.setup()
     port = metrics_port or config.monitors.metrics_port
@@ -80,6 +85,8 @@ async def run_worker(config: Config, metrics_host: str | None = None, metrics_po
         await runner.cleanup()
         if llm is not None:
             await llm.close()
+        if embedder is not None:
+            await embedder.close()
         if drift is not None:
             warm_up.cancel()
             await drift.close()

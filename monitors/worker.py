@@ -25,7 +25,7 @@ from typing import Any
 
 from llmops.config import Config
 from llmops.sample import Sample
-from monitors.judges.base import Judge, JudgeLLM
+from monitors.judges.base import Embedder, Judge, JudgeLLM
 from monitors.judging import MAX_HOLD_SECONDS, Judging, Outcome
 from monitors.metrics import MonitorMetrics
 from monitors.ratings import Ratings
@@ -49,13 +49,16 @@ class Worker:
         judges: dict[str, Judge] | None = None,
         pairwise: Any = None,
         llm: JudgeLLM | None = None,
+        embedder: Embedder | None = None,
         drift: Any = None,
     ) -> None:
         self.config = config
         self.settings = config.monitors
         self.store = store
         self.metrics = metrics or MonitorMetrics()
-        self.judging = Judging(self.settings, store, self.metrics, judges=judges, pairwise=pairwise, llm=llm)
+        self.judging = Judging(
+            self.settings, store, self.metrics, judges=judges, pairwise=pairwise, llm=llm, embedder=embedder
+        )
         self.ratings = Ratings(store.redis, self.metrics, (model.name for model in config.models))
         self.drift = drift  # monitors.drift.monitor.DriftMonitor, or None
         self._stop = asyncio.Event()
@@ -240,6 +243,8 @@ class Worker:
             m.judge_errors.labels(judge, reason).inc()
         for judge, result in outcome.runs:
             m.judge_runs.labels(judge, result).inc()
+        for judge in outcome.conflicts:
+            m.verdict_conflicts.labels(judge).inc()
         for variant_a, variant_b, winner in outcome.pairwise:
             m.pairwise.labels(sample.model, variant_a, variant_b, winner).inc()
         if outcome.pairwise:

@@ -81,8 +81,9 @@ def judges() -> list[Any]:
         Series(
             "Judge scores (1h average)",
             "Average score (0..1) by model, judge and criterion over the last hour. Dashed: the default floor "
-            "(llmops:judge_score_floor, alert LLMJudgeScoreBelowFloor); some criteria (BLEU, ROUGE-L, perplexity) "
-            "have a lower floor of their own (llmops:judge_score_floor:criterion).",
+            "(llmops:judge_score_floor, alert LLMJudgeScoreBelowFloor); some criteria (chrF, BLEU per tokenizer, "
+            "ROUGE-L, perplexity, lexical answer relevancy) have a lower floor of their own "
+            "(llmops:judge_score_floor:criterion). Criteria are defined in docs/judges.md.",
             [
                 (f"llmops:judge_score:avg_1h{{{M}}}", "{{model}} {{judge}}/{{criterion}}"),
                 ("llmops:judge_score_floor", "floor"),

@@ -41,6 +41,37 @@ class JudgeError(Exception):
         self.transient = transient
 
 
+class PartialJudgeError(JudgeError):
+    """Some of a judge's criteria were scored and others failed (the RAG judge's steps are independent): ``results``
+    holds the scores, ``failures`` each failed criterion with its error. ``reason`` is the first failure's, and
+    ``transient`` is set when any failure was the judge model being unavailable (the judge is then run again later,
+    and its scores are kept only if that was the last attempt)."""
+
+    def __init__(self, results: list[JudgeResult], failures: list[tuple[str, JudgeError]]) -> None:
+        first = failures[0][1]
+        super().__init__(
+            first.reason,
+            "; ".join(f"{criterion}: {error}" for criterion, error in failures),
+            transient=any(error.transient for _, error in failures),
+        )
+        self.results = results
+        self.failures = failures
+
+
+class Embedder(Protocol):
+    """A text embedding model (the RAG judge's answer relevancy): ``name`` says which, for the results' details."""
+
+    name: str
+    #: Whether the model is known to embed only English well (the bundled all-MiniLM-L6-v2); the RAG judge then does
+    #: not score text in other scripts with it.
+    english_only: bool
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text. Raises JudgeError("llm_error") on failure, marked ``transient`` when the model was
+        only unavailable."""
+        ...
+
+
 class JudgeLLM(Protocol):
     """The judge model, called through the gateway (marked as judge traffic)."""
 

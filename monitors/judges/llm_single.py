@@ -1,9 +1,15 @@
 """MT-Bench single-answer grading (Zheng et al., 2023): the judge model rates the answer 1–10 as ``Rating: [[N]]``.
 
-With a reference answer in the sample the reference-guided prompt is used (``single_ref_v1``), otherwise ``single_v1``.
-The verdict is the **last** ``[[N]]`` in the judge's reply, 1 <= N <= 10, decimals allowed; the score is (N - 1) / 9.
-An unparseable reply is asked again once, then ``JudgeError("unparseable")``. Only the judge's reply is parsed: an
-answer that contains ``[[10]]`` itself is delimited in the prompt and never read by the parser.
+Four prompts: ``single_v1`` (one turn), ``single_ref_v1`` (one turn, reference-guided, when the sample carries a
+reference answer), and when the request has earlier turns (:func:`monitors.judges.conversation.has_history`) their
+multi-turn forms ``single_multi_turn_v1`` / ``single_ref_multi_turn_v1``, which show the whole conversation (system
+message included) and grade the answer to the last user message, as MT-Bench's ``single-v1-multi-turn`` does.
+
+The verdict is read by :func:`monitors.judges.verdicts.read_rating`: the last valid ``[[N]]`` (1 <= N <= 10, decimals
+allowed) on the final verdict line; a stray token after it does not void it; disagreeing tokens are recorded
+(``details["verdict_conflict"]``). The score is (N - 1) / 9. An unparseable reply is asked again once, then
+``JudgeError("unparseable")``. Only the judge's reply is parsed: an answer that contains ``[[10]]`` itself is
+delimited (and its markers defused) in the prompt and never read by the parser.
 """
 
 from __future__ import annotations
@@ -11,29 +17,22 @@ from __future__ import annotations
 import re
 
 from llmops.sample import Sample
+from monitors.judges import conversation
 from monitors.judges.base import JudgeLLM, JudgeResult
-from monitors.judges.prompting import UnparseableReply, ask, load_prompt
+from monitors.judges.prompting import ask, load_prompt
+from monitors.judges.verdicts import read_rating
 
 PROMPT = "single_v1"
 PROMPT_REF = "single_ref_v1"
+PROMPT_MULTI = "single_multi_turn_v1"
+PROMPT_REF_MULTI = "single_ref_multi_turn_v1"
 
-# Any short [[...]] token: the last one is the verdict, and it must be a number in range.
-_VERDICT = re.compile(r"\[\[\s*([^\[\]\n]{1,16}?)\s*\]\]")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)")
+_TOKEN = re.compile(r"\[\[\s*([^\[\]\n]{1,16}?)\s*\]\]")
 
 
 def parse_rating(reply: str) -> float:
-    """The rating in ``reply``: the last ``[[...]]`` token, a number in 1..10; else :class:`UnparseableReply`."""
-    tokens = _VERDICT.findall(reply)
-    if not tokens:
-        raise UnparseableReply("no [[rating]] in the reply")
-    last = tokens[-1]
-    if not _NUMBER.fullmatch(last):
-        raise UnparseableReply(f"last verdict token [[{last}]] is not a number")
-    rating = float(last)
-    if not 1.0 <= rating <= 10.0:
-        raise UnparseableReply(f"rating {rating:g} outside 1..10")
-    return rating
+    """The rating in ``reply`` (:func:`monitors.judges.verdicts.read_rating`); else ``UnparseableReply``."""
+    return read_rating(reply).value
 
 
 def normalise_rating(rating: float) -> float:
@@ -53,26 +52,46 @@ class SingleAnswerJudge:
 
     async def evaluate(self, sample: Sample, llm: JudgeLLM | None) -> list[JudgeResult]:
         reference = sample.reference
-        values = {"question": sample.question, "answer": sample.answer}
+        multi_turn = conversation.has_history(sample)
+        values = {"answer": sample.answer}
+        raw: tuple[str, ...] = ()
+        if multi_turn:
+            values["conversation"] = conversation.render(sample)
+            raw = ("conversation",)
+            prompt = load_prompt(PROMPT_REF_MULTI if reference is not None else PROMPT_MULTI)
+        else:
+            values["question"] = sample.question
+            prompt = load_prompt(PROMPT_REF if reference is not None else PROMPT)
         if reference is not None:
             values["reference"] = reference
-        prompt = load_prompt(PROMPT_REF if reference is not None else PROMPT)
-        rating, reply = await ask(llm, prompt, values, parse_rating, max_tokens=self.max_tokens)
+        reading, reply = await ask(llm, prompt, values, read_rating, max_tokens=self.max_tokens, raw=raw)
+        rating = reading.value
         score = normalise_rating(rating)
         guided = "reference-guided " if reference is not None else ""
+        turn = "last-turn " if multi_turn else ""
+        details = {
+            "rating": rating,
+            "prompt_version": prompt.version,
+            "reference_guided": reference is not None,
+            "multi_turn": multi_turn,
+            **reading.details(),
+        }
+        if multi_turn:
+            details["conversation"] = conversation.summary(sample)
+        conflict = " (the reply holds conflicting verdicts; the final verdict line counts)" if reading.conflict else ""
         return [
             JudgeResult(
                 self.name,
                 "overall",
                 score,
-                f"{guided}rating {rating:g}/10: {_justification(reply)}",
-                {"rating": rating, "prompt_version": prompt.version, "reference_guided": reference is not None},
+                f"{guided}{turn}rating {rating:g}/10{conflict}: {_justification(reply)}",
+                details,
             )
         ]
 
 
 def _justification(reply: str, limit: int = 500) -> str:
     """The judge's justification, without the rating line, shortened to ``limit`` characters."""
-    text = _VERDICT.sub("", reply).replace("Rating:", "").strip()
+    text = _TOKEN.sub("", reply).replace("Rating:", "").strip()
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

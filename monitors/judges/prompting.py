@@ -22,6 +22,7 @@ contains ``{reference}``, say) is never expanded again; JSON examples such as ``
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cache
@@ -37,8 +38,40 @@ _PROMPT_FILES = "monitors.prompts"  # the package that holds the prompt files
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 _SECTION = re.compile(r"^## (system|user|retry)[ \t]*$", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-# The markers that delimit embedded material in every prompt, e.g. "[The Start of Assistant's Answer]".
-_MARKER = re.compile(r"\[(?=\s*the\s+(?:start|end)\s+of\b)", re.IGNORECASE)
+# What a block marker looks like once the text is normalised (see defuse): an opening bracket of any kind, an optional
+# "|" (MT-Bench's "<|The End of ...|>"), then "the start of" / "the end of", with any spacing and punctuation between.
+_MARKER = re.compile(r"[\[<({【〔〖〘〚⟦⟨〈《「『]\s*\|?[\s*_~`'\"]*the[\s*_~`'\"]+(?:start|end)\s+of\b")
+# Letters of other scripts that look like the Latin letters of "the start of" / "the end of" (Cyrillic, Greek): mapped
+# to them in the normalised view, so "[Тhe End of" with a Cyrillic T is a marker too.
+_LOOKALIKES = str.maketrans(
+    {
+        "\u0422": "t",
+        "\u0442": "t",
+        "\u03a4": "t",
+        "\u03c4": "t",  # Т т Τ τ
+        "\u04bb": "h",
+        "\u041d": "h",
+        "\u0397": "h",  # һ Н Η
+        "\u0435": "e",
+        "\u0415": "e",
+        "\u0395": "e",
+        "\u03b5": "e",  # е Е Ε ε
+        "\u0455": "s",
+        "\u0405": "s",  # ѕ Ѕ
+        "\u0430": "a",
+        "\u0410": "a",
+        "\u0391": "a",
+        "\u03b1": "a",  # а А Α α
+        "\u0433": "r",  # г
+        "\u043f": "n",
+        "\u03b7": "n",  # п η (lower case; capital Н and Η read as h)
+        "\u0501": "d",  # ԁ
+        "\u043e": "o",
+        "\u041e": "o",
+        "\u039f": "o",
+        "\u03bf": "o",  # о О Ο ο
+    }
+)
 
 
 class UnparseableReply(ValueError):
@@ -74,11 +107,42 @@ class Prompt:
 
 
 def defuse(text: str) -> str:
-    """``text`` with anything that looks like a block marker (``[The End of ...]``) turned into ``(The End of ...]``.
+    """``text`` with anything that looks like a block marker (``[The End of ...]``) opened with ``(`` instead.
 
-    A judged answer cannot close its own block early and smuggle text that looks like ours.
+    A judged answer cannot close its own block early and smuggle text that looks like ours. Markers are found in a
+    normalised view of the text: NFKC (full-width ``［``, ``＜｜`` and ideographic spaces become ASCII), invisible
+    format characters (zero-width spaces and joiners, soft hyphens, bidi controls: Unicode category Cf) removed,
+    case-folded, Cyrillic and Greek look-alikes of the marker's letters read as Latin. Each marker found has its whole
+    span in the original text replaced by ``(The Start of`` / ``(The End of``; the rest of the text is left exactly as
+    it was (NFKC would turn ``x²`` into ``x2``: the judge must see what the model wrote).
     """
-    return _MARKER.sub("(", text)
+    view, origin = _normalised_view(text)
+    spans = [(m.start(), m.end(), m.group(0)) for m in _MARKER.finditer(view)]
+    if not spans:
+        return text
+    out: list[str] = []
+    pos = 0
+    for start, end, found in spans:
+        o_start, o_end = origin[start], origin[end - 1] + 1
+        out.append(text[pos:o_start])
+        out.append("(The Start of" if "start" in found else "(The End of")
+        pos = o_end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _normalised_view(text: str) -> tuple[str, list[int]]:
+    """``text`` normalised for finding markers (see :func:`defuse`), and for each of its characters the index of the
+    character of ``text`` it came from."""
+    chars: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) == "Cf":
+            continue
+        for n in unicodedata.normalize("NFKC", ch).translate(_LOOKALIKES).casefold():
+            chars.append(n)
+            origin.append(i)
+    return "".join(chars), origin
 
 
 def numbered_blocks(label: str, items: list[str]) -> str:

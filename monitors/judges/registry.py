@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from monitors.judges.base import Judge
+from monitors.judges.base import Embedder, Judge
 from monitors.judges.llm_single import SingleAnswerJudge
 from monitors.judges.perplexity import PerplexityJudge
 from monitors.judges.rag import RagJudge
@@ -23,14 +23,16 @@ PAIRWISE = "pairwise"
 KNOWN = (*JUDGES, PAIRWISE)
 
 
-def build_judges(names: list[str]) -> dict[str, Judge]:
+def build_judges(names: list[str], *, embedder: Embedder | None = None) -> dict[str, Judge]:
     """One instance per configured single-sample judge, in config order; ``pairwise`` is skipped (not a single-sample
-    judge); an unknown name raises ValueError naming the known ones."""
+    judge); an unknown name raises ValueError naming the known ones. ``embedder`` (``monitors.embedding_model``) goes
+    to the RAG judge (answer relevancy)."""
     judges: dict[str, Judge] = {}
     for name in names:
         if name == PAIRWISE:
             continue
         if name not in JUDGES:
             raise ValueError(f"unknown judge {name!r}; known: {', '.join(KNOWN)}")
-        judges.setdefault(name, JUDGES[name]())
+        if name not in judges:
+            judges[name] = RagJudge(embedder) if name == "rag" else JUDGES[name]()
     return judges

@@ -69,8 +69,11 @@ def test_sdk_to_gateway_to_redis_to_monitors_to_judge(tmp_path: Path) -> None:
             single = {"model": "app", "judge": "llm_single", "criterion": "overall"}
             assert metric(judged, "llm_judge_score_count", **single) == 3
             assert metric(judged, "llm_judge_score_sum", **single) == pytest.approx(3 * 7 / 9)  # [[8]] → (8-1)/9
-            for criterion in ("bleu", "rouge_l"):
+            for criterion in ("chrf", "rouge_l"):
                 assert metric(judged, "llm_judge_score_sum", judge="reference", criterion=criterion) == pytest.approx(3)
+            # BLEU per tokenizer: two English references (13a), one Korean (character, and MeCab-ko morphemes)
+            assert metric(judged, "llm_judge_score_sum", judge="reference", criterion="bleu_13a") == pytest.approx(2)
+            assert metric(judged, "llm_judge_score_sum", judge="reference", criterion="bleu_char") == pytest.approx(1)
             assert metric(judged, "llm_judge_score_sum", judge="rules", criterion="empty_answer") == 3
             assert metric(judged, "llm_judge_errors_total") == 0
             at_gateway = scrape(gw)

@@ -204,8 +204,8 @@ async def test_reference_english() -> None:
             make_sample("The cat sat on the mat.", reference="The cat sat on the mat."), None
         )
     )
-    assert same["bleu"].score == pytest.approx(1.0) and same["rouge_l"].score == pytest.approx(1.0)
-    assert same["bleu"].details["tokenize"] == "13a"
+    assert same["bleu_13a"].score == pytest.approx(1.0) and same["rouge_l"].score == pytest.approx(1.0)
+    assert same["bleu_13a"].details["tokenize"] == "13a" and same["chrf"].score == pytest.approx(1.0)
     # ROUGE-L by hand: LCS("the cat is on the mat", "the cat sat on the mat") = 5 tokens of 6 and 6: F = 5/6
     assert rouge_l("The cat is on the mat", "The cat sat on the mat.") == pytest.approx(5 / 6)
     unrelated = by_criterion(
@@ -213,22 +213,22 @@ async def test_reference_english() -> None:
             make_sample("Quantum chromodynamics.", reference="The cat sat on the mat."), None
         )
     )
-    assert unrelated["bleu"].score < 0.1 and unrelated["rouge_l"].score == 0.0
+    assert unrelated["bleu_13a"].score < 0.1 and unrelated["rouge_l"].score == 0.0
 
 
 async def test_reference_korean() -> None:
     judge = ReferenceJudge()
     same = by_criterion(await judge.evaluate(make_sample(KO_REF, reference=KO_REF), None))
-    assert same["bleu"].score == pytest.approx(1.0) and same["rouge_l"].score == pytest.approx(1.0)
-    assert same["bleu"].details["tokenize"] == "char"
+    assert same["bleu_char"].score == pytest.approx(1.0) and same["rouge_l"].score == pytest.approx(1.0)
+    assert same["bleu_char"].details["tokenize"] == "char"
     partial = by_criterion(await judge.evaluate(make_sample("서울은 한국의 수도입니다", reference=KO_REF), None))
     # ROUGE-L by hand on syllables: LCS = 서울은한국의수도 + 다 = 9; P = 9/11, R = 9/10, F = 162/189
     assert partial["rouge_l"].score == pytest.approx(162 / 189)
-    assert 0.3 < partial["bleu"].score < 1.0
+    assert 0.3 < partial["bleu_char"].score < 1.0
     unrelated = by_criterion(await judge.evaluate(make_sample("오늘 날씨가 맑습니다", reference=KO_REF), None))
-    assert unrelated["bleu"].score < 0.1 and unrelated["rouge_l"].score < 0.2
+    assert unrelated["bleu_char"].score < 0.1 and unrelated["rouge_l"].score < 0.2
     assert unrelated["rouge_l"].score < partial["rouge_l"].score < same["rouge_l"].score
-    assert unrelated["bleu"].score < partial["bleu"].score < same["bleu"].score
+    assert unrelated["bleu_char"].score < partial["bleu_char"].score < same["bleu_char"].score
 
 
 def test_reference_applies_only_with_reference_and_handles_empty_answers() -> None:
@@ -241,8 +241,17 @@ def test_reference_applies_only_with_reference_and_handles_empty_answers() -> No
 # ---- perplexity -----------------------------------------------------------------------------------------------------
 
 
+def logprob_sample(logprobs: Any, output: int | None = None, **request: Any) -> Sample:
+    """A sample with ``logprobs`` whose usage reports ``output`` tokens (default: as many as there are logprobs)."""
+    sample = make_sample(logprobs=logprobs)
+    count = len(logprobs) if isinstance(logprobs, list) else len(logprobs.get("content", []))
+    sample.usage["output"] = count if output is None else output
+    sample.request.update(request)
+    return sample
+
+
 async def test_perplexity_math() -> None:
-    [result] = await PerplexityJudge().evaluate(make_sample(logprobs=[math.log(0.5)] * 4), None)
+    [result] = await PerplexityJudge().evaluate(logprob_sample([math.log(0.5)] * 4), None)
     assert result.criterion == "perplexity"
     assert result.details["perplexity"] == pytest.approx(2.0) and result.score == pytest.approx(0.5)
     assert "perplexity 2.000" in result.explanation
@@ -256,12 +265,12 @@ async def test_perplexity_reads_openai_logprobs_and_rejects_bad_ones() -> None:
     assert not judge.applies(make_sample())
     assert not judge.applies(make_sample(logprobs=[]))
     openai_style = {"content": [{"token": "a", "logprob": math.log(0.25)}, {"token": "b", "logprob": math.log(0.25)}]}
-    [result] = await judge.evaluate(make_sample(logprobs=openai_style), None)
+    [result] = await judge.evaluate(logprob_sample(openai_style), None)
     assert result.details["perplexity"] == pytest.approx(4.0)
     for bad in (["x"], [0.5], [float("nan")]):
         assert judge.applies(make_sample(logprobs=bad))
         with pytest.raises(JudgeError) as info:
-            await judge.evaluate(make_sample(logprobs=bad), None)
+            await judge.evaluate(logprob_sample(bad), None)
         assert info.value.reason == "invalid_input"
 
 
@@ -322,6 +331,11 @@ EXPECTED_PROMPTS = {
     "rag_questions_v1",
     "rag_context_precision_v1",
     "rag_context_recall_v1",
+    "single_multi_turn_v1",
+    "single_ref_multi_turn_v1",
+    "pairwise_multi_turn_v1",
+    "pairwise_ref_multi_turn_v1",
+    "rag_standalone_question_v1",
 }
 PROMPT_FILES = sorted(p.name[:-3] for p in resources.files("monitors.prompts").iterdir() if p.name.endswith(".md"))
 

@@ -47,8 +47,8 @@ def test_parse_rating_well_formed(reply: str, rating: float) -> None:
         "Rating: [[10.5]]",
         "Rating: [[-3]]",
         "Rating: [[eight]]",
-        "Rating: [[8]]. The required format is [[rating]].",  # the last token is not a number
         "Rating: [[7/10]]",
+        "The required format is [[rating]].",  # no valid token at all
     ],
 )
 def test_parse_rating_malformed_or_out_of_range(reply: str) -> None:
@@ -147,7 +147,7 @@ def test_parse_verdict(reply: str, verdict: str) -> None:
     assert parse_verdict(reply) == verdict
 
 
-@pytest.mark.parametrize("reply", ["A is better", "[[D]]", "[[A]] but format is [[tie]]", "[[AB]]", ""])
+@pytest.mark.parametrize("reply", ["A is better", "[[D]]", "format is [[tie]]", "[[AB]]", ""])
 def test_parse_verdict_malformed(reply: str) -> None:
     with pytest.raises(UnparseableReply):
         parse_verdict(reply)
@@ -278,7 +278,7 @@ async def test_rag_metrics_hand_computed() -> None:
     sample = make_sample(ANSWER, QUESTION, contexts=CONTEXTS, reference=REFERENCE)
     assert RagJudge().applies(sample)
     results = by_criterion(await RagJudge().evaluate(sample, llm))
-    assert list(results) == ["faithfulness", "answer_relevancy", "context_precision", "context_recall"]
+    assert list(results) == ["faithfulness", "answer_relevancy_lexical", "context_precision", "context_recall"]
     assert results["faithfulness"].score == pytest.approx(2 / 3)
     assert results["faithfulness"].details["statements"][1] == {
         "statement": "Seoul has 20 million residents.",
@@ -286,7 +286,8 @@ async def test_rag_metrics_hand_computed() -> None:
     }
     assert "Seoul has 20 million residents." in results["faithfulness"].explanation
     assert results["faithfulness"].details["prompt_version"] == "rag_statements_v1+rag_faithfulness_v1"
-    assert results["answer_relevancy"].score == pytest.approx(2 / 3)  # similarities 1, 1, 0
+    # no embedding model configured: the lexical stand-in, under its own name
+    assert results["answer_relevancy_lexical"].score == pytest.approx(2 / 3)  # similarities 1, 1, 0
     assert results["context_precision"].score == pytest.approx((1 / 1 + 2 / 3) / 2)  # useful at ranks 1 and 3
     assert results["context_precision"].details["target"] == "reference"
     assert results["context_recall"].score == pytest.approx(0.5)
@@ -303,8 +304,10 @@ async def test_rag_metrics_hand_computed() -> None:
 async def test_rag_without_reference_skips_recall_and_targets_the_answer() -> None:
     llm = ScriptedLLM(*rag_script()[:4])
     results = by_criterion(await RagJudge().evaluate(make_sample(ANSWER, QUESTION, contexts=CONTEXTS), llm))
-    assert list(results) == ["faithfulness", "answer_relevancy", "context_precision"]
-    assert results["context_precision"].details["target"] == "answer"
+    # context precision needs a reference: without one, the same average precision against the answer is exported
+    # as context utilisation (RAGAS), a criterion of its own
+    assert list(results) == ["faithfulness", "answer_relevancy_lexical", "context_utilization"]
+    assert results["context_utilization"].details["target"] == "answer"
     assert not RagJudge().applies(make_sample())
 
 
@@ -330,8 +333,9 @@ async def test_rag_noncommittal_and_no_statements() -> None:
     sample = make_sample("I don't know, it depends.", QUESTION, contexts=CONTEXTS[:1])
     results = by_criterion(await RagJudge().evaluate(sample, llm))
     assert "faithfulness" not in results  # no statement to check
-    assert results["answer_relevancy"].score == 0.0 and results["answer_relevancy"].details["noncommittal"] is True
-    assert results["context_precision"].score == 0.0
+    relevancy = results["answer_relevancy_lexical"]
+    assert relevancy.score == 0.0 and relevancy.details["noncommittal"] is True
+    assert results["context_utilization"].score == 0.0
 
 
 async def test_rag_adversarial_context_is_defused() -> None:
