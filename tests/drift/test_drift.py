@@ -54,7 +54,7 @@ async def test_stable_stream_raises_no_false_alarm(redis, tmp_path) -> None:
 
 SHIFTS = [
     pytest.param(Traffic(), Traffic(prompt_words=100), "prompt_chars", "input", "quality", id="prompt-length"),
-    pytest.param(Traffic(korean=0.0), Traffic(korean=0.5), "prompt_hangul_share", "input", "quality", id="en-to-ko"),
+    pytest.param(Traffic(korean=0.0), Traffic(korean=0.5), "prompt_script", "input", "quality", id="en-to-ko"),
     pytest.param(Traffic(), Traffic(response_words=300), "response_chars", "output", "input", id="response-length"),
     pytest.param(Traffic(), Traffic(quality=5.0), "llm_single:overall", "quality", "input", id="answers-worse"),
 ]

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from llmops.config import DriftConfig
 from llmops.testing.drift_traffic import Traffic, feed, generate
+from monitors.drift import FEATURES
 from monitors.drift.detector import detect, evidently_stattests
 from monitors.drift.features import extract, to_columns
 from monitors.drift.monitor import DriftMonitor
@@ -59,7 +60,7 @@ def test_report_thresholds_reproduce_the_runs_verdicts() -> None:
     get, column_type = evidently_stattests()
     thresholds = _report_thresholds(result)
     for f in result.tested:
-        kind = column_type.Numerical if f.stattest in ("ks",) else column_type.Categorical
+        kind = column_type.Numerical if FEATURES[f.feature].kind == "numerical" else column_type.Categorical
         a, b = pd.Series(ref[f.feature]).dropna(), pd.Series(cur[f.feature]).dropna()
         assert bool(get(f.stattest, kind)(a, b, kind, thresholds[f.feature]).drifted) == f.drifted, f.feature
 

@@ -449,7 +449,7 @@ def test_worker_runs_drift_detection_and_serves_the_report(tmp_path: Path, redis
             return None
 
         after = wait_for(drifted, timeout=60)
-        assert metric(after, "llm_drift_detected", model="app", feature="prompt_hangul_share") == 1
+        assert metric(after, "llm_drift_detected", model="app", feature="prompt_script") == 1
         assert metric(after, "llm_drift_detected", model="app", feature="latency_seconds") == 0
         import httpx
 
