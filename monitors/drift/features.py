@@ -92,10 +92,11 @@ def text_features(prefix: str, text: str) -> Row:
 
 def _script_from_shares(row: Mapping[str, Any], prefix: str) -> str | None:
     """The dominant script of a row written before ``<prefix>_script`` existed (it held the three script shares)."""
-    shares = [row.get(f"{prefix}_{script}_share") for script in SCRIPTS]
-    if not all(isinstance(v, int | float) for v in shares):
+    shares = [v for script in SCRIPTS if isinstance(v := row.get(f"{prefix}_{script}_share"), int | float)]
+    if len(shares) < len(SCRIPTS):
         return None
-    return dominant_script(*shares)
+    hangul, latin, other = shares
+    return dominant_script(hangul, latin, other)
 
 
 # ---- refusals (same phrases and normalisation as the rules judge, in one pass) --------------------------------------
@@ -228,6 +229,6 @@ def check_row(row: Mapping[str, Any]) -> Row:
         elif name in FEATURES:
             out[name] = number
     for prefix, values in shares.items():
-        if f"{prefix}_script" not in out and (script := _script_from_shares(values, prefix)) is not None:
-            out[f"{prefix}_script"] = script
+        if f"{prefix}_script" not in out and (dominant := _script_from_shares(values, prefix)) is not None:
+            out[f"{prefix}_script"] = dominant
     return out

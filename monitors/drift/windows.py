@@ -230,7 +230,7 @@ class DriftWindows:
 
     async def reference_scores_raw(self, model: str) -> dict[str, bytes]:
         """The judge scores' reference windows of an auto reference, as stored (JSON arrays of ``[ts, value]``)."""
-        fields = await self.redis.hgetall(self.key(model, "reference"))
+        fields: dict[bytes, bytes] = await self.redis.hgetall(self.key(model, "reference"))  # type: ignore[assignment]
         prefix = SCORES.encode()
         return {k[len(prefix) :].decode(): v for k, v in fields.items() if k.startswith(prefix)}
 
