@@ -48,8 +48,8 @@ class DriftMetrics:
         )
         self.score = Gauge(
             "llm_drift_score",
-            "Score of the feature's stat test in the latest run: a p-value (drift when low: ks, z, chi2_contingency) "
-            "or a distance (drift when high: wasserstein, jensenshannon, psi, ...).",
+            "Score of the feature's stat test in the latest run: a p-value (drift when low: ks, t_test, z, "
+            "chi2_contingency) or a distance (drift when high: wasserstein, jensenshannon, psi, ...).",
             ["model", "feature", "stattest"],
             registry=r,
         )

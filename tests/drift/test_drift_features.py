@@ -189,6 +189,14 @@ def test_stattest_overrides_are_checked() -> None:
         ({"stattests": {"finish_reason": "ks"}}, "monitors.drift: stattests: stat test 'ks' does not apply"),
         ({"stattests": {"prompt_chars": "magic"}}, "monitors.drift: stattests: unknown stat test 'magic'"),
         ({"thresholds": {"nope": 0.2}}, "monitors.drift: thresholds: unknown feature(s) nope"),
+        (
+            {"stattests": {"prompt_hangul_share": "wasserstein"}},
+            "stattests: feature 'prompt_hangul_share' is no longer tested: replaced by prompt_script",
+        ),
+        (
+            {"thresholds": {"rules:refusal": 0.2}},
+            "thresholds: feature 'rules:refusal' is no longer tested: a duplicate",
+        ),
     ],
 )
 def test_the_monitors_start_checks_stattests_and_thresholds(drift: dict, expected: str) -> None:
