@@ -9,7 +9,7 @@ Keys (``llmops:drift:<model>:...``):
   about ``window / r`` samples, so that quality features are tested when judges run on a sample of the traffic.
 - ``reference``: a hash, ``meta`` (JSON: content hash, created_at, source, rows) and ``rows`` (a JSON array). The
   content hash is the SHA-256 of the rows as canonical JSON, so a report can say which reference it used. An
-  ``auto-first-window`` reference also has ``auto`` and, per judge score, ``scores:<feature>`` (a JSON array of
+  ``auto-first-window`` reference also has, per judge score, ``scores:<feature>`` (a JSON array of
   ``[ts, value]``): the score's first full window of ``window`` values, taken when its list first fills; until then
   the score's reference values are those of the reference's rows.
 - ``count`` (samples seen), ``timer`` (expires ``every_seconds`` after the last run), ``last`` and ``version`` (the
@@ -38,7 +38,8 @@ SCORES = "scores:"  # key name (and reference hash field) prefix of a judge scor
 _SCORE_NAMES = tuple(f.name for f in JUDGE_FEATURES)
 
 # KEYS: window, count, timer, reference, version, then one ``scores:<feature>`` list per judge score of the row.
-# ARGV: row, max rows, every, every_ms, min rows for a timed run, then per judge score its feature name and its entry.
+# ARGV: row, max rows, every, every_ms, min rows for a timed run, then per judge score its feature name and its entry,
+# then (with judge scores) what an auto reference's meta holds (its source as compact JSON).
 # Returns {samples seen, window length, due (0 no, 1 by count, 2 by time), has reference (0/1), result version}.
 # A judge score's list keeps its last ``max rows`` entries; under an auto reference, the first time it is full it is
 # copied into the reference (``scores:<feature>``), once.
@@ -47,7 +48,10 @@ local max_rows = tonumber(ARGV[2])
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -max_rows, -1)
 local auto = false
-if #KEYS > 5 then auto = redis.call('HGET', KEYS[4], 'auto') == '1' end
+if #KEYS > 5 then
+  local meta = redis.call('HGET', KEYS[4], 'meta')
+  auto = meta and string.find(meta, ARGV[2 * #KEYS - 4], 1, true) ~= nil
+end
 for i = 6, #KEYS do
   local field = 'scores:' .. ARGV[2 * i - 6]
   redis.call('RPUSH', KEYS[i], ARGV[2 * i - 5])
@@ -72,15 +76,15 @@ if not version then version = '0' end
 return {seen, length, due, redis.call('HEXISTS', KEYS[4], 'meta'), version}
 """
 
-# KEYS: reference. ARGV: meta, rows, only if absent (0/1), auto (0/1). Returns 1 when stored. A new reference
-# replaces the whole hash: the judge scores' windows of the one it replaces go with it.
+# KEYS: reference. ARGV: meta, rows, only if absent (0/1). Returns 1 when stored. A new reference replaces the whole
+# hash: the judge scores' windows of the one it replaces go with it.
 _SET_REFERENCE = """
 if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], 'meta') == 1 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'meta', ARGV[1], 'rows', ARGV[2])
-if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'auto', '1') end
 return 1
 """
+_AUTO_MARK = f'"source":"{AUTO_SOURCE}"'.encode()  # in an auto reference's meta (orjson writes compact JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +166,8 @@ class DriftWindows:
             if name in row:
                 keys.append(self.key(model, SCORES + name))
                 args += [name, orjson.dumps([ts, row[name]])]
+        if len(keys) > 5:
+            args.append(_AUTO_MARK)
         seen, length, due, has_reference, version = await self._append(keys=keys, args=args)
         return Appended(int(seen), int(length), int(due), bool(has_reference), int(version))
 
@@ -244,10 +250,9 @@ class DriftWindows:
         times = [r["ts"] for r in rows if isinstance(r.get("ts"), int | float)]
         span = (min(times), max(times)) if times else (None, None)
         info = ReferenceInfo(content_hash(blob), time.time(), source, len(rows), *span)
-        auto = source == AUTO_SOURCE
         stored = await self._set_reference(
             keys=[self.key(model, "reference")],
-            args=[orjson.dumps(info.to_dict()), blob, "1" if only_if_absent else "0", "1" if auto else "0"],
+            args=[orjson.dumps(info.to_dict()), blob, "1" if only_if_absent else "0"],
         )
         return info if stored else None
 

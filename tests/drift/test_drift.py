@@ -307,6 +307,8 @@ async def test_a_new_reference_drops_the_judge_score_windows_of_the_old_one(redi
 
     await m.windows.set_reference("m", [extract(s, x) for s, x in generate(Traffic(), 60, seed=607)], "file:x")
     assert sorted(await redis.hkeys("llmops:drift:m:reference")) == [b"meta", b"rows"]
+    await feed(m, generate(Traffic(), 100, seed=608))  # full score windows: a pinned reference is left as pinned
+    assert sorted(await redis.hkeys("llmops:drift:m:reference")) == [b"meta", b"rows"]
     result = await m.run("m")
     score = result.feature("llm_single:overall")
     assert score is not None and score.n_reference == 60 and score.n_current == 100  # the file's rows, the window
