@@ -28,12 +28,15 @@ def drift_problem(settings: DriftConfig) -> tuple[Location, str] | None:
         if problem:
             return ("embeddings",), problem
     if settings.stattests or settings.thresholds:
-        from monitors.drift import FEATURES, check_stattest  # plain data: no numpy, no Evidently
+        from monitors.drift import FEATURES, RETIRED, check_stattest  # plain data: no numpy, no Evidently
 
         for feature, stattest in settings.stattests.items():
             problem = check_stattest(feature, stattest)
             if problem:
                 return (), f"stattests: {problem}"
+        retired = sorted(set(settings.thresholds) & set(RETIRED))
+        if retired:
+            return (), f"thresholds: feature {retired[0]!r} is no longer tested: {RETIRED[retired[0]]}"
         unknown = sorted(set(settings.thresholds) - set(FEATURES))
         if unknown:
             return (), f"thresholds: unknown feature(s) {', '.join(unknown)}"

@@ -78,14 +78,22 @@ class MonitorMetrics:
         )
         self.pairwise = Counter(
             "llm_judge_pairwise",
-            "Pairwise verdicts between variants answering the same prompt (position-swapped; a disagreement is a tie).",
-            ["model", "variant_a", "variant_b", "winner"],
+            "Pairwise verdicts between variants answering the same prompt, judged in both orders: a win needs both; "
+            "orders=disagree marks the ties that are order-inconsistent verdicts, orders=agree the rest.",
+            ["model", "variant_a", "variant_b", "winner", "orders"],
+            registry=r,
+        )
+        self.pairwise_consistency = Gauge(
+            "llm_judge_pairwise_consistency_ratio",
+            "Share of the model's pairwise verdicts (all workers', since its tally began) whose two orders agreed.",
+            ["model"],
             registry=r,
         )
         self.variant_rating = Gauge(
             "llm_judge_variant_rating",
-            "Bradley-Terry rating of each variant from pairwise verdicts and feedback (Elo-like scale, 1000 = even).",
-            ["model", "variant"],
+            "Bradley-Terry rating of each variant (Elo-like scale, 1000 = even), per source rated apart: "
+            "source=pairwise (the pairwise judge's verdicts) or source=feedback (user thumbs).",
+            ["model", "variant", "source"],
             registry=r,
         )
         self.last_processed = Gauge(

@@ -1,16 +1,21 @@
 """Variant ratings: pairwise verdicts and user feedback tallied in Redis, refitted with Bradley–Terry and exported.
 
-Every worker adds its pairwise verdicts to a per-model tally (``llmops:pairwise:<model>``, fields ``a|b|winner``);
-the gateways count user feedback in their own tally (:data:`llmops.contract.FEEDBACK_TALLY_PREFIX`). Ratings are
-refitted from both tallies, so every worker exports the same ``llm_judge_variant_rating``: after each batch of
-verdicts, and every ``RATINGS_REFRESH_SECONDS`` (feedback arrives without any sample).
+Every worker adds its pairwise verdicts to a per-model tally (``llmops:pairwise:<model>``, fields ``a|b|winner`` with
+winner ``a``, ``b``, ``tie`` (a tie in both orders) or ``inconsistent`` (the two orders disagreed: counted as a tie,
+kept apart); the gateways count user feedback in their own tally (:data:`llmops.contract.FEEDBACK_TALLY_PREFIX`).
+The two are rated **separately** (``llm_judge_variant_rating{source="pairwise"|"feedback"}``): fitted together, every
+thumb weighed as much as a judged pair, so a few hundred thumbs outvoted the judge. From the pairwise tally also
+comes ``llm_judge_pairwise_consistency_ratio``: the share of the verdicts whose two orders agreed. Every worker
+exports the same figures from the shared tallies: after each batch of verdicts, and every
+``RATINGS_REFRESH_SECONDS`` (feedback arrives without any sample).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -22,7 +27,42 @@ log = logging.getLogger("llmops.monitors")
 PAIRWISE_TALLY = "llmops:pairwise:"
 PAIRWISE_MODELS = "llmops:pairwise_models"  # set of the models with a pairwise tally (added where tallies are written)
 RATINGS_REFRESH_SECONDS = 10.0
-_SCORE_OF_A = {"a": 1.0, "b": 0.0, "tie": 0.5}
+#: Score of variant a per tallied winner: an order-inconsistent verdict is a tie (MT-Bench's rule, and the judge's).
+_SCORE_OF_A = {"a": 1.0, "b": 0.0, "tie": 0.5, "inconsistent": 0.5}
+_SWAP = {"A": "B", "B": "A", "C": "C"}
+
+#: ``(variant_a, variant_b, winner, orders_agreed)``: one pairwise verdict, as rated and counted.
+Verdict = tuple[str, str, str, bool]
+
+
+def orders_agreed(details: Mapping[str, Any] | None) -> bool:
+    """Whether the pairwise judge's two orders gave the same verdict, from its result's ``details``: its
+    ``consistent`` flag, else its two raw verdicts (``verdict_ab`` on (a, b), ``verdict_ba`` on (b, a)). A judge
+    that reports neither is taken at its word (counted as agreeing)."""
+    details = details or {}
+    consistent = details.get("consistent")
+    if isinstance(consistent, bool):
+        return consistent
+    ab, ba = details.get("verdict_ab"), details.get("verdict_ba")
+    if ab in _SWAP and ba in _SWAP:
+        return ab == _SWAP[ba]
+    return True
+
+
+def verdicts(pairwise: Iterable[tuple[str, str, str]], fields: Mapping[str, Any]) -> list[Verdict]:
+    """The outcome's pairwise verdicts ``(a, b, winner)`` with whether their orders agreed, read from the fields the
+    judging stored for each pair (``pairwise:<a>:<b>`` -> ``{"winner", "details", ...}``)."""
+    out: list[Verdict] = []
+    for a, b, winner in pairwise:
+        stored = fields.get(f"pairwise:{a}:{b}")
+        details = stored.get("details") if isinstance(stored, Mapping) else None
+        out.append((a, b, winner, orders_agreed(details if isinstance(details, Mapping) else None)))
+    return out
+
+
+def tally_winner(winner: str, agreed: bool) -> str:
+    """The winner as tallied: a tie whose orders disagreed is ``inconsistent`` (a win needs both orders)."""
+    return "inconsistent" if winner == "tie" and not agreed else winner
 
 
 class Ratings:
@@ -33,13 +73,15 @@ class Ratings:
         self.metrics = metrics
         self.configured = frozenset(models)
 
-    async def update(self, model: str, verdicts: list[tuple[str, str, str]]) -> None:
-        """Add pairwise verdicts ``(variant_a, variant_b, winner)`` to the shared tally, then refresh the model's
-        ratings. Never raises: a failure is logged."""
+    async def update(self, model: str, verdicts: Iterable[Verdict | tuple[str, str, str]]) -> None:
+        """Add pairwise verdicts ``(variant_a, variant_b, winner[, orders_agreed])`` to the shared tally (without the
+        flag, the orders count as agreeing), then refresh the model's ratings. Never raises: a failure is logged."""
         try:
             pipe = self.redis.pipeline(transaction=False)
-            for a, b, winner in verdicts:
-                pipe.hincrby(PAIRWISE_TALLY + model, f"{a}|{b}|{winner}", 1)
+            for verdict in verdicts:
+                a, b, winner = verdict[:3]
+                agreed = bool(verdict[3]) if len(verdict) > 3 else True
+                pipe.hincrby(PAIRWISE_TALLY + model, f"{a}|{b}|{tally_winner(winner, agreed)}", 1)
             pipe.sadd(PAIRWISE_MODELS, model)
             await pipe.execute()
             await self.refresh(model)
@@ -47,8 +89,9 @@ class Ratings:
             log.warning("cannot update variant ratings: %s", error)
 
     async def refresh(self, model: str) -> None:
-        """Export the Bradley-Terry ratings of ``model``'s variants from the shared tallies: pairwise verdicts
-        (all workers') and user feedback (thumbs, counted by the gateways)."""
+        """Export the Bradley-Terry ratings of ``model``'s variants from the shared tallies, one per source: the
+        pairwise verdicts (all workers') and the user feedback (thumbs, counted by the gateways); and the share of
+        the pairwise verdicts whose two orders agreed."""
         from monitors.bradley_terry import bradley_terry
 
         pipe = self.redis.pipeline(transaction=False)
@@ -56,9 +99,13 @@ class Ratings:
         pipe.hgetall(FEEDBACK_TALLY_PREFIX + model)
         pairwise, thumbs = await pipe.execute()
         outcomes: list[tuple[str, str, float]] = []
+        disagreed = 0
         for field_name, count in pairwise.items():
             a, b, winner = field_name.decode().split("|")
+            if winner not in _SCORE_OF_A:
+                continue  # written by a later version: not ours to read
             outcomes += [(a, b, _SCORE_OF_A[winner])] * int(count)
+            disagreed += int(count) if winner == "inconsistent" else 0
         feedback: dict[str, tuple[int, int]] = {}
         for field_name, count in thumbs.items():
             variant, rating = parse_feedback_tally_field(field_name.decode())
@@ -66,10 +113,13 @@ class Ratings:
                 continue  # feedback on a model without variants: nothing to rank
             up, down = feedback.get(variant, (0, 0))
             feedback[variant] = (up + int(count), down) if rating == "positive" else (up, down + int(count))
-        if not outcomes and len(feedback) < 1:
-            return
-        for variant, value in bradley_terry(outcomes, feedback=feedback).items():
-            self.metrics.variant_rating.labels(model, variant).set(value)
+        if outcomes:
+            for variant, value in bradley_terry(outcomes).items():
+                self.metrics.variant_rating.labels(model, variant, "pairwise").set(value)
+            self.metrics.pairwise_consistency.labels(model).set(1 - disagreed / len(outcomes))
+        if feedback:
+            for variant, value in bradley_terry([], feedback=feedback).items():
+                self.metrics.variant_rating.labels(model, variant, "feedback").set(value)
 
     async def rated_models(self) -> list[str]:
         """Models that may have tallies: the configured ones (the gateway counts feedback on configured models

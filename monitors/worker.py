@@ -28,7 +28,7 @@ from llmops.sample import Sample
 from monitors.judges.base import Embedder, Judge, JudgeLLM
 from monitors.judging import MAX_HOLD_SECONDS, Judging, Outcome
 from monitors.metrics import MonitorMetrics
-from monitors.ratings import Ratings
+from monitors.ratings import Ratings, verdicts
 from monitors.store import Entry, SampleStore, is_missing_group
 
 log = logging.getLogger("llmops.monitors")
@@ -245,10 +245,11 @@ class Worker:
             m.judge_runs.labels(judge, result).inc()
         for judge in outcome.conflicts:
             m.verdict_conflicts.labels(judge).inc()
-        for variant_a, variant_b, winner in outcome.pairwise:
-            m.pairwise.labels(sample.model, variant_a, variant_b, winner).inc()
-        if outcome.pairwise:
-            asyncio.get_running_loop().create_task(self.ratings.update(sample.model, outcome.pairwise))
+        pairwise = verdicts(outcome.pairwise, outcome.fields)
+        for variant_a, variant_b, winner, agreed in pairwise:
+            m.pairwise.labels(sample.model, variant_a, variant_b, winner, "agree" if agreed else "disagree").inc()
+        if pairwise:
+            asyncio.get_running_loop().create_task(self.ratings.update(sample.model, pairwise))
         m.processed.labels(sample.model, "ok").inc()
         m.last_processed.set(time.time())
 

@@ -137,11 +137,13 @@ VARIANTS_AND_FEEDBACK = [
     ),
     Series(
         "Pairwise judgements per hour by winner",
-        "How many pairwise verdicts each variant pair of each model got per hour, by winner (a, b, tie).",
+        "How many pairwise verdicts each variant pair of each model got per hour, by winner (a, b, tie) and whether "
+        "the two orders agreed: 'tie (disagree)' is an order-inconsistent verdict (the judge preferred whichever "
+        "answer it read first), counted as a tie; 'tie (agree)' a real tie.",
         [
             (
-                f"sum by (model, variant_a, variant_b, winner) (increase(llm_judge_pairwise_total{{{M}}}[1h]))",
-                "{{model}}: {{variant_a}} vs {{variant_b}}: {{winner}}",
+                f"sum by (model, variant_a, variant_b, winner, orders) (increase(llm_judge_pairwise_total{{{M}}}[1h]))",
+                "{{model}}: {{variant_a}} vs {{variant_b}}: {{winner}} ({{orders}})",
             )
         ],
         "short",
@@ -166,11 +168,25 @@ VARIANTS_AND_FEEDBACK = [
     ),
     Series(
         "Variant ratings (Bradley-Terry)",
-        "Chatbot-Arena-style rating of each A/B variant from pairwise judge verdicts and user feedback "
-        "(1000 = even; +191 = wins 3 of 4).",
-        [(f"max by (model, variant) (llm_judge_variant_rating{{{M}}})", "{{model}} {{variant}}")],
+        "Chatbot-Arena-style rating of each A/B variant (1000 = even; +191 = wins 3 of 4), one per source, rated "
+        "apart: pairwise (the judge's verdicts) and feedback (user thumbs). When they disagree, that is the finding.",
+        [
+            (
+                f"max by (model, variant, source) (llm_judge_variant_rating{{{M}}})",
+                "{{model}} {{variant}} ({{source}})",
+            )
+        ],
         "short",
         min_val=None,
+    ),
+    Series(
+        "Pairwise judge consistency (1d)",
+        "Share of the last day's pairwise verdicts whose two orders (a, b) and (b, a) agreed. The rest are ties "
+        "that only show position bias: a low or falling share means the win rates and ratings rest on few real "
+        "judgements (change the judge model or its prompt).",
+        [(f"llmops:pairwise_consistency:ratio_1d{{{M}}}", "{{model}}")],
+        "percentunit",
+        max_val=1,
     ),
 ]
 

@@ -3,7 +3,8 @@
 The decision (docs/drift.md):
 
 - each feature has a pinned stat test (``monitors.drift.FEATURES``, overridable per feature in ``drift.stattests``):
-  K-S for numbers, a two-sample z-test for 0/1 flags, a chi-square test of homogeneity for the finish reason. Pinned,
+  K-S for numbers, a t-test for graded judge scores (tied values), a two-sample z-test for 0/1 flags, a chi-square
+  test of homogeneity for the finish reason and the dominant script. Pinned,
   because Evidently's automatic choice changes with the reference size (p-values up to 1,000 rows, distances above),
   which would flip what the score means;
 - the p-value tests are corrected together with Holm's step-down procedure, so one run raises a false alarm on a stable
@@ -23,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from llmops.config import DriftConfig
-from monitors.drift import FEATURES, GROUPS, NORMED_BY_REFERENCE, STATTESTS
+from monitors.drift import FEATURES, GROUPS, NORMED_BY_REFERENCE, STATTESTS, FeatureSpec
 from monitors.drift.windows import ReferenceInfo
 
 Columns = dict[str, np.ndarray]
@@ -182,11 +184,13 @@ def _holm(p_values: list[tuple[FeatureResult, float]], alpha: float) -> None:
         result.drifted = rejecting
 
 
-def compare_feature(name: str, reference: np.ndarray, current: np.ndarray, settings: DriftConfig) -> FeatureResult:
+def compare_feature(
+    name: str, reference: np.ndarray, current: np.ndarray, settings: DriftConfig, spec: FeatureSpec | None = None
+) -> FeatureResult:
     """Run one feature's pinned stat test (``drifted`` is set later, for the p-value tests)."""
     import pandas as pd
 
-    spec = FEATURES[name]
+    spec = spec or FEATURES[name]
     result = FeatureResult(name, spec.group, n_reference=len(reference), n_current=len(current))
     if len(reference) < settings.min_samples or len(current) < settings.min_samples:
         result.skipped = "few_samples"
@@ -231,8 +235,10 @@ def detect(
     current: Columns,
     settings: DriftConfig,
     reference_info: ReferenceInfo | None = None,
+    features: Mapping[str, FeatureSpec] | None = None,
 ) -> DriftResult:
-    """Compare ``current`` with ``reference`` (one array per feature) and decide."""
+    """Compare ``current`` with ``reference`` (one array per feature) and decide. ``features``: the catalogue to test
+    (default ``FEATURES``; ``bench/drift_power.py`` passes an earlier one to compare)."""
     started = time.time()
     t0 = time.perf_counter()
     n_reference, n_current = _rows(reference), _rows(current)
@@ -251,11 +257,11 @@ def detect(
         result.reason = f"{n_reference} reference and {n_current} current samples (min_samples {settings.min_samples})"
         return result
     p_values: list[tuple[FeatureResult, float]] = []
-    for name, spec in FEATURES.items():
+    for name, spec in (FEATURES if features is None else features).items():
         ref, cur = _present(reference.get(name)), _present(current.get(name))
         if len(ref) == 0 and len(cur) == 0:
             continue  # not collected for this model (a judge that does not run): not a feature here
-        feature = compare_feature(name, ref, cur, settings)
+        feature = compare_feature(name, ref, cur, settings, spec)
         result.features.append(feature)
         if feature.skipped is None and STATTESTS[feature.stattest or spec.stattest][0] == "p_value":
             assert feature.score is not None

@@ -1,7 +1,8 @@
 """One row of drift features per sample: cheap, deterministic, language-aware (Korean and English alike).
 
 Lengths in characters and tokens (tokens from ``sample.usage``), latency, TTFT, cost, finish reason, the share of
-non-letter characters, the share of Hangul / Latin / other letters, a refusal flag, and the judge scores when present.
+non-letter characters, the dominant script (Hangul, Latin or other letters), a refusal flag, and the judge scores when
+present.
 Scripts are told apart by Unicode code point through a lookup table (Hangul syllables and all jamo blocks, Latin
 blocks, any other letter), with a bytes fast path for ASCII text: about 10 µs per sample.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from llmops.sample import Sample, content_text
-from monitors.drift import FEATURES, FINISH_REASONS, JUDGE_FEATURE_NAMES, LABEL_FEATURES
+from monitors.drift import FEATURES, FINISH_REASONS, JUDGE_FEATURE_NAMES, LABEL_FEATURES, RETIRED, SCRIPTS
 from monitors.judges.rules import REFUSAL_WINDOW, REFUSALS_EN, REFUSALS_KO
 
 Row = dict[str, Any]
@@ -70,18 +71,33 @@ def script_counts(text: str) -> tuple[int, int, int, int]:
     return int(counts[HANGUL]), int(counts[LATIN]), int(counts[OTHER_LETTER]), int(counts[NON_LETTER])
 
 
+def dominant_script(hangul: float, latin: float, other: float) -> str | None:
+    """The script most letters are in (``hangul``, ``latin`` or ``other``; a tie goes to Hangul, then Latin); None
+    without letters. Counts or shares alike."""
+    if hangul + latin + other <= 0:
+        return None
+    return SCRIPTS[max(range(3), key=lambda i: ((hangul, latin, other)[i], -i))]
+
+
 def text_features(prefix: str, text: str) -> Row:
-    """``<prefix>_chars``, ``_non_letter_share`` and the three script shares of ``text`` (shares absent when empty)."""
+    """``<prefix>_chars``, ``_non_letter_share`` and ``_script`` (the dominant script; absent without letters)."""
     hangul, latin, other, non_letters = script_counts(text)
     row: Row = {f"{prefix}_chars": float(len(text))}
     letters = hangul + latin + other
     if letters + non_letters:
         row[f"{prefix}_non_letter_share"] = non_letters / (letters + non_letters)
     if letters:
-        row[f"{prefix}_hangul_share"] = hangul / letters
-        row[f"{prefix}_latin_share"] = latin / letters
-        row[f"{prefix}_other_share"] = other / letters
+        row[f"{prefix}_script"] = dominant_script(hangul, latin, other)
     return row
+
+
+def _script_from_shares(row: Mapping[str, Any], prefix: str) -> str | None:
+    """The dominant script of a row written before ``<prefix>_script`` existed (it held the three script shares)."""
+    shares = [v for script in SCRIPTS if isinstance(v := row.get(f"{prefix}_{script}_share"), int | float)]
+    if len(shares) < len(SCRIPTS):
+        return None
+    hangul, latin, other = shares
+    return dominant_script(hangul, latin, other)
 
 
 # ---- refusals (same phrases and normalisation as the rules judge, in one pass) --------------------------------------
@@ -172,25 +188,35 @@ def to_columns(rows: Iterable[Row], names: Iterable[str] | None = None) -> dict[
     columns: dict[str, np.ndarray] = {}
     for name in names if names is not None else FEATURES:
         values = [r.get(name) for r in rows]
+        if name.endswith("_script"):  # rows stored by an earlier version hold the script shares instead
+            prefix = name.removesuffix("_script")
+            values = [_script_from_shares(r, prefix) if v is None else v for v, r in zip(values, rows, strict=True)]
         columns[name] = np.array(values, dtype=object if name in LABEL_FEATURES else float)
     return columns
 
 
 def check_row(row: Mapping[str, Any]) -> Row:
-    """A feature row read from a file, validated: known feature names only, numbers where numbers belong.
+    """A feature row read from a file, validated: known feature names only, numbers where numbers belong. Columns of
+    retired features are accepted: script shares become the dominant script, the rest is dropped.
 
     Raises ValueError naming the first problem."""
     out: Row = {}
+    shares: dict[str, Row] = {}
     for name, value in row.items():
         if name == "ts" or value is None or value == "":
             if name == "ts" and value not in (None, ""):
                 out["ts"] = float(value)
             continue
         spec = FEATURES.get(name)
-        if spec is None:
+        if spec is None and name not in RETIRED:
             raise ValueError(f"unknown feature column {name!r} (known: ts, {', '.join(FEATURES)})")
         if name == "finish_reason":
             out[name] = finish_category(str(value))
+            continue
+        if name in ("prompt_script", "response_script"):
+            if value not in SCRIPTS:
+                raise ValueError(f"feature {name!r}: {value!r} is not one of {', '.join(SCRIPTS)}")
+            out[name] = value
             continue
         try:
             number = float(value)
@@ -198,5 +224,12 @@ def check_row(row: Mapping[str, Any]) -> Row:
             raise ValueError(f"feature {name!r}: {value!r} is not a number") from None
         if not math.isfinite(number):
             raise ValueError(f"feature {name!r}: {value!r} is not a finite number")
-        out[name] = number
+        if name.endswith("_share") and name in RETIRED:
+            prefix, _, script = name.removesuffix("_share").rpartition("_")
+            shares.setdefault(prefix, {})[f"{prefix}_{script}_share"] = number
+        elif name in FEATURES:
+            out[name] = number
+    for prefix, values in shares.items():
+        if f"{prefix}_script" not in out and (dominant := _script_from_shares(values, prefix)) is not None:
+            out[f"{prefix}_script"] = dominant
     return out

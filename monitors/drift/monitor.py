@@ -48,8 +48,8 @@ class DriftMetrics:
         )
         self.score = Gauge(
             "llm_drift_score",
-            "Score of the feature's stat test in the latest run: a p-value (drift when low: ks, z, chi2_contingency) "
-            "or a distance (drift when high: wasserstein, jensenshannon, psi, ...).",
+            "Score of the feature's stat test in the latest run: a p-value (drift when low: ks, t_test, z, "
+            "chi2_contingency) or a distance (drift when high: wasserstein, jensenshannon, psi, ...).",
             ["model", "feature", "stattest"],
             registry=r,
         )
@@ -151,7 +151,7 @@ class DriftMonitor:
         self._syncing: set[str] = set()
         self._reporting: set[str] = set()
         self._exported: dict[str, int] = {}  # model -> version of the result exported
-        self._reference: dict[str, tuple[str, Columns]] = {}  # model -> (content hash, columns)
+        self._reference: dict[str, tuple[tuple[str, int], Columns]] = {}  # model -> ((content hash, fields), columns)
         self._reported: dict[str, tuple[float, frozenset[str]]] = {}  # model -> (when, drifted features)
         self._last_warning = 0.0
         self.embedder: Any = None  # monitors.drift.embeddings.Embedder when drift.embeddings.enabled
@@ -228,17 +228,21 @@ class DriftMonitor:
         reference_columns: Columns = {}
         current_columns: Columns = {}
         try:
-            info = await self.windows.reference_info(model)
+            info, fields = await self.windows.reference_state(model)
             if info is None:
                 result = DriftResult(model, "skipped", "no reference yet (pin one, or wait for the first full window)")
             else:
                 raw_window = await self.windows.redis.lrange(self.windows.key(model, "window"), 0, -1)
+                raw_scores = await self.windows.scores_raw(model)
                 cached = self._reference.get(model)
-                fresh = cached is not None and cached[0] == info.hash
-                raw_reference = None if fresh else await self.windows.reference_rows_raw(model)
+                fresh = cached is not None and cached[0] == (info.hash, fields)
+                raw_reference = None
+                if not fresh:
+                    rows = await self.windows.reference_rows_raw(model)
+                    raw_reference = (rows, await self.windows.reference_scores_raw(model), fields)
                 feedback = await self._feedback(model, info, raw_window)
                 result, reference_columns, current_columns = await asyncio.to_thread(
-                    self._detect, model, info, raw_reference, raw_window, feedback
+                    self._detect, model, info, raw_reference, raw_window, feedback, raw_scores
                 )
         except Exception as error:
             log.warning("drift: run for %s failed: %s: %s", model, type(error).__name__, error, exc_info=True)
@@ -277,14 +281,22 @@ class DriftMonitor:
         self,
         model: str,
         info: ReferenceInfo,
-        raw_reference: bytes | str | None,
+        raw_reference: tuple[bytes | str | None, dict[str, bytes], int] | None,
         raw_window: list[bytes | str],
         feedback: tuple[list, list] | None = None,
+        raw_scores: dict[str, list[bytes]] | None = None,
     ) -> tuple[DriftResult, Columns, Columns]:
-        """In a thread: parse the windows, build the columns, run the stat tests."""
+        """In a thread: parse the windows, build the columns, run the stat tests. A judge score's values come from
+        its own window (``windows.scores_raw``; the window's rows when it has none yet), and, under an auto reference,
+        its reference values from its first full window once taken (else from the reference's rows)."""
         if raw_reference is not None:
-            reference_rows = orjson.loads(raw_reference)
-            self._reference[model] = (info.hash, to_columns(reference_rows))
+            rows_json, scores_json, fields = raw_reference
+            reference_rows = orjson.loads(rows_json) if rows_json else []
+            columns = to_columns(reference_rows)
+            for name, raw in scores_json.items():
+                if name in columns:
+                    columns[name] = np.array(self.windows.score_values(orjson.loads(raw), recent=False), dtype=float)
+            self._reference[model] = ((info.hash, fields), columns)
             if self.embedder is not None:
                 from monitors.drift.embeddings import window_texts
 
@@ -292,6 +304,9 @@ class DriftMonitor:
         reference = self._reference[model][1]
         current_rows = self.windows.recent([orjson.loads(r) for r in raw_window])
         current = to_columns(current_rows)
+        for name, entries in (raw_scores or {}).items():
+            if name in current:
+                current[name] = np.array(self.windows.score_values(entries), dtype=float)
         if feedback is not None:  # feedback events in each window's time span replace per-sample feedback scores
             reference = {**reference, "feedback:rating": np.array(feedback[0], dtype=float)}
             current["feedback:rating"] = np.array(feedback[1], dtype=float)

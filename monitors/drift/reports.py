@@ -90,9 +90,11 @@ def banner(result: DriftResult) -> str:
 
 
 def _frame(columns: Columns, names: list[str]):  # -> pandas.DataFrame (missing values: NaN or None)
+    """The columns as one frame. A judge score's window and the feedback are not the samples' rows: columns of other
+    lengths are padded with missing values (Evidently leaves them out)."""
     import pandas as pd
 
-    return pd.DataFrame({n: columns[n] for n in names})
+    return pd.DataFrame({n: pd.Series(columns[n]) for n in names})
 
 
 def render_report(reference: Columns, current: Columns, result: DriftResult) -> str:

@@ -4,8 +4,14 @@ Keys (``llmops:drift:<model>:...``):
 
 - ``window``: a list of feature rows (JSON), the current window: the last ``window`` samples (``LTRIM``), of which
   those older than ``window_minutes`` are left out when read (when that is set).
+- ``scores:<feature>``: per judge score (``monitors.drift.JUDGE_FEATURES``), a list of its last ``window`` values
+  (``[ts, value]``): a judge that scores a share r of the samples has its own window of ``window`` scores, spanning
+  about ``window / r`` samples, so that quality features are tested when judges run on a sample of the traffic.
 - ``reference``: a hash, ``meta`` (JSON: content hash, created_at, source, rows) and ``rows`` (a JSON array). The
-  content hash is the SHA-256 of the rows as canonical JSON, so a report can say which reference it used.
+  content hash is the SHA-256 of the rows as canonical JSON, so a report can say which reference it used. An
+  ``auto-first-window`` reference also has, per judge score, ``scores:<feature>`` (a JSON array of
+  ``[ts, value]``): the score's first full window of ``window`` values, taken when its list first fills; until then
+  the score's reference values are those of the reference's rows.
 - ``count`` (samples seen), ``timer`` (expires ``every_seconds`` after the last run), ``last`` and ``version`` (the
   latest run's result and a counter, so every worker exports the latest result whichever worker ran it).
 
@@ -22,17 +28,38 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.typing import EncodableT
 
 from llmops.config import DriftConfig
 from llmops.contract import FEEDBACK_STREAM  # written by the gateway: request_id, model, rating, ts
-from monitors.drift import PREFIX
+from monitors.drift import JUDGE_FEATURES, PREFIX
 
-# KEYS: window, count, timer, reference, version. ARGV: row, max rows, every, every_ms, min rows for a timed run.
+AUTO_SOURCE = "auto-first-window"
+SCORES = "scores:"  # key name (and reference hash field) prefix of a judge score's window
+_SCORE_NAMES = tuple(f.name for f in JUDGE_FEATURES)
+
+# KEYS: window, count, timer, reference, version, then one ``scores:<feature>`` list per judge score of the row.
+# ARGV: row, max rows, every, every_ms, min rows for a timed run, then per judge score its feature name and its entry,
+# then (with judge scores) what an auto reference's meta holds (its source as compact JSON).
 # Returns {samples seen, window length, due (0 no, 1 by count, 2 by time), has reference (0/1), result version}.
+# A judge score's list keeps its last ``max rows`` entries; under an auto reference, the first time it is full it is
+# copied into the reference (``scores:<feature>``), once.
 _APPEND = """
+local max_rows = tonumber(ARGV[2])
 redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('LTRIM', KEYS[1], -max_rows, -1)
+local auto = false
+if #KEYS > 5 then
+  local meta = redis.call('HGET', KEYS[4], 'meta')
+  auto = meta and string.find(meta, ARGV[2 * #KEYS - 4], 1, true) ~= nil
+end
+for i = 6, #KEYS do
+  local field = 'scores:' .. ARGV[2 * i - 6]
+  redis.call('RPUSH', KEYS[i], ARGV[2 * i - 5])
+  redis.call('LTRIM', KEYS[i], -max_rows, -1)
+  if auto and redis.call('LLEN', KEYS[i]) >= max_rows and redis.call('HEXISTS', KEYS[4], field) == 0 then
+    redis.call('HSET', KEYS[4], field, '[' .. table.concat(redis.call('LRANGE', KEYS[i], 0, -1), ',') .. ']')
+  end
+end
 local seen = redis.call('INCR', KEYS[2])
 local length = redis.call('LLEN', KEYS[1])
 local every = tonumber(ARGV[3])
@@ -49,12 +76,15 @@ if not version then version = '0' end
 return {seen, length, due, redis.call('HEXISTS', KEYS[4], 'meta'), version}
 """
 
-# KEYS: reference. ARGV: meta, rows, only if absent (0/1). Returns 1 when stored.
+# KEYS: reference. ARGV: meta, rows, only if absent (0/1). Returns 1 when stored. A new reference replaces the whole
+# hash: the judge scores' windows of the one it replaces go with it.
 _SET_REFERENCE = """
 if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], 'meta') == 1 then return 0 end
+redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'meta', ARGV[1], 'rows', ARGV[2])
 return 1
 """
+_AUTO_MARK = f'"source":"{AUTO_SOURCE}"'.encode()  # in an auto reference's meta (orjson writes compact JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +155,19 @@ class DriftWindows:
 
     # ---- current window -----------------------------------------------------------------------------------------
     async def append(self, model: str, row: dict[str, Any]) -> Appended:
-        """Add one feature row to the model's current window; say whether a run is due."""
+        """Add one feature row to the model's current window, and its judge scores to their windows; say whether a
+        run is due."""
         s = self.settings
         keys = [self.key(model, n) for n in ("window", "count", "timer", "reference", "version")]
         every_ms = int(s.every_seconds * 1000) if s.every_seconds else 0
-        args: list[EncodableT] = [orjson.dumps(row), s.window, s.every, every_ms, s.min_samples]
+        args: list[Any] = [orjson.dumps(row), s.window, s.every, every_ms, s.min_samples]
+        ts = row.get("ts")
+        for name in _SCORE_NAMES:
+            if name in row:
+                keys.append(self.key(model, SCORES + name))
+                args += [name, orjson.dumps([ts, row[name]])]
+        if len(keys) > 5:
+            args.append(_AUTO_MARK)
         seen, length, due, has_reference, version = await self._append(keys=keys, args=args)
         return Appended(int(seen), int(length), int(due), bool(has_reference), int(version))
 
@@ -143,6 +181,22 @@ class DriftWindows:
             return rows
         oldest = (time.time() if now is None else now) - self.settings.window_minutes * 60
         return [r for r in rows if r.get("ts", oldest) >= oldest]
+
+    async def scores_raw(self, model: str) -> dict[str, list[bytes]]:
+        """The judge scores' windows as stored (``[ts, value]`` entries, oldest first), of the scores that have one."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in _SCORE_NAMES:
+            pipe.lrange(self.key(model, SCORES + name), 0, -1)
+        return {name: raw for name, raw in zip(_SCORE_NAMES, await pipe.execute(), strict=True) if raw}
+
+    def score_values(self, entries: list[bytes] | list[list[Any]], *, recent: bool = True) -> list[float]:
+        """The values of a judge score's window (``[ts, value]`` entries, raw or parsed); with ``recent``, those
+        older than ``window_minutes`` are left out (when that is set)."""
+        pairs = [orjson.loads(e) if isinstance(e, bytes | str) else e for e in entries]
+        if recent and self.settings.window_minutes:
+            oldest = time.time() - self.settings.window_minutes * 60
+            pairs = [p for p in pairs if p[0] is None or p[0] >= oldest]
+        return [float(p[1]) for p in pairs]
 
     async def is_full(self, model: str, length: int, now: float | None = None) -> bool:
         """Whether the current window is full: ``window`` rows, or (``window_minutes`` set) a span of that many
@@ -167,9 +221,24 @@ class DriftWindows:
             return None
         return ReferenceInfo.from_dict(orjson.loads(meta)), orjson.loads(rows)
 
+    async def reference_state(self, model: str) -> tuple[ReferenceInfo | None, int]:
+        """The reference's metadata and its hash's number of fields: a judge score's window added to an auto reference
+        adds a field, so ``(hash, fields)`` says whether a cached reference is still the stored one."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self.key(model, "reference"), "meta")
+        pipe.hlen(self.key(model, "reference"))
+        meta, fields = await pipe.execute()
+        return (ReferenceInfo.from_dict(orjson.loads(meta)) if meta else None), int(fields)
+
     async def reference_rows_raw(self, model: str) -> bytes | str | None:
         """The reference's rows as stored (a JSON array), for parsing off the event loop."""
         return await self.redis.hget(self.key(model, "reference"), "rows")
+
+    async def reference_scores_raw(self, model: str) -> dict[str, bytes]:
+        """The judge scores' reference windows of an auto reference, as stored (JSON arrays of ``[ts, value]``)."""
+        fields: dict[bytes, bytes] = await self.redis.hgetall(self.key(model, "reference"))  # type: ignore[assignment]
+        prefix = SCORES.encode()
+        return {k[len(prefix) :].decode(): v for k, v in fields.items() if k.startswith(prefix)}
 
     async def set_reference(
         self, model: str, rows: list[dict[str, Any]], source: str, *, only_if_absent: bool = False
@@ -192,11 +261,11 @@ class DriftWindows:
         rows = await self.current(model)
         if not rows:
             return None
-        return await self.set_reference(model, rows, "auto-first-window", only_if_absent=True)
+        return await self.set_reference(model, rows, AUTO_SOURCE, only_if_absent=True)
 
     async def clear(self, model: str) -> None:
         """Forget everything kept for ``model`` (windows, reference, counters, results)."""
-        names = ("window", "count", "timer", "reference", "last", "version")
+        names = ("window", "count", "timer", "reference", "last", "version", *(SCORES + n for n in _SCORE_NAMES))
         await self.redis.delete(*(self.key(model, n) for n in names))
 
     # ---- the latest result, shared by the workers ------------------------------------------------------------------

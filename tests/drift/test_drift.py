@@ -54,7 +54,7 @@ async def test_stable_stream_raises_no_false_alarm(redis, tmp_path) -> None:
 
 SHIFTS = [
     pytest.param(Traffic(), Traffic(prompt_words=100), "prompt_chars", "input", "quality", id="prompt-length"),
-    pytest.param(Traffic(korean=0.0), Traffic(korean=0.5), "prompt_hangul_share", "input", "quality", id="en-to-ko"),
+    pytest.param(Traffic(korean=0.0), Traffic(korean=0.5), "prompt_script", "input", "quality", id="en-to-ko"),
     pytest.param(Traffic(), Traffic(response_words=300), "response_chars", "output", "input", id="response-length"),
     pytest.param(Traffic(), Traffic(quality=5.0), "llm_single:overall", "quality", "input", id="answers-worse"),
 ]
@@ -264,3 +264,51 @@ async def test_feedback_rate_drift_is_quality_drift(redis, tmp_path) -> None:
     feedback = last.feature("feedback:rating")
     assert feedback is not None and feedback.stattest == "z" and feedback.n_reference == 200 and feedback.drifted
     assert last.groups["quality"] and not last.groups["input"] and last.drifted_features == ["feedback:rating"]
+
+
+def judged_at(samples: list, rate_every: int, offset: int = 0) -> list:
+    """The samples with the LLM judge's score kept on every ``rate_every``-th one only (a judge at rate 1/n)."""
+    return [
+        (sample, {k: v for k, v in scores.items() if k != "llm_single:overall" or (offset + i) % rate_every == 0})
+        for i, (sample, scores) in enumerate(samples)
+    ]
+
+
+async def test_judge_scores_sampled_at_10_percent_are_tested_at_the_defaults(redis, tmp_path) -> None:
+    """At the default window (500) and min_samples (100), an LLM judge on 10% of the samples gives 50 scores per
+    window of samples: it used to be skipped for good (few_samples). Each judge score has its own window of its last
+    500 values (about 5,000 samples at 10%), and an auto reference takes the score's first full window, so the score is
+    tested (500 against 500) and a drop found, in the quality group alone."""
+    settings = DriftConfig()
+    assert (settings.window, settings.min_samples, settings.every) == (500, 100, 100)
+    m = monitor(redis, tmp_path, settings)
+    results = await feed(m, judged_at(generate(Traffic(), 5100, seed=505), 10))
+    before = results[0].feature("llm_single:overall")  # the run at 600: the reference's rows hold 50 scores
+    assert before is not None and before.skipped == "few_samples" and before.n_reference == 50
+    fields = await redis.hkeys("llmops:drift:m:reference")
+    assert b"scores:llm_single:overall" in fields and b"scores:rules:truncated" in fields  # taken once full
+    assert await redis.llen("llmops:drift:m:scores:llm_single:overall") == 500
+    last = results[-1].feature("llm_single:overall")  # the run at 5,100
+    assert last is not None and last.skipped is None and last.stattest == "t_test"
+    assert (last.n_reference, last.n_current) == (500, 500) and not results[-1].drift
+    worse = await feed(m, judged_at(generate(Traffic(quality=6.0), 2000, seed=506), 10))
+    final = worse[-1]  # 200 of the score window's 500 values after the drop
+    score = final.feature("llm_single:overall")
+    assert score is not None and score.drifted and final.groups["quality"] and not final.groups["input"]
+    assert score.n_reference == 500 and score.n_current == 500
+
+
+async def test_a_new_reference_drops_the_judge_score_windows_of_the_old_one(redis, tmp_path) -> None:
+    settings = SETTINGS.model_copy(update={"window": 100, "min_samples": 50})
+    m = monitor(redis, tmp_path, settings)
+    await feed(m, generate(Traffic(), 150, seed=606))
+    assert b"scores:llm_single:overall" in await redis.hkeys("llmops:drift:m:reference")
+    from monitors.drift.features import extract
+
+    await m.windows.set_reference("m", [extract(s, x) for s, x in generate(Traffic(), 60, seed=607)], "file:x")
+    assert sorted(await redis.hkeys("llmops:drift:m:reference")) == [b"meta", b"rows"]
+    await feed(m, generate(Traffic(), 100, seed=608))  # full score windows: a pinned reference is left as pinned
+    assert sorted(await redis.hkeys("llmops:drift:m:reference")) == [b"meta", b"rows"]
+    result = await m.run("m")
+    score = result.feature("llm_single:overall")
+    assert score is not None and score.n_reference == 60 and score.n_current == 100  # the file's rows, the window

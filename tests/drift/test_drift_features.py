@@ -1,4 +1,4 @@
-"""Drift features: script shares (Korean, English, others), refusals, usage and timing fields, file rows."""
+"""Drift features: scripts (Korean, English, others), refusals, usage and timing fields, file rows."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ from llmops.config import ConfigError, parse_config
 from llmops.sample import Sample
 from llmops.testing.drift_traffic import EN_REFUSAL, KO_REFUSAL, Traffic, generate
 from monitors.checks import check_config
-from monitors.drift import FEATURES, LABEL_FEATURES, check_stattest
-from monitors.drift.features import check_row, extract, finish_category, is_refusal, script_counts, to_columns
+from monitors.drift import FEATURES, JUDGE_FEATURE_NAMES, LABEL_FEATURES, check_stattest
+from monitors.drift.features import (
+    check_row,
+    dominant_script,
+    extract,
+    finish_category,
+    is_refusal,
+    script_counts,
+    to_columns,
+)
 from monitors.judges.rules import find_refusal
 
 
@@ -55,8 +63,8 @@ def test_other_scripts_and_symbols() -> None:
 def test_row_of_a_korean_chat_sample() -> None:
     row = extract(chat("서울 날씨 어때요?", "오늘 서울은 맑아요."), {"llm_single:overall": 0.75, "unknown:x": 1.0})
     assert row["prompt_chars"] == len("Be brief.\n서울 날씨 어때요?")
-    assert row["prompt_hangul_share"] == pytest.approx(7 / 14) and row["prompt_latin_share"] == pytest.approx(7 / 14)
-    assert row["response_hangul_share"] == 1.0 and row["response_other_share"] == 0.0
+    assert row["prompt_script"] == "hangul"  # 7 Hangul and 7 Latin letters: a tie goes to Hangul
+    assert row["response_script"] == "hangul"
     assert row["response_non_letter_share"] == pytest.approx(1 / 9)
     assert row["prompt_tokens"] == 12 and row["response_tokens"] == 30
     assert row["latency_seconds"] == 1.5 and row["ttft_seconds"] == 0.2 and row["cost_usd"] == 0.0001
@@ -70,7 +78,7 @@ def test_missing_values_are_left_out() -> None:
     sample = chat("hi", "", usage={}, latency={"total": 0.5, "ttft": None}, response={"text": None})
     row = extract(sample)
     assert "prompt_tokens" not in row and "response_tokens" not in row and "ttft_seconds" not in row
-    assert row["response_chars"] == 0.0 and "response_hangul_share" not in row  # no letters: no script shares
+    assert row["response_chars"] == 0.0 and "response_script" not in row  # no letters: no script
     assert row["finish_reason"] == "none" and row["refusal"] == 0.0
 
 
@@ -79,6 +87,22 @@ def test_embeddings_have_no_answer_features() -> None:
     row = extract(sample)
     assert row["prompt_chars"] == len("문장 하나\nanother")
     assert not any(name.startswith("response_") for name in row) and "refusal" not in row
+
+
+def test_dominant_script() -> None:
+    assert dominant_script(*script_counts("GPU 서버가 느려요")[:3]) == "hangul"  # 3 Latin, 5 Hangul letters
+    assert dominant_script(*script_counts("Please explain 서울")[:3]) == "latin"
+    assert dominant_script(*script_counts("日本語でお願いします abc")[:3]) == "other"
+    assert dominant_script(0, 2, 2) == "latin" and dominant_script(1, 1, 1) == "hangul"  # ties: Hangul, then Latin
+    assert dominant_script(0, 0, 0) is None
+
+
+def test_refusal_is_tested_once() -> None:
+    """The rules judge's refusal check is the refusal flag (same phrases): only the flag, on every sample, is tested."""
+    assert "refusal" in FEATURES and "rules:refusal" not in FEATURES
+    row = extract(chat("q", EN_REFUSAL), {"rules:refusal": 0.0, "rules:empty_answer": 1.0})
+    assert row["refusal"] == 1.0 and "rules:refusal" not in row and row["rules:empty_answer"] == 1.0
+    assert "rules:refusal" not in JUDGE_FEATURE_NAMES
 
 
 def test_finish_reasons_are_bounded() -> None:
@@ -125,6 +149,13 @@ def test_columns_keep_missing_values_missing() -> None:
     assert all(columns[name].dtype == object for name in LABEL_FEATURES)
 
 
+def test_rows_of_an_earlier_version_get_their_script_from_the_shares() -> None:
+    """A reference stored before the script feature existed holds the three shares: its script is derived."""
+    old = {"prompt_hangul_share": 0.2, "prompt_latin_share": 0.8, "prompt_other_share": 0.0, "prompt_chars": 9.0}
+    columns = to_columns([old, {"prompt_script": "other", "prompt_chars": 3.0}, {"prompt_chars": 0.0}])
+    assert columns["prompt_script"].tolist() == ["latin", "other", None]
+
+
 def test_file_rows_are_validated() -> None:
     assert check_row({"ts": "5", "prompt_chars": "12", "finish_reason": "eos", "refusal": ""}) == {
         "ts": 5.0,
@@ -133,6 +164,11 @@ def test_file_rows_are_validated() -> None:
     }
     with pytest.raises(ValueError, match="unknown feature column 'prompt_len'"):
         check_row({"prompt_len": 3})
+    with pytest.raises(ValueError, match="not one of hangul, latin, other"):
+        check_row({"prompt_script": "klingon"})
+    # a file written for an earlier version: script shares become the dominant script, rules:refusal is dropped
+    old = {"prompt_hangul_share": "0.7", "prompt_latin_share": "0.3", "prompt_other_share": "0", "rules:refusal": "1"}
+    assert check_row(old) == {"prompt_script": "hangul"}
     with pytest.raises(ValueError, match="not a number"):
         check_row({"cost_usd": "cheap"})
 
@@ -143,6 +179,8 @@ def test_stattest_overrides_are_checked() -> None:
     assert "does not apply" in (check_stattest("finish_reason", "ks") or "")
     assert "unknown stat test" in (check_stattest("prompt_chars", "magic") or "")
     assert "unknown feature" in (check_stattest("nope", "ks") or "")
+    assert "replaced by prompt_script" in (check_stattest("prompt_hangul_share", "ks") or "")
+    assert check_stattest("prompt_script", "z") is None and check_stattest("llm_single:overall", "ks") is None
 
 
 @pytest.mark.parametrize(
@@ -151,6 +189,14 @@ def test_stattest_overrides_are_checked() -> None:
         ({"stattests": {"finish_reason": "ks"}}, "monitors.drift: stattests: stat test 'ks' does not apply"),
         ({"stattests": {"prompt_chars": "magic"}}, "monitors.drift: stattests: unknown stat test 'magic'"),
         ({"thresholds": {"nope": 0.2}}, "monitors.drift: thresholds: unknown feature(s) nope"),
+        (
+            {"stattests": {"prompt_hangul_share": "wasserstein"}},
+            "stattests: feature 'prompt_hangul_share' is no longer tested: replaced by prompt_script",
+        ),
+        (
+            {"thresholds": {"rules:refusal": 0.2}},
+            "thresholds: feature 'rules:refusal' is no longer tested: a duplicate",
+        ),
     ],
 )
 def test_the_monitors_start_checks_stattests_and_thresholds(drift: dict, expected: str) -> None:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from llmops.config import DriftConfig
 from llmops.testing.drift_traffic import Traffic, feed, generate
+from monitors.drift import FEATURES
 from monitors.drift.detector import detect, evidently_stattests
 from monitors.drift.features import extract, to_columns
 from monitors.drift.monitor import DriftMonitor
@@ -59,7 +60,7 @@ def test_report_thresholds_reproduce_the_runs_verdicts() -> None:
     get, column_type = evidently_stattests()
     thresholds = _report_thresholds(result)
     for f in result.tested:
-        kind = column_type.Numerical if f.stattest in ("ks",) else column_type.Categorical
+        kind = column_type.Numerical if FEATURES[f.feature].kind == "numerical" else column_type.Categorical
         a, b = pd.Series(ref[f.feature]).dropna(), pd.Series(cur[f.feature]).dropna()
         assert bool(get(f.stattest, kind)(a, b, kind, thresholds[f.feature]).drifted) == f.drifted, f.feature
 
@@ -75,3 +76,17 @@ async def test_every_worker_exports_the_latest_result(redis, tmp_path) -> None:
     pick = [line for line in a.splitlines() if line.startswith(("llm_drift_score{", "llm_drift_last_run"))]
     assert pick and all(line in b.splitlines() for line in pick)
     assert 'llm_drift_runs_total{model="m",outcome="ok"} 1.0' in a and "llm_drift_runs_total{" not in b
+
+
+def test_report_of_columns_of_other_lengths() -> None:
+    """A judge score's window (and the feedback) is not the samples' rows: the report pads the shorter columns."""
+    from monitors.drift.reports import render_report
+
+    ref = to_columns([extract(s, x) for s, x in generate(Traffic(), 200, seed=27)])
+    cur = to_columns([extract(s, x) for s, x in generate(Traffic(), 200, seed=28)])
+    cur["llm_single:overall"] = cur["llm_single:overall"][:120]  # the score's own window: 120 values
+    result = detect("m", ref, cur, SETTINGS)
+    score = result.feature("llm_single:overall")
+    assert score is not None and score.n_current == 120 and score.skipped is None
+    page = render_report(ref, cur, result)
+    assert "Drift report: m" in page and "llm_single:overall" in page

@@ -154,3 +154,57 @@ async def test_rated_models_come_from_the_config_and_the_pairwise_set(store: Sam
     stats = await store.redis.info("commandstats")
     assert "cmdstat_scan" not in stats
     assert metric(samples(worker), "llm_judge_variant_rating", model="other", variant="a") > 1000
+
+
+# ---- variant ratings: one per source, and the pairwise judge's consistency -------------------------------------------
+async def test_thumbs_cannot_outvote_the_pairwise_judge(store: SampleStore) -> None:
+    """The judge preferred a over b in 10 pairs of 10; users gave b 100 thumbs up and a 100 down. Rated together (as
+    before), every thumb weighed like a judged pair and b came out on top; rated per source, each says its own."""
+    from monitors.bradley_terry import bradley_terry
+
+    worker = make_worker(store)
+    await store.redis.hset("llmops:feedback_tally:app", mapping={"b|positive": 100, "a|negative": 100})
+    await worker.ratings.update("app", [("a", "b", "a", True)] * 10)
+    together = bradley_terry([("a", "b", 1.0)] * 10, feedback={"a": (0, 100), "b": (100, 0)})
+    assert together["b"] > together["a"]  # what a single rating said
+    exported = samples(worker)
+
+    def rating(variant: str, source: str) -> float:
+        return metric(exported, "llm_judge_variant_rating", model="app", variant=variant, source=source)
+
+    assert rating("a", "pairwise") > 1000 > rating("b", "pairwise")
+    assert rating("b", "feedback") > 1000 > rating("a", "feedback")
+    # each source rated alone: the judge's 10-0 with one virtual tie each against the anchor (bradley_terry's prior)
+    assert rating("a", "pairwise") == pytest.approx(bradley_terry([("a", "b", 1.0)] * 10)["a"])
+
+
+async def test_order_inconsistent_ties_are_tallied_apart_and_give_the_consistency_ratio(store: SampleStore) -> None:
+    """Four verdicts of a against b: a win, a real tie (both orders), an order-inconsistent tie, a loss. The tally
+    keeps the two ties apart; both count as a tie in the rating (1 win, 1 loss, 2 ties: even); 3 of 4 agreed."""
+    worker = make_worker(store)
+    await worker.ratings.update(
+        "app", [("a", "b", "a", True), ("a", "b", "tie", True), ("a", "b", "tie", False), ("a", "b", "b", True)]
+    )
+    tally = await store.redis.hgetall("llmops:pairwise:app")
+    assert tally == {b"a|b|a": b"1", b"a|b|tie": b"1", b"a|b|inconsistent": b"1", b"a|b|b": b"1"}
+    exported = samples(worker)
+    assert metric(exported, "llm_judge_pairwise_consistency_ratio", model="app") == 0.75
+    assert metric(exported, "llm_judge_variant_rating", model="app", variant="a", source="pairwise") == pytest.approx(
+        1000.0
+    )
+    assert metric(exported, "llm_judge_variant_rating", model="app", source="feedback") == 0  # no thumbs: no series
+
+
+def test_whether_the_orders_agreed_is_read_from_the_pairwise_result() -> None:
+    from monitors.ratings import orders_agreed, verdicts
+
+    fields = {
+        "pairwise:a:b": {"winner": "tie", "details": {"verdict_ab": "A", "verdict_ba": "A", "consistent": False}},
+        "pairwise:a:c": {"winner": "tie", "details": {"verdict_ab": "C", "verdict_ba": "C"}},  # no flag: the verdicts
+        "pairwise:b:c": {"winner": "b", "details": {}},  # a judge that says nothing: taken at its word
+    }
+    pairs = [("a", "b", "tie"), ("a", "c", "tie"), ("b", "c", "b")]
+    assert verdicts(pairs, fields) == [("a", "b", "tie", False), ("a", "c", "tie", True), ("b", "c", "b", True)]
+    assert orders_agreed({"verdict_ab": "A", "verdict_ba": "B"}) and not orders_agreed(
+        {"verdict_ab": "B", "verdict_ba": "C"}
+    )

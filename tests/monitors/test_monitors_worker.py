@@ -322,9 +322,11 @@ def test_monitors_without_redis_says_what_to_fix(tmp_path: Path) -> None:
 
 def test_pairwise_verdicts_and_feedback_rate_variants(tmp_path: Path, redis_url: str) -> None:
     """Variants answering the same prompt are compared in both orders through the gateway's judge model; the
-    verdicts and user thumbs become Bradley-Terry ratings."""
+    verdicts and user thumbs become Bradley-Terry ratings, one per source. A judge that prefers whatever it reads
+    first (the BIASED pair) gives an order-inconsistent tie, counted apart from the real ones."""
     script = tmp_path / "judge.yaml"
     script.write_text(
+        '- {match: "BIASED", response: "The first one. [[A]]"}\n'
         '- {match: "(?s)Assistant A\'s Answer\\\\]\\\\s*GOOD", response: "A is more helpful. [[A]]"}\n'
         '- {match: "(?s)Assistant B\'s Answer\\\\]\\\\s*GOOD", response: "B is more helpful. [[B]]"}\n'
         '- {match: ".*", response: "About the same. [[C]]"}\n'
@@ -339,27 +341,35 @@ def test_pairwise_verdicts_and_feedback_rate_variants(tmp_path: Path, redis_url:
             samples.append(make_sample(i, model="app", answer=f"GOOD answer {i}", variant="alpha"))
             samples.append(make_sample(100 + i, model="app", answer=f"meh {i}", variant="beta"))
             samples[-1].request = samples[-2].request  # the same prompt
+        samples.append(make_sample(3, model="app", answer="BIASED one", variant="alpha"))
+        samples.append(make_sample(103, model="app", answer="BIASED two", variant="beta"))
+        samples[-1].request = samples[-2].request
         client = redis.Redis.from_url(redis_url)
         client.hincrby("llmops:feedback_tally:app", "alpha|positive", 3)
         client.hincrby("llmops:feedback_tally:app", "beta|negative", 2)
         with gateway(config, port=gw_port), monitors(config) as worker:
             add_samples(redis_url, samples)
-            wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 6)
+            wait_for(lambda: metric(scrape(worker), "llm_monitor_samples_processed_total") == 8)
             after = scrape(worker)
             pair = {"model": "app", "variant_a": "alpha", "variant_b": "beta"}
-            assert metric(after, "llm_judge_pairwise_total", winner="a", **pair) == 3
+            assert metric(after, "llm_judge_pairwise_total", winner="a", orders="agree", **pair) == 3
             assert metric(after, "llm_judge_pairwise_total", winner="b", **pair) == 0
-            ratings = wait_for(
-                lambda: (
-                    {
-                        v: metric(scrape(worker), "llm_judge_variant_rating", model="app", variant=v)
-                        for v in ("alpha", "beta")
-                    }
-                    if metric(scrape(worker), "llm_judge_variant_rating", variant="alpha")
-                    else None
-                )
-            )
-            assert ratings["alpha"] > 1000 > ratings["beta"]
+            assert metric(after, "llm_judge_pairwise_total", winner="tie", orders="disagree", **pair) == 1
+            assert metric(after, "llm_judge_pairwise_total", winner="tie", orders="agree", **pair) == 0
+
+            def rated() -> dict | None:
+                samples = scrape(worker)
+                if not metric(samples, "llm_judge_pairwise_consistency_ratio", model="app"):
+                    return None
+                return {
+                    (v, source): metric(samples, "llm_judge_variant_rating", model="app", variant=v, source=source)
+                    for v in ("alpha", "beta")
+                    for source in ("pairwise", "feedback")
+                } | {"consistency": metric(samples, "llm_judge_pairwise_consistency_ratio", model="app")}
+
+            ratings = wait_for(lambda: (r := rated()) and r["consistency"] == 0.75 and r)
+            assert ratings["alpha", "pairwise"] > 1000 > ratings["beta", "pairwise"]
+            assert ratings["alpha", "feedback"] > 1000 > ratings["beta", "feedback"]
         result = client.hgetall(RESULTS + samples[1].id)
         assert b"pairwise:alpha:beta" in result
 
@@ -449,7 +459,7 @@ def test_worker_runs_drift_detection_and_serves_the_report(tmp_path: Path, redis
             return None
 
         after = wait_for(drifted, timeout=60)
-        assert metric(after, "llm_drift_detected", model="app", feature="prompt_hangul_share") == 1
+        assert metric(after, "llm_drift_detected", model="app", feature="prompt_script") == 1
         assert metric(after, "llm_drift_detected", model="app", feature="latency_seconds") == 0
         import httpx
 
