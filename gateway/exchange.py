@@ -39,6 +39,7 @@ class Exchange:
     """What one request did, for its response headers, metrics and sample."""
 
     __slots__ = (
+        "beta",
         "chat_payload",
         "client_wants_usage",
         "deployment",
@@ -102,6 +103,7 @@ class Exchange:
         self.upstream_endpoint = endpoint  # what the current attempt asks of its deployment (CHAT when translated)
         self.chat_payload: dict[str, Any] | None = None  # the request as chat completions, once translated
         self.traffic = "user"  # llmops.contract.TRAFFIC_KINDS: only user traffic is sampled
+        self.beta: str | None = None  # the client's anthropic-beta header (Messages API), relayed to Anthropic
 
     def response_headers(self) -> dict[str, str]:
         """Which deployment (and variant) served: for people debugging a request."""

@@ -66,6 +66,14 @@ _INTERNAL_ERROR = GatewayError(
 )
 
 
+def _relayed_headers(ex: Exchange) -> dict[str, str] | None:
+    """The client's headers a native relay passes on: Anthropic's ``anthropic-beta`` (features in beta) to an Anthropic
+    deployment answering the Messages API as it is."""
+    if ex.beta is not None and ex.upstream_endpoint.label == "messages":
+        return {"anthropic-beta": ex.beta}
+    return None
+
+
 def _names_upstream_state(ex: Exchange) -> bool:
     """Whether the request names state the upstream keeps (a previous response): its 404 is then the client's."""
     return ex.upstream_endpoint.label == "responses" and bool(ex.payload and ex.payload.get("previous_response_id"))
@@ -152,11 +160,13 @@ class Proxy:
             payload = ex.payload = await self._read_payload(request)
             try:
                 ex.traffic = traffic_kind(request.headers.get(TRAFFIC_HEADER), request.headers.get(JUDGE_HEADER))
+                if endpoint.api == "anthropic":
+                    ex.beta = request.headers.get("anthropic-beta")
                 self._prepare(ex, payload)
             finally:
                 if ex.span is not None:
                     try:
-                        self._describe_span(ex, payload)
+                        Recorder.describe_request(ex, payload)
                     except Exception:  # tracing never fails a request, nor hides why it was refused
                         log.exception("could not describe the trace span of request %s", ex.request_id)
             if self.access is not None:
@@ -199,27 +209,6 @@ class Proxy:
         response = error_response(error, body=translator.error_payload(error) if translator is not None else None)
         response.headers.update(ex.response_headers())
         return response
-
-    @staticmethod
-    def _describe_span(ex: Exchange, payload: dict[str, Any]) -> None:
-        """Name the request span after its model and set the ``gen_ai.request.*`` attributes."""
-        model = ex.model
-        if model is None:  # refused before the model was resolved (unknown, missing, not a string)
-            name = payload.get("model")
-            if isinstance(name, str) and name:
-                ex.span.set_unknown_model(name)
-            return
-        max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
-        temperature = payload.get("temperature")
-        ex.span.set_request(
-            request_model=model.name,
-            provider=model.deployments[0].provider if model.deployments else "openai_compatible",
-            stream=ex.stream,
-            max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
-            temperature=temperature
-            if isinstance(temperature, int | float) and not isinstance(temperature, bool)
-            else None,
-        )
 
     # ---- request side ------------------------------------------------------------------------------------------
     async def _read_payload(self, request: Request) -> dict[str, Any]:
@@ -408,7 +397,13 @@ class Proxy:
     ) -> Answer:
         """One unary exchange with the deployment, decoded by its provider."""
         upstream = await self.client.post(
-            route, route.adapter.path(ex.upstream_endpoint), body, ex.request_id, traceparent, tracestate
+            route,
+            route.adapter.path(ex.upstream_endpoint),
+            body,
+            ex.request_id,
+            traceparent,
+            tracestate,
+            _relayed_headers(ex),
         )
         raw = await self.client.read(route, upstream)
         if upstream.status >= 400:
@@ -430,7 +425,13 @@ class Proxy:
         ex.own_seconds = perf_counter() - ex.start - ex.retry_seconds
         traceparent, tracestate = self._trace_headers(ex, attempt_span)
         upstream = await self.client.post(
-            route, route.adapter.path(ex.upstream_endpoint), body, ex.request_id, traceparent, tracestate
+            route,
+            route.adapter.path(ex.upstream_endpoint),
+            body,
+            ex.request_id,
+            traceparent,
+            tracestate,
+            _relayed_headers(ex),
         )
         if upstream.status >= 400:
             raw = await self.client.read(route, upstream)

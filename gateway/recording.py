@@ -99,6 +99,28 @@ class Recorder:
                 log.exception("could not end the trace span of request %s", ex.request_id)
 
     @staticmethod
+    def describe_request(ex: Exchange, payload: dict[str, Any]) -> None:
+        """Name the request span after its model and set the ``gen_ai.request.*`` attributes."""
+        span, model = ex.span, ex.model
+        assert span is not None
+        if model is None:  # refused before the model was resolved (unknown, missing, not a string)
+            name = payload.get("model")
+            if isinstance(name, str) and name:
+                span.set_unknown_model(name)
+            return
+        max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens", payload.get("max_output_tokens")))
+        temperature = payload.get("temperature")
+        span.set_request(
+            request_model=model.name,
+            provider=model.deployments[0].provider if model.deployments else "openai_compatible",
+            stream=ex.stream,
+            max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
+            temperature=temperature
+            if isinstance(temperature, int | float) and not isinstance(temperature, bool)
+            else None,
+        )
+
+    @staticmethod
     def span_response(ex: Exchange, response_id: Any, response_model: str | None) -> None:
         """Describe the answer on the request span (model, id, finish reason, usage)."""
         assert ex.span is not None

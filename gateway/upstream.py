@@ -67,12 +67,15 @@ class UpstreamClient:
         request_id: str,
         traceparent: str | None = None,
         tracestate: str | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         """POST ``body`` to the deployment; returns once the response headers arrived (the caller reads the body
         and must release the response). Raises :class:`UpstreamFailure` for timeouts and connection failures."""
         assert self._session is not None, "UpstreamClient.start() was not awaited"
         headers = dict(route.headers)
         headers["X-Request-Id"] = request_id
+        if extra_headers:
+            headers.update(extra_headers)
         if traceparent:
             headers["traceparent"] = traceparent
             if tracestate:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from llmops.simulator.anthropic import BackgroundAnthropicSimulator
-from tests.support import gateway, gateway_config, metric, scrape, simulator
+from tests.support import ScriptedUpstream, gateway, gateway_config, metric, scrape, simulator
 
 KEY = "sk-gw-messages"
 PRICES = {"input_per_mtok": 3.0, "output_per_mtok": 15.0}
@@ -310,3 +311,49 @@ def test_count_tokens(client: anthropic.Anthropic, model: str) -> None:
         assert counted.input_tokens == _billed_input(created.usage)
     with pytest.raises(anthropic.NotFoundError):
         client.messages.count_tokens(model="nope", messages=messages)
+
+
+def test_anthropic_beta_reaches_an_anthropic_deployment(tmp_path: Path) -> None:
+    """Features in beta are asked for with ``anthropic-beta``: relayed with the request to an Anthropic deployment
+    answering the Messages API as it is (and never to a chat host)."""
+    reply = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-up",
+        "content": [{"type": "text", "text": "ok"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 3, "output_tokens": 1},
+    }
+    with ScriptedUpstream() as upstream:
+        upstream.reply = (200, {"Content-Type": "application/json"}, json.dumps(reply).encode())
+        config = gateway_config(
+            tmp_path / "c.yaml",
+            [
+                {
+                    "name": "c",
+                    "deployments": [
+                        {"name": "a", "provider": "anthropic", "base_url": upstream.url, "model": "claude-up"}
+                    ],
+                }
+            ],
+        )
+        with gateway(config) as gw:
+            beta = "interleaved-thinking-2025-05-14"
+            answer = httpx.post(
+                f"{gw}/v1/messages",
+                headers={"anthropic-beta": beta},
+                json={"model": "c", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+                timeout=10,
+            )
+            assert answer.status_code == 200 and answer.json()["model"] == "c"
+            sent = upstream.received[-1]
+            assert sent["headers"]["anthropic-beta"] == beta and sent["body"]["model"] == "claude-up"
+            httpx.post(
+                f"{gw}/v1/chat/completions",
+                headers={"anthropic-beta": beta},
+                json={"model": "c", "messages": [{"role": "user", "content": "hi"}]},
+                timeout=10,
+            )
+            assert "anthropic-beta" not in upstream.received[-1]["headers"]  # chat is translated: no client betas
