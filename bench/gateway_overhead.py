@@ -7,8 +7,9 @@ worker, side by side, in one run. Not part of the test suite.
     .venv/bin/python bench/gateway_overhead.py --soak 300         # RSS over a 5-minute run
 
 What it does (everything on 127.0.0.1, every load step bounded: --duration, 15 s by default):
-  * starts the fake upstream: gwbench's nginx (``<repo>/../shared/gwbench/upstream.sh``, canned chat completion and
-    20-event SSE stream) when nginx is installed, else ``llmops simulate --ttft-ms 0 --tokens-per-second 0``;
+  * starts the fake upstream: gwbench's nginx (``$GWBENCH_DIR/upstream.sh``, canned chat completion and 20-event SSE
+    stream) when GWBENCH_DIR names the harness and nginx is installed, else
+    ``llmops simulate --ttft-ms 0 --tokens-per-second 0``;
     an upstream already answering on --upstream-port is reused (and left running);
   * starts one gateway process (``llmops gateway``, one uvicorn worker) pinned to CPU 0 (--gw-cpus);
   * pins itself, the load generators and the upstream to CPU 1 (--load-cpus);

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .ab import overall_ratio, print_ab, run_ab, start_ab
-from .load import MODEL, REPO, SOAK_MAX_S, STEP_MAX_S, load_main
+from .load import MODEL, SOAK_MAX_S, STEP_MAX_S, load_main
 from .processes import Gateway, Upstream, log, parse_cpus, sanity
 from .report import machine_meta, print_results
 from .runner import Runner, run_steps
@@ -44,7 +44,12 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
     ap.add_argument("--gw-port", type=int, default=18080)
     ap.add_argument("--upstream", choices=("auto", "nginx", "simulate"), default="auto")
     ap.add_argument("--upstream-port", type=int, default=18000)
-    ap.add_argument("--gwbench", default=str(REPO.parent / "shared" / "gwbench"), help="gwbench folder (nginx)")
+    ap.add_argument(
+        "--gwbench",
+        default=os.environ.get("GWBENCH_DIR"),
+        help="folder of the gwbench harness, whose nginx is the near-zero-cost upstream (default: $GWBENCH_DIR; "
+        "without it the upstream is llmops simulate)",
+    )
     ap.add_argument("--model", default=MODEL)
     ap.add_argument("--gateway-env", action="append", default=[], metavar="K=V", help="extra env for the gateway")
     ap.add_argument("--wrk", default="wrk")

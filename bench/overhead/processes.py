@@ -130,14 +130,18 @@ class Upstream:
     def start(cls, a: argparse.Namespace, console: Any, tmp: Path) -> Upstream:
         port = a.upstream_port
         base = f"http://127.0.0.1:{port}"
-        gwb = Path(a.gwbench)
+        gwb = Path(a.gwbench) if a.gwbench else None
         if port_busy(port):
             problem = sanity(base, a.model)
             if problem:
                 sys.exit(f"port {port} is taken by something that is not a usable upstream: {problem}")
             log(console, f"[yellow]reusing the upstream already on :{port}[/yellow] (its CPU pinning is unknown)")
             return cls("external", base, port, pids=listeners(port))
-        nginx_ok = (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()) and (gwb / "upstream.sh").exists()
+        nginx_ok = (
+            gwb is not None
+            and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
+            and (gwb / "upstream.sh").exists()
+        )
         if a.upstream in ("auto", "nginx") and nginx_ok:
             env = dict(os.environ, UPSTREAM_PORT=str(port), UPSTREAM_CPUS=a.load_cpus)
             env.setdefault("UPSTREAM_STATIC_PORT", str(port + 1))
@@ -151,7 +155,7 @@ class Upstream:
                 sys.exit(f"gwbench upstream.sh failed:\n{r.stdout}{r.stderr}")
             log(console, f"[yellow]nginx upstream failed ({r.stderr.strip()[-200:]}); falling back to simulate")
         elif a.upstream == "nginx":
-            sys.exit(f"nginx or {gwb / 'upstream.sh'} not found (run {gwb / 'setup.sh'})")
+            sys.exit("--upstream nginx needs nginx and gwbench's upstream.sh (set GWBENCH_DIR; run its setup.sh)")
         cmd = [
             *pin_prefix(a.load_cpus),
             *llmops_cmd(),
