@@ -142,7 +142,7 @@ class Upstream:
             and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
             and (gwb / "upstream.sh").exists()
         )
-        if a.upstream in ("auto", "nginx") and nginx_ok:
+        if a.upstream in ("auto", "nginx") and nginx_ok and gwb is not None:
             env = dict(os.environ, UPSTREAM_PORT=str(port), UPSTREAM_CPUS=a.load_cpus)
             env.setdefault("UPSTREAM_STATIC_PORT", str(port + 1))
             r = subprocess.run([str(gwb / "upstream.sh"), "start"], env=env, capture_output=True, text=True)

@@ -140,7 +140,7 @@ def machine_meta(a: argparse.Namespace, upstream: Any) -> dict[str, Any]:
                     break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "aiohttp", "orjson", "prometheus_client"):
         try:
             from importlib.metadata import version
