@@ -63,8 +63,9 @@ def _drive(console: Console, urls: Urls, requests: int, concurrency: int) -> Non
     with Progress(*columns, console=console) as progress:
         outcomes = asyncio.run(send_traffic(urls.gateway, requests, concurrency, progress))
     console.print(
-        f"client side: {outcomes['ok']} succeeded, {outcomes['error']} failed "
-        "(the simulator injects ~3% faults on purpose)"
+        f"client side: {outcomes['ok']} succeeded ({outcomes['chat']} chat completions, {outcomes['responses']} "
+        f"through the Responses API, {outcomes['messages']} through Anthropic's Messages API), {outcomes['error']} "
+        "failed (the simulator injects ~3% faults on purpose)"
     )
     console.print(summarise(scrape(f"{urls.gateway}/metrics")))
     wait_for_judging(console, urls.monitors, columns)

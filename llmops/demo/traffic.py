@@ -1,4 +1,5 @@
-"""The demo's traffic: English and Korean prompts sent through the gateway with the official openai SDK."""
+"""The demo's traffic: English and Korean prompts sent through the gateway with the official SDKs: most as chat
+completions, some through OpenAI's Responses API and Anthropic's Messages API (the same models, the same metrics)."""
 
 from __future__ import annotations
 
@@ -32,12 +33,20 @@ REFERENCES = {
 
 
 async def send_traffic(gateway_url: str, requests: int, concurrency: int, progress: Progress) -> dict[str, int]:
-    """Send ``requests`` chat requests (half streamed, some with a reference answer or a short ``max_tokens``) through
-    the gateway with the official openai SDK, ``concurrency`` at a time; counts of ``ok`` and ``error`` outcomes."""
+    """Send ``requests`` requests (half streamed, some with a reference answer or a short ``max_tokens``; one in ten
+    through the Responses API and one in ten through the Messages API) through the gateway with the official SDKs,
+    ``concurrency`` at a time; counts of ``ok`` and ``error`` outcomes, and of each API used."""
     import openai
 
+    anthropic: Any
+    try:
+        import anthropic
+    except ImportError:  # the dev extra brings it; without it, no Messages API traffic
+        anthropic = None
+
     task = progress.add_task("sending requests through the gateway", total=requests)
-    outcomes = {"ok": 0, "error": 0}
+    outcomes = {"ok": 0, "error": 0, "chat": 0, "responses": 0, "messages": 0}
+    claude = anthropic.AsyncAnthropic(base_url=gateway_url, api_key="demo", max_retries=0) if anthropic else None
     rng = random.Random(7)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(requests):
@@ -54,8 +63,17 @@ async def send_traffic(gateway_url: str, requests: int, concurrency: int, progre
                 options["max_tokens"] = 16
             if prompt in REFERENCES:
                 options["extra_body"] = {"llmops": {"reference": REFERENCES[prompt]}}
+            api = rng.random()
             try:
-                if rng.random() < 0.5:
+                if api < 0.1:  # OpenAI's Responses API
+                    await client.responses.create(model=model, input=prompt, max_output_tokens=64)
+                    outcomes["responses"] += 1
+                elif api < 0.2 and claude is not None:  # Anthropic's Messages API, translated for these hosts
+                    await claude.messages.create(
+                        model=model, max_tokens=64, messages=[{"role": "user", "content": prompt}]
+                    )
+                    outcomes["messages"] += 1
+                elif rng.random() < 0.5:
                     stream = await client.chat.completions.create(
                         model=model, messages=messages, stream=True, **options
                     )
@@ -63,8 +81,14 @@ async def send_traffic(gateway_url: str, requests: int, concurrency: int, progre
                         pass
                 else:
                     await client.chat.completions.create(model=model, messages=messages, **options)
+                if api >= 0.2 or claude is None:
+                    outcomes["chat"] += 1
                 outcomes["ok"] += 1
             except openai.APIError:
+                outcomes["error"] += 1
+            except Exception as error:  # the anthropic SDK's errors
+                if anthropic is None or not isinstance(error, anthropic.APIError):
+                    raise
                 outcomes["error"] += 1
 
         async def worker() -> None:
@@ -77,4 +101,6 @@ async def send_traffic(gateway_url: str, requests: int, concurrency: int, progre
                 progress.advance(task)
 
         await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    if claude is not None:
+        await claude.close()
     return outcomes

@@ -35,6 +35,11 @@ def test_demo_runs_and_prints_measured_summary() -> None:
     assert set(rows) == {"llama-3-8b", "gpt-4o-mini"}
     assert sum(int(m.group(2)) for m in rows.values()) == 40  # every request counted once
     assert "/metrics" in out
+    # some traffic goes through the Responses and Messages APIs: the same models, counted alike
+    apis = re.search(r"(\d+) succeeded \((\d+) chat completions, (\d+) through the Responses API, (\d+) through", out)
+    assert apis is not None, out
+    ok, chat, responses, messages = (int(g) for g in apis.groups())
+    assert chat + responses + messages == ok and responses > 0 and messages > 0
     assert "What the monitors judged" in out
     judged = re.findall(r"│ (?:llama-3-8b|gpt-4o-mini)\s+│ (\w+)\s+│ (\w+)\s+│\s+(\d+) │\s+([\d.]+) │", out)
     judges = {judge for judge, *_ in judged}
