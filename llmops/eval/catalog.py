@@ -44,6 +44,8 @@ class TaskSpec:
     fields: str
     splits: dict[str, str]
     config: dict[str, Any] = field(repr=False)
+    primary_metric: str = "acc"  #: the score the report leads with, and the per-item verdict
+    primary_filter: str = "none"  #: the harness's filter of that metric (generative tasks have several)
 
     @property
     def generative(self) -> bool:
@@ -68,6 +70,8 @@ def catalog() -> dict[str, TaskSpec]:
             fields=data["fields"],
             splits=dict(data["splits"]),
             config=data["config"],
+            primary_metric=data.get("primary", {}).get("metric", "acc"),
+            primary_filter=data.get("primary", {}).get("filter", "none"),
         )
     return specs
 

@@ -17,15 +17,17 @@ import os
 from functools import cached_property
 from typing import Any
 
-from lm_eval.models.openai_completions import LocalChatCompletion, LocalCompletionsAPI
-from lm_eval.tasks import TaskManager
-
-from llmops.contract import TRAFFIC_HEADER
-from llmops.eval.guard import GuardedSemaphore, RunGuard
-
-# Nothing is ever fetched from a hub: tasks read local files, the tokenizer is the gateway's.
-for _name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+# Nothing is ever fetched from a hub: tasks read local files, the tokenizer is the gateway's. The harness's and the
+# datasets library's progress bars are off (llmops eval shows its own); tqdm reads TQDM_DISABLE when it is imported.
+for _name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
     os.environ.setdefault(_name, "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from lm_eval.models.openai_completions import LocalChatCompletion, LocalCompletionsAPI  # noqa: E402
+from lm_eval.tasks import TaskManager  # noqa: E402
+
+from llmops.contract import TRAFFIC_HEADER  # noqa: E402
+from llmops.eval.guard import GuardedSemaphore, RunGuard  # noqa: E402
 
 
 class _GatewayModel:
@@ -116,7 +118,6 @@ def task_manager() -> TaskManager:
 
 
 def quiet() -> None:
-    """The harness's INFO logging and progress bars off (``llmops eval`` shows its own progress)."""
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    """The harness's INFO logging off (``llmops eval`` shows its own progress)."""
     for name in ("lm_eval", "lm-eval", "lm_eval.models", "lm_eval.evaluator"):
         logging.getLogger(name).setLevel(logging.WARNING)
