@@ -84,6 +84,7 @@ def dashboard_files(names: list[str] | None = None) -> list[Path]:
         return [path for path in paths if path.name in names]
     return [path for path in paths if path.name not in CHECKED_ELSEWHERE]
 
+
 KEYS = {
     "team-a": {},
     "team-b": {},
