@@ -1,10 +1,12 @@
 """Experiment tracking with MLflow (``--mlflow URI``, the optional ``mlflow`` extra): one MLflow run per model of an
 evaluation run, in the experiment ``llmops-eval``: parameters (model, gateway, tasks, options), metrics (each task's
 scores and standard errors, items, cost, tokens, duration) and the report and results as artifacts. ``URI`` is a
-tracking server (``http://mlflow:5000``) or a local file store (``./mlruns``, ``file:///path``): no server needed."""
+tracking server (``http://mlflow:5000``) or a local file store (``./mlruns``, ``file:///path``): no server needed
+(MLflow 3.7+ wants ``MLFLOW_ALLOW_FILE_STORE=true`` for a file store: set here unless the environment sets it)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -19,9 +21,12 @@ def _key(text: str) -> str:
 
 
 def _uri(uri: str) -> str:
-    if "://" in uri or uri.startswith("file:"):
-        return uri
-    return Path(uri).expanduser().resolve().as_uri()  # a folder: MLflow's file store
+    if "://" in uri and not uri.startswith("file:"):
+        return uri  # a tracking server, or a database backend (sqlite:///mlflow.db needs the full mlflow package)
+    # A folder: MLflow's file store. MLflow 3.7+ keeps it in maintenance mode and refuses it unless allowed: it is
+    # what works with the light mlflow-skinny client and no server.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return uri if uri.startswith("file:") else Path(uri).expanduser().resolve().as_uri()
 
 
 def log(uri: str, result: RunResult, artifacts: list[Path]) -> list[str]:
