@@ -10,10 +10,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from llmops.config import ConfigError
+from llmops.eval.catalog import EvalError
 from llmops.simulator.errors import SimulatorSettingsError
 
 # What a command raises for a mistake of its user: printed as one line (no traceback), exit status 2.
-USAGE_ERRORS = (ConfigError, SimulatorSettingsError)
+USAGE_ERRORS = (ConfigError, SimulatorSettingsError, EvalError)
 
 
 def _add_gateway(sub: argparse._SubParsersAction) -> None:
@@ -88,6 +89,25 @@ def _add_drift(sub: argparse._SubParsersAction) -> None:
 
 def _run_drift_pin(args: argparse.Namespace) -> int:
     from monitors.drift.pin import run
+
+    return run(args)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from llmops.eval.command import add_arguments
+
+    p = sub.add_parser(
+        "eval",
+        help="run benchmark tasks (lm-evaluation-harness) through the gateway; results to reports, Prometheus, MLflow",
+        description="Evaluate the gateway's models on benchmark tasks (docs/eval.md). Needs the eval extra: "
+        "pip install 'llmops-stack[eval]'.",
+    )
+    add_arguments(p)
+    p.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from llmops.eval.command import run
 
     return run(args)
 
@@ -168,6 +188,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_monitors,
     _add_drift,
     _add_simulate,
+    _add_eval,
     _add_demo,
     _add_gpu_exporter,
 ]

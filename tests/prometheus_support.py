@@ -1,7 +1,8 @@
 """Helpers for the end-to-end tests that run a real Prometheus and Alertmanager against the stack's own processes.
 
-Binaries: the Debian/Ubuntu packages ``prometheus`` (``/usr/bin/prometheus``) and ``prometheus-alertmanager``
-(``/usr/bin/prometheus-alertmanager``); PROMETHEUS / ALERTMANAGER override the paths. Without them the tests skip,
+Binaries: the Debian/Ubuntu packages ``prometheus`` (``/usr/bin/prometheus``), ``prometheus-alertmanager``
+(``/usr/bin/prometheus-alertmanager``) and ``prometheus-pushgateway`` (``/usr/bin/prometheus-pushgateway``);
+PROMETHEUS / ALERTMANAGER / PUSHGATEWAY override the paths. Without them the tests skip,
 unless the environment variable CI is set: then they fail.
 
 Everything listens on 127.0.0.1 only, on free ports, with its data in the test's tmp dir, and is killed when its
@@ -56,6 +57,10 @@ def prometheus_binary() -> str:
 
 def alertmanager_binary() -> str:
     return binary("prometheus-alertmanager", "prometheus-alertmanager", "ALERTMANAGER")
+
+
+def pushgateway_binary() -> str:
+    return binary("prometheus-pushgateway", "prometheus-pushgateway", "PUSHGATEWAY")
 
 
 # ------------------------------------------------------------------------------------------------------ configs
@@ -166,6 +171,19 @@ def alertmanager(config: Path, workdir: Path) -> Iterator[str]:
     ]
     url = f"http://127.0.0.1:{port}"
     with _service(args, f"{url}/-/ready", workdir / "alertmanager.log"):
+        yield url
+
+
+@contextmanager
+def pushgateway(workdir: Path) -> Iterator[str]:
+    """A running Pushgateway (metrics in memory only), its log under ``workdir``; yields its base URL."""
+    exe = pushgateway_binary()
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: keep this one in memory
+    args = [exe, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=", "--log.level=warn"]
+    url = f"http://127.0.0.1:{port}"
+    with _service(args, f"{url}/-/ready", workdir / "pushgateway.log"):
         yield url
 
 

@@ -1,6 +1,7 @@
 """What the simulator answers: the tokens and finish reason of each choice.
 
-The text of a choice comes from the first of: the request's ``simulate.response``; the first ``--script`` rule that
+The text of a choice comes from the first of: the request's ``simulate.response``; with ``--skill``, the answer to a
+generative answer-key item (:mod:`llmops.simulator.skill`); the first ``--script`` rule that
 matches the last user message (or the prompt); the last user message itself with ``--echo``; otherwise
 deterministic lorem-ipsum words (seeded by the prompt, ``--seed``, the request's ``seed`` and the choice index).
 
@@ -79,6 +80,11 @@ def _fixed_text(
 ) -> tuple[str | None, str | None]:
     if response is not None:
         return response, finish
+    skill = settings.skill_model
+    if skill is not None:
+        answer = skill.answer(prompt.text)
+        if answer is not None:
+            return answer, None
     if settings.script:
         rule = find_rule(settings.script, prompt.text)
         if rule is not None:

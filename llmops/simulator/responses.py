@@ -14,6 +14,7 @@ from llmops.simulator.answers import Choice
 from llmops.simulator.protocol import GenerationRequest, ToolCall
 from llmops.simulator.scoring import prompt_logprobs
 from llmops.simulator.script import ScriptRule
+from llmops.simulator.skill import Skill
 from llmops.simulator.text import token_logprob, top_alternatives
 
 
@@ -167,10 +168,12 @@ class CompletionFormat:
         model: str,
         request: GenerationRequest,
         script: tuple[ScriptRule, ...] = (),
+        skill: Skill | None = None,
     ) -> None:
         self.base = {"id": request_id, "object": "text_completion", "created": created, "model": model}
         self._request = request
         self._script = script
+        self._skill = skill
 
     def opening(self, index: int, usage_now: dict | None) -> dict[str, Any] | None:
         """Completions have no opening chunk."""
@@ -191,7 +194,7 @@ class CompletionFormat:
         if not self._request.echo_prompt:
             return {"text_offset": [], "token_logprobs": [], "tokens": [], "top_logprobs": []}
         prompt = self._request.prompts[choice.prompt_index]
-        tokens, values, tops = prompt_logprobs(prompt, self._script, self._request.top_logprobs)
+        tokens, values, tops = prompt_logprobs(prompt, self._script, self._request.top_logprobs, self._skill)
         offsets, offset = [], 0
         for token in tokens:
             offsets.append(offset)

@@ -3,14 +3,16 @@ returns its ``prompt_logprobs`` (what evaluation harnesses sum to score a contin
 
 The first prompt token has no logprob (``null``, and ``null`` top logprobs). Every other token has the deterministic
 fake logprob of :func:`llmops.simulator.text.token_logprob` (between -2.55 and -0.05, and the most likely token of its
-position), unless a ``--script`` entry with ``logprob`` matches text that the token overlaps: then that logprob (see
-:mod:`llmops.simulator.script`). So a script can make one multiple-choice continuation the likely, greedy one.
+position), unless ``--skill`` scores it (:mod:`llmops.simulator.skill`), or a ``--script`` entry with ``logprob``
+matches text that the token overlaps: then that logprob (see :mod:`llmops.simulator.script`). So a script can make
+one multiple-choice continuation the likely, greedy one.
 """
 
 from __future__ import annotations
 
 from llmops.simulator.protocol import Prompt
 from llmops.simulator.script import ScriptRule
+from llmops.simulator.skill import Skill
 from llmops.simulator.text import split_tokens, token_logprob, top_alternatives
 
 
@@ -44,12 +46,15 @@ def scripted(rules: tuple[ScriptRule, ...], pieces: list[str]) -> list[float | N
 
 
 def prompt_logprobs(
-    prompt: Prompt, rules: tuple[ScriptRule, ...], top: int
+    prompt: Prompt, rules: tuple[ScriptRule, ...], top: int, skill: Skill | None = None
 ) -> tuple[list[str], list[float | None], list[dict[str, float] | None]]:
     """(tokens, logprobs, top logprobs) of the prompt, in the completions API's lists (``top`` alternatives each, the
-    token itself included)."""
+    token itself included). ``skill`` (``--skill``) sets the continuation's logprobs of answer-key items first."""
     pieces = prompt_pieces(prompt)
     overrides = scripted(rules, pieces)
+    if skill is not None:
+        known = skill.choice_logprobs(pieces)
+        overrides = [mine if mine is not None else theirs for mine, theirs in zip(known, overrides, strict=True)]
     logprobs: list[float | None] = []
     tops: list[dict[str, float] | None] = []
     for position, piece in enumerate(pieces):

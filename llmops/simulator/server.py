@@ -118,7 +118,9 @@ class Simulator:
         arrival = monotonic()
         gen = parse_completion(loads(await request.read()))
         model = self._model(gen.model)
-        fmt = CompletionFormat(f"cmpl-{self._request_id(request)}", int(time.time()), model, gen, self.settings.script)
+        settings = self.settings
+        request_id = f"cmpl-{self._request_id(request)}"
+        fmt = CompletionFormat(request_id, int(time.time()), model, gen, settings.script, settings.skill_model)
         return await self._generate(request, gen, fmt, arrival, "prompt")
 
     async def _generate(

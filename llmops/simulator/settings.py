@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+from functools import cached_property
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from llmops.simulator.errors import SimulatorSettingsError
 from llmops.simulator.flags import Flag, describe_errors, flag_name, given_values, load_values
 from llmops.simulator.script import ScriptRule, load_script
+from llmops.simulator.skill import KeyItem, Skill, load_answer_key
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -87,7 +89,22 @@ class SimulatorSettings(FaultConfig):
         "[{name, arguments?}], logprob?: NUMBER}, matched on the last user message (or prompt); the first match with "
         "a response (or tool calls) wins; logprob scores the prompt tokens a match covers",
     )
-    seed: Annotated[int, Flag("generation")] = Field(0, description="seed of generated text and of random faults")
+    seed: Annotated[int, Flag("generation")] = Field(
+        0, description="seed of generated text, of random faults and of which items --skill knows"
+    )
+    skill: Annotated[float | None, Flag("generation", metavar="SHARE")] = Field(
+        None,
+        ge=0,
+        le=1,
+        description="share of each task's --answer-key items the model gets right (exactly round(SHARE * n) of n, "
+        "chosen by --seed): multiple-choice prompt logprobs favour its pick, generative items get the target",
+    )
+    answer_key: Annotated[tuple[KeyItem, ...], Flag("generation", metavar="FILE", load=load_answer_key)] = Field(
+        (),
+        description="JSON Lines of benchmark items {task, query, choices, answer} or {task, query, target} "
+        "(llmops eval answer-key writes one), for --skill",
+        validate_default=True,
+    )
     embedding_dim: Annotated[int, Flag("generation")] = Field(64, ge=1, le=16384, description="embedding dimensions")
     max_num_seqs: Annotated[int, Flag("engine")] = Field(
         256, ge=1, description="sequences running at once; more wait in a queue"
@@ -117,6 +134,21 @@ class SimulatorSettings(FaultConfig):
         description="keep /v1/responses answers in memory when a request has store=true (GET /v1/responses/ID, "
         "previous_response_id), as vLLM with VLLM_ENABLE_RESPONSES_API_STORE=1; without it store is ignored",
     )
+
+    @field_validator("answer_key")
+    @classmethod
+    def _key_with_skill(cls, value: tuple[KeyItem, ...], info: ValidationInfo) -> tuple[KeyItem, ...]:
+        skill = info.data.get("skill")
+        if skill is not None and not value:
+            raise ValueError("--skill needs an answer key with at least one item")
+        if skill is None and value and "skill" in info.data:
+            raise ValueError("an answer key is used with --skill only")
+        return value
+
+    @cached_property
+    def skill_model(self) -> Skill | None:
+        """The model's knowledge of the answer key's items (None without ``--skill``)."""
+        return Skill(self.answer_key, self.skill, self.seed) if self.skill is not None else None
 
     @property
     def metrics_model_name(self) -> str:

@@ -145,7 +145,7 @@ def test_docker_compose_config(profiles: tuple[str, ...], env_file: Path | None,
 
 # ---- structure of docker-compose.yml ------------------------------------------------------------------------------
 def test_expected_services_and_profiles() -> None:
-    expected = {"gateway", "monitors", "redis", "simulator", "prometheus", "alertmanager", "grafana"}
+    expected = {"gateway", "monitors", "redis", "simulator", "prometheus", "alertmanager", "pushgateway", "grafana"}
     expected |= {name for names in PROFILES.values() for name in names}
     assert set(services()) == expected
     for name, service in services().items():

@@ -92,6 +92,19 @@ COUNTERS_AND_GAUGES = {
     "DCGM_FI_DEV_GPU_TEMP",
     # Prometheus
     "up",
+    # llmops eval, through the Pushgateway (docs/eval.md)
+    "llm_eval_score",
+    "llm_eval_score_stderr",
+    "llm_eval_previous_score",
+    "llm_eval_previous_score_stderr",
+    "llm_eval_items",
+    "llm_eval_run_timestamp_seconds",
+    "llm_eval_run_cost_usd",
+    "llm_eval_run_requests",
+    "llm_eval_run_tokens",
+    "llm_eval_run_duration_seconds",
+    "llm_gateway_traffic_requests_total",
+    "llm_gateway_traffic_cost_usd_total",
 }
 HISTOGRAMS = {
     "llm_gateway_request_duration_seconds",
@@ -121,8 +134,9 @@ PER_MODEL_ALERTS = {
     "LLMDriftDetected",
     "LLMSampleDrops",
     "LLMMonitorSampleErrors",
+    "LLMEvalAccuracyRegression",
 }
-DASHBOARD_UIDS = {"llmops-gateway", "llmops-quality", "llmops-gpu-vllm"}
+DASHBOARD_UIDS = {"llmops-gateway", "llmops-quality", "llmops-gpu-vllm", "llmops-eval"}
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -370,6 +384,7 @@ def test_prometheus_yml_scrape_jobs() -> None:
         "vllm": ["vllm:8000", "simulator:8000"],
         "gpu-exporter": ["gpu-exporter:9835"],
         "dcgm": ["dcgm-exporter:9400"],
+        "pushgateway": ["pushgateway:9091"],
         "prometheus": ["localhost:9090"],
     }
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]

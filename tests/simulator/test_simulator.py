@@ -112,7 +112,7 @@ FLAGS_OF_BEFORE = [
     "--midstream-error-rate",
 ]
 # flags added since, for vLLM's tokenizer endpoints and Responses API store
-FLAGS_ADDED = ["--enable-tokenizer-info-endpoint", "--enable-responses-store"]
+FLAGS_ADDED = ["--enable-tokenizer-info-endpoint", "--enable-responses-store", "--skill", "--answer-key"]
 
 
 def test_flags_are_generated_from_the_settings() -> None:
@@ -135,7 +135,7 @@ def test_flags_are_generated_from_the_settings() -> None:
         action = actions[name]
         assert action.option_strings == [flag_name(SimulatorSettings, name)]
         assert field.description and action.help and action.help.startswith(field.description.replace("%", "%%"))
-        if name not in ("models", "script", "api_key"):
+        if name not in ("models", "script", "answer_key", "api_key"):
             assert action.default == field.default, name
     assert parser.parse_args([]).api == "openai"
     assert issubclass(SimulatorSettings, FaultConfig)
