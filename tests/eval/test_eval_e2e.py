@@ -121,7 +121,7 @@ def _check_alert(prom: str) -> None:
             if a["labels"]["alertname"] == "LLMEvalAccuracyRegression" and a["state"] == "firing"
         }
 
-    found = wait_until(lambda: firing() >= {("arc_challenge", "acc", MODEL), ("kmmlu", "acc", MODEL)}, 30, "the alert")
+    found = wait_until(lambda: firing() >= {("arc_challenge", "acc", MODEL), ("kmmlu", "acc", MODEL)}, 90, "the alert")
     assert found
     assert {task for task, _, _ in firing()} == {"arc_challenge", "kmmlu"}  # the tasks not rerun did not regress
     previous = vector(prom, f'llm_eval_previous_score{{model="{MODEL}", task="kmmlu"}}')
