@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,11 @@ def verdict_for(prompt: str) -> str:
 
 
 class FakeJudge:
-    """An OpenAI-compatible chat completions server (aiohttp in a thread) answering with :func:`verdict_for`."""
+    """An OpenAI-compatible chat completions server (aiohttp in a thread) answering with ``reply`` (the messages'
+    text in, the reply out; default :func:`verdict_for`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply: Callable[[str], str] = verdict_for) -> None:
+        self.reply = reply
         self.port = free_port()
         self.calls = 0
         self._ready = threading.Event()
@@ -122,7 +125,7 @@ class FakeJudge:
             body = orjson.loads(await request.read())
             self.calls += 1
             prompt = "\n".join(str(m.get("content")) for m in body["messages"])
-            message = {"role": "assistant", "content": verdict_for(prompt)}
+            message = {"role": "assistant", "content": self.reply(prompt)}
             reply = {
                 "id": f"cmpl-{self.calls}",
                 "object": "chat.completion",
