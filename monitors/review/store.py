@@ -68,7 +68,8 @@ end
 return 1
 """
 
-# KEYS: item, lease, seen, current. ARGV: reviewer, now, hold until, max reviewers, swapped, item id, lease ttl.
+# KEYS: item, lease, seen, current. ARGV: reviewer, now, hold until, max reviewers, swapped, item id, lease key ttl (s),
+# hold (ms): the item stays in the reviewer's hand exactly as long as it counts against the item's reviewers.
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HEXISTS', KEYS[3], ARGV[6]) == 1 then return -2 end
@@ -78,7 +79,7 @@ if votes + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 redis.call('HSET', KEYS[3], ARGV[6], ARGV[5])
-redis.call('SET', KEYS[4], ARGV[6], 'EX', ARGV[7])
+redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[8])
 return 1
 """
 
@@ -185,6 +186,7 @@ class ReviewStore:
                 int(swap),
                 item_id,
                 int(lease_seconds) + 60,
+                max(1, int(lease_seconds * 1000)),
             ]
             if await self._claim(keys=keys, args=args) == 1:
                 item = await self.item(item_id)
