@@ -112,6 +112,44 @@ def _run_eval(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_judges(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "judges",
+        help="LLM judges: check them against a labelled set",
+        description="`llmops judges calibrate` runs the configured judge prompts (pairwise, single-answer) over a "
+        "labelled set of English and Korean pairs and graded answers, through the gateway, and reports their "
+        "agreement with the labels (docs/review.md).",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    calibrate = actions.add_parser("calibrate", help="judge agreement with a labelled set (the shipped one by default)")
+    calibrate.add_argument(
+        "--config", required=True, help="YAML configuration file (monitors.judge_model, gateway_url)"
+    )
+    calibrate.add_argument("--set", dest="set_path", help="a labelled set in the shipped set's format")
+    calibrate.add_argument(
+        "--judges", default="pairwise,llm_single", help="which judges: pairwise, llm_single (default both)"
+    )
+    calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
+    calibrate.add_argument(
+        "--min-agreement", type=float, help="exit 1 when the pairwise agreement without ties is below this (0-1)"
+    )
+    calibrate.set_defaults(handler=_run_judges_calibrate)
+
+
+def _run_judges_calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from llmops.config import load_config
+    from monitors.review.calibrate import run
+
+    judges = {name.strip() for name in args.judges.split(",") if name.strip()}
+    unknown = judges - {"pairwise", "llm_single"}
+    if unknown:
+        raise ConfigError(f"--judges: unknown judges {', '.join(sorted(unknown))} (pairwise, llm_single)")
+    set_path = Path(args.set_path) if args.set_path else None
+    return run(load_config(args.config), set_path, judges, args.json, args.min_agreement)
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     from llmops.simulator.command import add_arguments
 
@@ -187,6 +225,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_gateway,
     _add_monitors,
     _add_drift,
+    _add_judges,
     _add_simulate,
     _add_eval,
     _add_demo,

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llmops.config_review import ReviewConfig, ShadowSpec, check_review
+
 # Label values must stay bounded and printable: names become Prometheus label values.
 LabelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 
@@ -305,6 +307,8 @@ class MonitorsConfig(_Strict):
     results_ttl_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="how long judge results are kept in Redis"
     )
+    review: ReviewConfig = ReviewConfig()
+    shadow: list[ShadowSpec] = []
 
     @property
     def judge_specs(self) -> list[JudgeSpec]:
@@ -378,6 +382,7 @@ class Config(_Strict):
             )
         if embedding is not None and embedding != "local" and embedding not in known:
             raise ValueError(f"monitors.embedding_model {embedding!r} is neither a configured model name nor 'local'")
+        check_review(self.monitors.review, self.monitors.shadow, by_name)
         key_names = [k.name for k in self.keys]
         if len(set(key_names)) != len(key_names):
             raise ValueError("key names must be unique")

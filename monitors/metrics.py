@@ -92,15 +92,162 @@ class MonitorMetrics:
         self.variant_rating = Gauge(
             "llm_judge_variant_rating",
             "Bradley-Terry rating of each variant (Elo-like scale, 1000 = even), per source rated apart: "
-            "source=pairwise (the pairwise judge's verdicts) or source=feedback (user thumbs).",
+            "source=pairwise (the pairwise judge's verdicts), feedback (user thumbs), human (reviewers' votes), "
+            "human_and_pairwise (votes and verdicts together).",
             ["model", "variant", "source"],
             registry=r,
         )
+        self.variant_rating_lower = Gauge(
+            "llm_judge_variant_rating_lower",
+            "The 2.5th percentile of llm_judge_variant_rating over bootstrap resamples of the battles (with "
+            "llm_judge_variant_rating_upper: the rating's 95% interval).",
+            ["model", "variant", "source"],
+            registry=r,
+        )
+        self.variant_rating_upper = Gauge(
+            "llm_judge_variant_rating_upper",
+            "The 97.5th percentile of llm_judge_variant_rating over bootstrap resamples of the battles.",
+            ["model", "variant", "source"],
+            registry=r,
+        )
+        self.variant_battles = Gauge(
+            "llm_judge_variant_battles",
+            "Battles (verdicts, votes or thumbs) behind each rating in llm_judge_variant_rating.",
+            ["model", "variant", "source"],
+            registry=r,
+        )
+        review_series(self, r)
         self.last_processed = Gauge(
             "llm_monitor_last_processed_timestamp_seconds",
             "When this worker last finished a sample.",
             registry=r,
         )
 
+    agreement: Gauge
+    kappa: Gauge
+    position_bias: Gauge
+    spearman: Gauge
+    agreement_items: Gauge
+    agreement_comparisons: Gauge
+    reviewer_agreement: Gauge
+    agreement_floor: Gauge
+    agreement_min_items: Gauge
+    votes: Counter
+    queue_items: Gauge
+    queued: Counter
+    shadow_requests: Counter
+    shadow_cost: Counter
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
+    """The series of human review, judge-human agreement and shadow comparisons (docs/review.md)."""
+    judge = ["model", "judge"]
+    specs: list[tuple[str, type, str, str, list[str]]] = [
+        (
+            "agreement",
+            Gauge,
+            "llm_judge_human_agreement_ratio",
+            "Share of (judge verdict, reviewer vote) "
+            "comparisons on the same item that agree; ties=included counts a tie (or both bad) as an outcome, "
+            "ties=excluded leaves out every comparison where either side said tie (MT-Bench's two setups).",
+            ["model", "judge", "ties"],
+        ),
+        (
+            "kappa",
+            Gauge,
+            "llm_judge_human_kappa",
+            "Cohen's kappa of judge verdicts vs reviewer votes (a, b, tie): "
+            "agreement beyond chance; 0 = chance, 1 = perfect.",
+            judge,
+        ),
+        (
+            "position_bias",
+            Gauge,
+            "llm_judge_human_position_bias_ratio",
+            "Share of the reviewed pairs whose pairwise verdict changed when the two answers were swapped.",
+            judge,
+        ),
+        (
+            "spearman",
+            Gauge,
+            "llm_judge_human_spearman",
+            "Spearman's rank correlation of the single-answer judge's "
+            "1-10 ratings with reviewers' grades of the same answers.",
+            judge,
+        ),
+        (
+            "agreement_items",
+            Gauge,
+            "llm_judge_human_items",
+            "Items both the judge and at least one reviewer scored.",
+            judge,
+        ),
+        (
+            "agreement_comparisons",
+            Gauge,
+            "llm_judge_human_comparisons",
+            "(judge verdict, reviewer vote) pairs behind the agreement figures.",
+            judge,
+        ),
+        (
+            "reviewer_agreement",
+            Gauge,
+            "llm_review_inter_reviewer_agreement_ratio",
+            "Share of pairs of reviewers "
+            "voting on the same item who agree (ties included or excluded): the ceiling to read judge agreement "
+            "against.",
+            ["model", "ties"],
+        ),
+        (
+            "agreement_floor",
+            Gauge,
+            "llm_judge_human_agreement_floor_ratio",
+            "monitors.review.agreement_floor: the "
+            "judge-human agreement (ties excluded) below which LLMJudgeHumanAgreementLow fires.",
+            [],
+        ),
+        (
+            "agreement_min_items",
+            Gauge,
+            "llm_judge_human_agreement_min_items",
+            "monitors.review.agreement_min_items: items needed before LLMJudgeHumanAgreementLow may fire.",
+            [],
+        ),
+        (
+            "votes",
+            Counter,
+            "llm_review_votes",
+            "Reviewer votes recorded through this worker's review page.",
+            ["model", "kind"],
+        ),
+        ("queue_items", Gauge, "llm_review_queue_items", "Items of a review queue still taking votes.", ["queue"]),
+        (
+            "queued",
+            Counter,
+            "llm_review_items_queued",
+            "Items this worker added to a review queue, by source "
+            "(variants, shadow, random, low_score, negative_feedback).",
+            ["queue", "source"],
+        ),
+        (
+            "shadow_requests",
+            Counter,
+            "llm_shadow_requests",
+            "Shadow comparisons: sent, or not sent because of the "
+            "rate limit (rate_limited) or the daily budget (over_budget), or failed (error).",
+            ["model", "target", "outcome"],
+        ),
+        (
+            "shadow_cost",
+            Counter,
+            "llm_shadow_cost_usd",
+            "The monitors' estimate of their shadow requests' cost (the "
+            'gateway meters it as llm_gateway_traffic_cost_usd_total{kind="shadow"}).',
+            ["model", "target"],
+        ),
+    ]
+    for attribute, kind, name, help_text, labels in specs:
+        setattr(m, attribute, kind(name, help_text, labels, registry=r))

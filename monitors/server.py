@@ -20,9 +20,10 @@ from monitors.worker import Worker, consumer_name
 log = logging.getLogger("llmops.monitors")
 
 
-def build_http_app(metrics: MonitorMetrics, drift: Any = None) -> web.Application:
-    """The worker's own HTTP endpoint: ``/metrics``, ``/health``, and ``/reports/<model>`` (the latest Evidently
-    drift report of a model, which alerts link to)."""
+def build_http_app(metrics: MonitorMetrics, drift: Any = None, review: Any = None) -> web.Application:
+    """The worker's own HTTP endpoint: ``/metrics``, ``/health``, ``/reports/<model>`` (the latest Evidently
+    drift report of a model, which alerts link to), and with ``review`` (a :class:`monitors.review.site.ReviewSite`)
+    the review page under ``/review``."""
 
     async def render_metrics(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
@@ -42,6 +43,8 @@ def build_http_app(metrics: MonitorMetrics, drift: Any = None) -> web.Applicatio
             return web.FileResponse(path, headers={"Content-Type": "text/html; charset=utf-8"})
 
         app.router.add_get("/reports/{model:.+}", drift_report)  # model names may contain "/"
+    if review is not None:
+        review.add_routes(app)
     return app
 
 
@@ -69,7 +72,14 @@ async def run_worker(config: Config, metrics_host: str | None = None, metrics_po
         drift = DriftMonitor(store.redis, config.monitors.drift, metrics.registry)
         warm_up = asyncio.create_task(drift.warm_up())  # Evidently's import takes seconds: do it in the background
     worker = Worker(config, store, metrics=metrics, llm=llm, embedder=embedder, drift=drift)
-    runner = web.AppRunner(build_http_app(metrics, drift), access_log=None)
+    site = None
+    if settings.review.enabled:
+        from monitors.review.site import ReviewSite
+
+        site = ReviewSite(
+            settings.review, worker.review_store, metrics, ratings=worker.ratings, scoreboard=worker.scoreboard
+        )
+    runner = web.AppRunner(build_http_app(metrics, drift, site), access_log=None)
     await runner.setup()
     port = metrics_port or config.monitors.metrics_port
     metrics_host = metrics_host or config.monitors.metrics_host
@@ -79,6 +89,8 @@ async def run_worker(config: Config, metrics_host: str | None = None, metrics_po
         loop.add_signal_handler(sig, worker.stop)
     judges = ", ".join(f"{s.name}@{s.rate:g}" for s in config.monitors.judge_specs)
     log.info("monitors worker metrics on http://%s:%d/metrics; judges: %s", metrics_host, port, judges)
+    if site is not None:
+        log.info("review page on http://%s:%d/review", metrics_host, port)
     try:
         await worker.run()
     finally:
@@ -116,18 +128,21 @@ def show(request_id: str, redis_url: str) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    async def load() -> dict | None:
+    async def load() -> tuple[dict | None, dict]:
+        from monitors.review.store import ReviewStore
+
         client = aioredis.from_url(redis_url)
         try:
-            return await fetch_results(client, request_id)
+            return await fetch_results(client, request_id), await ReviewStore(client).votes_of_request(request_id)
         finally:
             await client.aclose()
 
     console = Console()
-    results = asyncio.run(load())
-    if results is None:
+    results, votes = asyncio.run(load())
+    if results is None and not votes:
         console.print(f"no judge results kept for request {request_id} (not sampled, not processed yet, or expired)")
         return 1
+    results = results or {}
     meta = results.pop("_meta", {})
     console.print(
         f"[bold]request {request_id}[/bold]  model {meta.get('model')}  variant {meta.get('variant')}  "
@@ -148,4 +163,22 @@ def show(request_id: str, redis_url: str) -> int:
             verdict = f"error: {value.get('reason')}"
         table.add_row(name, verdict, str(value.get("explanation") or value.get("message") or ""))
     console.print(table)
+    if votes:
+        console.print(_votes_table(votes))
     return 0
+
+
+def _votes_table(votes: dict[str, Any]) -> Any:
+    """Reviewers' votes on the request's answers (the review page, docs/review.md)."""
+    from rich.table import Table
+
+    table = Table("reviewer", "item (queue)", "vote", "comment", title="reviewer votes")
+    for key in sorted(votes, key=lambda k: votes[k].get("ts", 0)):
+        vote = votes[key]
+        if vote.get("kind") == "pair":
+            shown = f"{vote.get('a')} vs {vote.get('b')}: {vote.get('winner')}"
+        else:
+            shown = f"{vote.get('grade')}/10 ({vote.get('contestant')})"
+        item = f"{vote.get('item')} ({vote.get('queue')})"
+        table.add_row(str(vote.get("reviewer")), item, shown, str(vote.get("comment") or ""))
+    return table

@@ -59,13 +59,37 @@ class Worker:
         self.judging = Judging(
             self.settings, store, self.metrics, judges=judges, pairwise=pairwise, llm=llm, embedder=embedder
         )
-        self.ratings = Ratings(store.redis, self.metrics, (model.name for model in config.models))
+        self.ratings = Ratings(
+            store.redis, self.metrics, (model.name for model in config.models), self.settings.review.bootstrap_rounds
+        )
         self.drift = drift  # monitors.drift.monitor.DriftMonitor, or None
+        self._review(config)
         self._stop = asyncio.Event()
         self._in_hand: dict[str, float] = {}  # entry id -> when its processing started (monotonic)
         self._claim_from = "0-0"  # where the next XAUTOCLAIM scan of the pending list starts
         for model in config.models:  # at 0 from the start, so that rate() sees the first deferral
             self.metrics.deferred.labels(model.name)
+
+    def _review(self, config: Config) -> None:
+        """Human review (queues fed after each commit, judge-human agreement) and shadow comparisons, when
+        configured (docs/review.md)."""
+        review = self.settings.review
+        self.review_store: Any = None
+        self.feed: Any = None
+        self.scoreboard: Any = None
+        self.shadow: Any = None
+        if review.enabled or review.queues:
+            from monitors.review.feed import ReviewFeed
+            from monitors.review.scoreboard import Scoreboard
+            from monitors.review.store import ReviewStore
+
+            self.review_store = ReviewStore(self.store.redis)
+            self.feed = ReviewFeed(self.settings, self.review_store, self.store, self.metrics)
+            self.scoreboard = Scoreboard(self.store.redis, self.metrics, review)
+        if self.settings.shadow:
+            from monitors.shadow import Shadow
+
+            self.shadow = Shadow(config, self.store.redis, self.metrics, self.judging, self.ratings, self.feed)
 
     def stop(self) -> None:
         """Take no new entry; :meth:`run` returns once the entries in hand are done."""
@@ -82,6 +106,9 @@ class Worker:
             await self.drift.windows.load_scripts()
         backlog = asyncio.create_task(self._watch_backlog())
         ratings = asyncio.create_task(self.ratings.watch())
+        watchers = []
+        if self.scoreboard is not None:
+            watchers = [asyncio.create_task(self.scoreboard.watch()), asyncio.create_task(self.feed.watch_feedback())]
         heartbeat = asyncio.create_task(self._keep_in_hand())
         stopping = asyncio.create_task(self._stop.wait())
         claim_every = max(min(self.settings.claim_idle_seconds / 2, 30.0), 0.2)
@@ -119,10 +146,12 @@ class Worker:
                 await asyncio.gather(*in_flight, return_exceptions=True)
         finally:
             # entries still in hand here (only when cancelled) are not committed: they stay pending, claimed later
-            tasks = [*in_flight, backlog, ratings, heartbeat, stopping]
+            tasks = [*in_flight, backlog, ratings, heartbeat, stopping, *watchers]
             for pending in tasks:
                 pending.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.shadow is not None:
+                await self.shadow.close()
 
     async def _claim(self, count: int, in_hand: set[str]) -> list[Entry]:
         """Up to ``count`` entries left pending too long by any consumer (a dead worker), less those this worker is
@@ -210,6 +239,10 @@ class Worker:
                 self._export(sample, outcome)
                 if self.drift is not None:
                     await self.drift.observe(sample, {f"{s.judge}:{s.criterion}": s.score for s in outcome.scores})
+                if self.feed is not None:
+                    await self.feed.observe(sample, outcome.fields)
+                if self.shadow is not None:
+                    self.shadow.submit(sample)
             else:
                 self.metrics.duplicates.labels(self.store.stream).inc()
         except asyncio.CancelledError:

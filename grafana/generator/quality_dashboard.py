@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from grafana_foundation_sdk.builders import dashboard
+from grafana_foundation_sdk.builders import dashboard, table
 from grafana_foundation_sdk.models.dashboard import DataTransformerConfig, DynamicConfigValue, VariableOption
 
 from .panels import (
+    DATASOURCE,
     RI,
     BarGauge,
     M,
@@ -19,6 +20,7 @@ from .panels import (
     model_variable,
     new_dashboard,
     organize,
+    query,
     table_panel,
 )
 
@@ -169,7 +171,9 @@ VARIANTS_AND_FEEDBACK = [
     Series(
         "Variant ratings (Bradley-Terry)",
         "Chatbot-Arena-style rating of each A/B variant (1000 = even; +191 = wins 3 of 4), one per source, rated "
-        "apart: pairwise (the judge's verdicts) and feedback (user thumbs). When they disagree, that is the finding.",
+        "apart: pairwise (the judge's verdicts), feedback (user thumbs), human (reviewers' votes on the review page) "
+        "and human_and_pairwise (votes and verdicts together). When they disagree, that is the finding; the "
+        "Leaderboard table gives each rating's 95% interval.",
         [
             (
                 f"max by (model, variant, source) (llm_judge_variant_rating{{{M}}})",
@@ -189,6 +193,115 @@ VARIANTS_AND_FEEDBACK = [
         max_val=1,
     ),
 ]
+
+
+def leaderboard() -> Any:
+    """Ratings with their 95% bootstrap intervals and battles, per model, contestant and source."""
+    exprs = [
+        f"max by (model, variant, source) ({name}{{{M}}})"
+        for name in (
+            "llm_judge_variant_rating",
+            "llm_judge_variant_rating_lower",
+            "llm_judge_variant_rating_upper",
+            "llm_judge_variant_battles",
+        )
+    ]
+    p = (
+        table.Panel()
+        .title("Leaderboard (ratings with 95% intervals)")
+        .description(
+            "Bradley-Terry ratings as Chatbot Arena computes them (maximum likelihood, 400*log10 scale, 1000 = the "
+            "contestants' mean), with the 2.5th-97.5th percentiles over bootstrap resamples of the battles. Two "
+            "contestants whose intervals overlap are not told apart yet. Sources: human (reviewers), pairwise (the "
+            "LLM judge), human_and_pairwise, feedback (thumbs). See docs/review.md."
+        )
+        .datasource(DATASOURCE)
+        .span(24)
+        .height(8)
+        .decimals(0)
+    )
+    for i, expr in enumerate(exprs):
+        p = p.with_target(
+            query(expr, "{{model}} {{variant}} {{source}}", ref=chr(ord("A") + i), instant=True, fmt_table=True)
+        )
+    return (
+        p.with_transformation(DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            organize(
+                ("Time",),
+                {"Value #A": "rating", "Value #B": "lower (2.5%)", "Value #C": "upper (97.5%)", "Value #D": "battles"},
+            )
+        )
+        .with_transformation(
+            DataTransformerConfig(id_val="sortBy", options={"sort": [{"field": "rating", "desc": True}]})
+        )
+    )
+
+
+def review() -> list[Any]:
+    judge = "{{model}} {{judge}}"
+    return [
+        leaderboard(),
+        Series(
+            "Judge-human agreement",
+            "Share of (judge verdict, reviewer vote) pairs on the same items that agree, with ties counted as an "
+            "outcome and without the pairs where either side said tie (MT-Bench: GPT-4 vs experts 66% / 85%, expert "
+            "vs expert 63% / 81%). Dashed: reviewer vs reviewer (the ceiling) and the alert floor "
+            "(monitors.review.agreement_floor, alert LLMJudgeHumanAgreementLow on agreement without ties).",
+            [
+                (f"max by (model, judge, ties) (llm_judge_human_agreement_ratio{{{M}}})", judge + " ties {{ties}}"),
+                (
+                    f"max by (model, ties) (llm_review_inter_reviewer_agreement_ratio{{{M}}})",
+                    "{{model}} reviewer vs reviewer ties {{ties}}",
+                ),
+                ("max(llm_judge_human_agreement_floor_ratio)", "floor"),
+            ],
+            "percentunit",
+            max_val=1,
+            dashed=("regexp", "reviewer vs reviewer|floor"),
+        ),
+        Series(
+            "Judge-human kappa, position bias and rank correlation",
+            "Cohen's kappa of the pairwise judge vs reviewers (agreement beyond chance: 0 chance, 1 perfect); the "
+            "share of reviewed pairs whose judge verdict changed when the answers were swapped (position bias); "
+            "Spearman's rho of the single-answer judge's ratings vs reviewers' grades.",
+            [
+                (f"max by (model, judge) (llm_judge_human_kappa{{{M}}})", judge + " kappa"),
+                (f"max by (model, judge) (llm_judge_human_position_bias_ratio{{{M}}})", judge + " position bias"),
+                (f"max by (model, judge) (llm_judge_human_spearman{{{M}}})", judge + " Spearman"),
+            ],
+            "short",
+            min_val=-1,
+            max_val=1,
+        ),
+        Series(
+            "Review votes and queues",
+            "Reviewer votes per hour (side by side, single answer), items of each review queue still taking votes, "
+            "and items both a judge and a reviewer scored (the base of the agreement figures).",
+            [
+                (f"sum by (model, kind) (increase(llm_review_votes_total{{{M}}}[1h]))", "{{model}} {{kind}} votes/h"),
+                ("max by (queue) (llm_review_queue_items)", "queue {{queue}}"),
+                (f"max by (model, judge) (llm_judge_human_items{{{M}}})", judge + " items compared"),
+            ],
+            "short",
+        ),
+        Series(
+            "Shadow comparisons",
+            "Shadow requests per hour by outcome (sent, rate_limited, over_budget, error) and what the gateway "
+            "charged for shadow traffic per hour (llm_gateway_traffic_cost_usd_total, kind shadow).",
+            [
+                (
+                    f"sum by (model, target, outcome) (increase(llm_shadow_requests_total{{{M}}}[1h]))",
+                    "{{model}} -> {{target}} {{outcome}}",
+                ),
+                (
+                    'sum by (model) (increase(llm_gateway_traffic_cost_usd_total{kind="shadow"}[1h])) * 1000',
+                    "{{model}} shadow cost (milli-USD/h)",
+                ),
+            ],
+            "short",
+        ),
+    ]
 
 
 def drift_tables() -> list[Any]:
@@ -267,6 +380,7 @@ def rows() -> Rows:
     return [
         ("Judges", judges()),
         ("Variants and feedback", VARIANTS_AND_FEEDBACK),
+        ("Human review", review()),
         ("Drift", drift()),
     ]
 

@@ -73,6 +73,22 @@ COUNTERS_AND_GAUGES = {
     "llm_drift_last_run_timestamp_seconds",
     "llm_drift_group_detected",
     "llm_judge_variant_rating",
+    # human review (docs/review.md)
+    "llm_judge_variant_rating_lower",
+    "llm_judge_variant_rating_upper",
+    "llm_judge_variant_battles",
+    "llm_judge_human_agreement_ratio",
+    "llm_judge_human_kappa",
+    "llm_judge_human_position_bias_ratio",
+    "llm_judge_human_spearman",
+    "llm_judge_human_items",
+    "llm_judge_human_agreement_floor_ratio",
+    "llm_judge_human_agreement_min_items",
+    "llm_review_inter_reviewer_agreement_ratio",
+    "llm_review_votes_total",
+    "llm_review_queue_items",
+    "llm_shadow_requests_total",
+    "llm_gateway_traffic_cost_usd_total",
     # vLLM (gpu_cache_usage_perc: before 0.12)
     "vllm:num_requests_running",
     "vllm:num_requests_waiting",
@@ -104,7 +120,6 @@ COUNTERS_AND_GAUGES = {
     "llm_eval_run_tokens",
     "llm_eval_run_duration_seconds",
     "llm_gateway_traffic_requests_total",
-    "llm_gateway_traffic_cost_usd_total",
 }
 HISTOGRAMS = {
     "llm_gateway_request_duration_seconds",
@@ -135,6 +150,7 @@ PER_MODEL_ALERTS = {
     "LLMSampleDrops",
     "LLMMonitorSampleErrors",
     "LLMEvalAccuracyRegression",
+    "LLMJudgeHumanAgreementLow",
 }
 DASHBOARD_UIDS = {"llmops-gateway", "llmops-quality", "llmops-gpu-vllm", "llmops-eval"}
 

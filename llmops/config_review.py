@@ -1,0 +1,133 @@
+"""The configuration of human review and shadow comparisons (``monitors.review``, ``monitors.shadow``).
+
+Part of the kernel beside :mod:`llmops.config` (which imports it; this module imports nothing of the product), kept
+apart so that neither file grows past a screenful of schema. docs/configuration.md documents every field;
+docs/review.md says how they are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReviewerKey(_Strict):
+    """A reviewer: a name (kept with every vote) and the SHA-256 of the key they sign in with."""
+
+    name: _Name
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", repr=False, description="hex SHA-256 of the reviewer's key")
+
+
+class ReviewQueue(_Strict):
+    """One review queue: which sampled answers enter it, and how they are reviewed."""
+
+    name: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="a label and a URL part"
+    )
+    mode: Literal["pair", "single"] = Field(
+        description="pair: two answers to one conversation side by side (variants or a shadow comparison); "
+        "single: one answer graded 1-10"
+    )
+    models: list[str] = Field(default=[], description="only these models (all when empty)")
+    variants: list[str] = Field(default=[], description="only samples of these variants (all when empty)")
+    when: Literal["random", "low_score", "negative_feedback"] = Field(
+        default="random",
+        description="random: a `rate` share; low_score: `score` at most `max_score`; negative_feedback: a thumbs "
+        "down on the answer (single only)",
+    )
+    rate: float = Field(default=1.0, ge=0, le=1, description="share of the matching samples queued")
+    score: str = Field(default="llm_single:overall", description="judge:criterion read by when=low_score")
+    max_score: float = Field(default=0.5, ge=0, le=1, description="queued when the score is at most this (0..1)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReviewQueue:
+        if self.mode == "pair" and self.when != "random":
+            raise ValueError(f"queue {self.name!r}: a pair queue takes `when: random` (pairs have no single score)")
+        return self
+
+
+class ReviewConfig(_Strict):
+    """The review page on the worker's port (``/review``): reviewers, queues, and judge-human agreement."""
+
+    enabled: bool = False
+    reviewers: list[ReviewerKey] = []
+    queues: list[ReviewQueue] = []
+    max_reviewers_per_item: int = Field(default=3, ge=1, le=50, description="votes an item takes before it leaves")
+    max_items_per_queue: int = Field(default=5000, ge=10, description="oldest unreviewed items are dropped beyond")
+    lease_seconds: float = Field(default=1800.0, ge=10, description="an item shown and not voted on is held this long")
+    session_hours: float = Field(default=12.0, gt=0, description="a reviewer's sign-in lasts this long")
+    secure_cookies: bool = Field(default=False, description="mark cookies Secure (serve /review over HTTPS)")
+    feedback_hold_hours: float = Field(
+        default=24.0, gt=0, description="samples of negative_feedback queues wait this long for a thumbs down"
+    )
+    agreement_floor: float = Field(
+        default=0.7, ge=0, le=1, description="alert when judge-human agreement without ties falls below this"
+    )
+    agreement_min_items: int = Field(default=50, ge=1, description="... over at least this many items")
+    bootstrap_rounds: int = Field(default=200, ge=20, le=5000, description="bootstrap resamples of the ratings")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReviewConfig:
+        names = [r.name for r in self.reviewers]
+        if len(set(names)) != len(names):
+            raise ValueError("reviewer names must be unique")
+        hashes = [r.sha256.lower() for r in self.reviewers]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two reviewers have the same key")
+        queues = [q.name for q in self.queues]
+        if len(set(queues)) != len(queues):
+            raise ValueError("review queue names must be unique")
+        if self.enabled and not self.reviewers:
+            raise ValueError("review is enabled but no reviewers are configured (monitors.review.reviewers)")
+        return self
+
+
+class ShadowSpec(_Strict):
+    """Shadow comparisons: a share of ``model``'s sampled chat requests sent again to ``target`` through the gateway
+    (as ``shadow`` traffic), the two answers queued for the pairwise judge and for reviewers."""
+
+    model: str = Field(min_length=1, description="the model whose sampled requests are shadowed")
+    target: str = Field(min_length=1, description="the public model name that answers them again")
+    rate: float = Field(default=0.1, ge=0, le=1, description="share of the model's sampled chat requests")
+    max_per_minute: int = Field(default=10, ge=1, description="shadow requests per minute, all workers together")
+    budget_usd_per_day: float | None = Field(
+        default=None, ge=0, description="spend per UTC day, priced with the target's per-token pricing"
+    )
+    max_tokens_per_day: int | None = Field(default=None, ge=1, description="input + output tokens per UTC day")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ShadowSpec:
+        if self.model == self.target:
+            raise ValueError(f"shadow of {self.model!r}: the target must be another model")
+        if self.budget_usd_per_day is None and self.max_tokens_per_day is None:
+            raise ValueError(f"shadow of {self.model!r}: give budget_usd_per_day or max_tokens_per_day (or both)")
+        return self
+
+
+def check_review(review: ReviewConfig, shadow: list[ShadowSpec], models: Mapping[str, Any]) -> None:
+    """Checks across sections: queues and shadows name configured models; a USD budget needs per-token prices."""
+    for queue in review.queues:
+        unknown = sorted(set(queue.models) - set(models))
+        if unknown:
+            raise ValueError(f"review queue {queue.name!r} names unknown models: {', '.join(unknown)}")
+    pairs = [(s.model, s.target) for s in shadow]
+    if len(set(pairs)) != len(pairs):
+        raise ValueError("each shadow (model, target) pair may be configured once")
+    for spec in shadow:
+        for name in (spec.model, spec.target):
+            if name not in models:
+                raise ValueError(f"monitors.shadow: {name!r} is not a configured model name")
+        pricing = getattr(models[spec.target], "pricing", None)
+        if spec.budget_usd_per_day is not None and getattr(pricing, "input_per_mtok", None) is None:
+            raise ValueError(
+                f"monitors.shadow: budget_usd_per_day for target {spec.target!r} needs its per-token pricing "
+                "(input_per_mtok, output_per_mtok); or bound it with max_tokens_per_day"
+            )
