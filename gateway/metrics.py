@@ -172,6 +172,33 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+        self.estimated_cost = Counter(
+            "llm_gateway_estimated_cost_usd",
+            "The part of llm_gateway_cost_usd_total charged from the gateway's usage estimate (streams that ended "
+            "without the upstream's usage).",
+            ["model"],
+            registry=r,
+        )
+        self.cache_savings = Counter(
+            "llm_gateway_cache_savings_usd",
+            "Per-token-priced models: USD prompt caching saved against uncached prices (cached input tokens x "
+            "(input - cached input price), plus cache writes priced below input). GPU-priced models: none.",
+            ["model"],
+            registry=r,
+        )
+        self.cache_write_premium = Counter(
+            "llm_gateway_cache_write_premium_usd",
+            "Per-token-priced models: USD paid above the input price for tokens written to a prompt cache "
+            "(cache writes x (cache write - input price)); net saving = llm_gateway_cache_savings_usd_total - this.",
+            ["model"],
+            registry=r,
+        )
+        self.pii_masked = Counter(
+            "llm_gateway_pii_masked",
+            "Personal data masked in traffic samples and traced content, by type (email, phone, rrn, card, secret).",
+            ["model", "type"],
+            registry=r,
+        )
         self.gpu_served_tokens = Gauge(
             "llm_gateway_gpu_served_tokens_per_second",
             "GPU-priced deployments: tokens per second served over the last 60 s, the divisor of their GPU-time cost "

@@ -8,6 +8,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from gateway.exchange import Exchange
+from gateway.privacy import Content, sample_content
 from llmops.sample import Sample
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class Recorder:
         ex.finished = True
         m = self.metrics
         now = perf_counter()
+        content = self._content(ex)
         endpoint = ex.endpoint.label
         stream = "true" if ex.stream else "false"
         model = ex.model.name if ex.model is not None else NO_MODEL
@@ -86,15 +88,27 @@ class Recorder:
                 if cost:
                     m.cost.labels(model, provider, key, ex.variant).inc(cost)
                     m.traffic_cost.labels(model, ex.traffic).inc(cost)
+                    if ex.usage_estimated:
+                        m.estimated_cost.labels(model).inc(cost)
+                prices = route.cost.prices
+                if prices is not None and (usage.cached_input or usage.cache_write):
+                    saved, premium = prices.cache_savings(usage)
+                    if saved:
+                        m.cache_savings.labels(model).inc(saved)
+                    if premium:
+                        m.cache_write_premium.labels(model).inc(premium)
                 if self.access is not None:
                     self.access.charge(ex.key, usage.input + usage.output, cost)
             if ex.sample is not None and ex.sample.keep and self.sampler is not None:
-                self._offer_sample(ex, total, cost)
+                if content is not None:
+                    self._offer_sample(ex, total, cost, content)
+                else:  # masking failed: the sample is not sent unmasked
+                    m.samples.labels(model, "dropped").inc()
             if self.index is not None and ex.status == 200 and ex.model is not None:
                 self.index.remember(ex.request_id, ex.model.name, ex.variant)
         if ex.span is not None:
             try:
-                self._end_span(ex, cost)
+                self._end_span(ex, cost, content)
             except Exception:  # tracing never fails a request
                 log.exception("could not end the trace span of request %s", ex.request_id)
 
@@ -133,7 +147,7 @@ class Recorder:
             output_tokens=usage.output if usage is not None else None,
         )
 
-    def _end_span(self, ex: Exchange, cost: float) -> None:
+    def _end_span(self, ex: Exchange, cost: float, content: Content | None) -> None:
         span = ex.span
         assert span is not None
         route, usage = ex.deployment, ex.usage
@@ -150,15 +164,30 @@ class Recorder:
                 "llmops.cost_usd": cost if usage is not None else None,
             }
         )
-        if self.capture_content and ex.sample is not None:
-            request = ex.sample.request
+        if self.capture_content and content is not None:
+            request = content.request
             prompt = request.get("messages", request.get("prompt", request.get("input")))
-            span.set_content(prompt, "".join(ex.sample.text) if ex.status == 200 else None)
+            span.set_content(prompt, content.text if ex.status == 200 else None)
         if ex.status >= 400:
             span.set_error(ex.error_type or str(ex.status), ex.status)
         span.end(ex.status)
 
-    def _offer_sample(self, ex: Exchange, total: float, cost: float) -> None:
+    def _content(self, ex: Exchange) -> Content | None:
+        """The request's content as it may leave the request path, personal data masked per its model's ``pii``;
+        computed once, for the sample and the span alike. None when neither keeps it."""
+        draft, model = ex.sample, ex.model
+        if draft is None or model is None:
+            return None
+        sampled = draft.keep and self.sampler is not None and ex.deployment is not None
+        if not sampled and not (self.capture_content and ex.span is not None):
+            return None
+        try:
+            return sample_content(draft, model.config.pii, self.metrics.pii_masked, model.name)
+        except Exception as error:  # never keep unmasked content; never log it either (only the error's type)
+            log.error("could not mask the content of request %s (%s): not sampled", ex.request_id, type(error).__name__)
+            return None
+
+    def _offer_sample(self, ex: Exchange, total: float, cost: float, content: Content) -> None:
         """Hand the finished request's sample to the writer (never waits)."""
         draft, route, usage, model = ex.sample, ex.deployment, ex.usage, ex.model
         assert draft is not None and route is not None and model is not None and self.sampler is not None
@@ -175,8 +204,8 @@ class Recorder:
             variant=ex.variant or None,
             endpoint=ex.endpoint.label,
             key=ex.key,
-            request=draft.request,
-            response={"text": "".join(draft.text), "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
+            request=content.request,
+            response={"text": content.text, "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
             usage={
                 "input": usage.input if usage else 0,
                 "output": usage.output if usage else 0,
@@ -189,7 +218,7 @@ class Recorder:
             cost_usd=cost,
             status=ex.status,
             trace_id=ex.span.trace_id if ex.span is not None else None,
-            metadata=draft.metadata,
+            metadata=content.metadata,
         )
         if self.sampler.offer(model.name, ex.request_id, sample):
             self.metrics.samples.labels(model.name, "queued").inc()
