@@ -13,6 +13,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -230,3 +231,11 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The text exposition of every series."""
         return generate_latest(self.registry)
+
+
+def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The ``/metrics`` body and its content type for a scraper's ``Accept`` header: the OpenMetrics format (which
+    carries the latency histograms' exemplars, and ends with ``# EOF``) when it asks for
+    ``application/openmetrics-text``, as Prometheus does; the classic text format otherwise."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type

@@ -64,13 +64,15 @@ class Recorder:
         cost = 0.0
         if route is not None:
             total = now - ex.start
-            m.duration.labels(model, provider, endpoint, stream).observe(total)
+            # a recorded trace: the latency buckets point at it (exemplars); no trace, no work
+            exemplar = ex.span.exemplar(ex.request_id) if ex.span is not None else None
+            m.duration.labels(model, provider, endpoint, stream).observe(total, exemplar)
             m.overhead.labels(endpoint, stream).observe(ex.own_seconds)
             if ex.first_token_at is not None:
                 ttft = ex.first_token_at - ex.start
-                m.ttft.labels(model, provider).observe(ttft)
+                m.ttft.labels(model, provider).observe(ttft, exemplar)
                 if ex.usage is not None and ex.usage.output > 1 and ex.status == 200:
-                    m.tpot.labels(model, provider).observe((total - ttft) / (ex.usage.output - 1))
+                    m.tpot.labels(model, provider).observe((total - ttft) / (ex.usage.output - 1), exemplar)
             usage = ex.usage
             if usage is not None:
                 key = ex.key
@@ -145,6 +147,9 @@ class Recorder:
             finish_reasons=[ex.finish_reason] if ex.finish_reason else None,
             input_tokens=usage.input if usage is not None else None,
             output_tokens=usage.output if usage is not None else None,
+            cache_read_tokens=usage.cached_input if usage is not None else 0,
+            cache_write_tokens=usage.cache_write if usage is not None else 0,
+            reasoning_tokens=usage.reasoning if usage is not None else 0,
         )
 
     def _end_span(self, ex: Exchange, cost: float, content: Content | None) -> None:

@@ -24,8 +24,9 @@ def build_http_app(metrics: MonitorMetrics, drift: Any = None) -> web.Applicatio
     """The worker's own HTTP endpoint: ``/metrics``, ``/health``, and ``/reports/<model>`` (the latest Evidently
     drift report of a model, which alerts link to)."""
 
-    async def render_metrics(_: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+    async def render_metrics(request: web.Request) -> web.Response:
+        body, content_type = metrics.exposition(request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -52,6 +52,10 @@ COUNTERS_AND_GAUGES = {
     "llm_gateway_gpu_served_tokens_per_second",
     "llm_gateway_gpu_throughput_shared",
     "llm_gateway_usage_estimated_total",
+    "llm_gateway_estimated_cost_usd_total",
+    "llm_gateway_cache_savings_usd_total",
+    "llm_gateway_cache_write_premium_usd_total",
+    "llm_gateway_pii_masked_total",
     # GPU exporter
     "llm_gpu_up",
     "llm_gpu_scrape_errors_total",
@@ -121,8 +125,10 @@ PER_MODEL_ALERTS = {
     "LLMDriftDetected",
     "LLMSampleDrops",
     "LLMMonitorSampleErrors",
+    "LLMEstimatedCostShareHigh",
+    "LLMAnswersLeakPersonalData",
 }
-DASHBOARD_UIDS = {"llmops-gateway", "llmops-quality", "llmops-gpu-vllm"}
+DASHBOARD_UIDS = {"llmops-gateway", "llmops-quality", "llmops-gpu-vllm", "llmops-slo"}
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
