@@ -92,6 +92,27 @@ def _run_drift_pin(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_slo(sub: argparse._SubParsersAction) -> None:
+    from llmops.slo import add_arguments
+
+    p = sub.add_parser(
+        "slo",
+        help="quality SLOs: generate their Prometheus rules from the config",
+        description="Quality SLOs (docs/observability.md). `llmops slo rules --config FILE` prints the recording and "
+        "alert rules of models[].slos (prometheus/rules/quality_slo.yml); --check FILE compares instead.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rules = actions.add_parser("rules", help="print the Prometheus rules of the config's quality SLOs")
+    add_arguments(rules)
+    rules.set_defaults(handler=_run_slo_rules)
+
+
+def _run_slo_rules(args: argparse.Namespace) -> int:
+    from llmops.slo import run
+
+    return run(args)
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     from llmops.simulator.command import add_arguments
 
@@ -167,6 +188,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_gateway,
     _add_monitors,
     _add_drift,
+    _add_slo,
     _add_simulate,
     _add_demo,
     _add_gpu_exporter,

@@ -191,7 +191,7 @@ PRIVACY = [
 def rows() -> Rows:
     return [
         ("Latency and scores with traces", TRACES),
-        # ("Quality SLOs", QUALITY_SLOS),  # with prometheus/rules/quality_slo.yml
+        ("Quality SLOs", QUALITY_SLOS),
         ("Prompt cache", CACHE),
         ("Estimated usage", ESTIMATES),
         ("Personal data", PRIVACY),

@@ -127,6 +127,7 @@ PER_MODEL_ALERTS = {
     "LLMMonitorSampleErrors",
     "LLMEstimatedCostShareHigh",
     "LLMAnswersLeakPersonalData",
+    "LLMQualitySLOBurnRate",
 }
 DASHBOARD_UIDS = {"llmops-gateway", "llmops-quality", "llmops-gpu-vllm", "llmops-slo"}
 

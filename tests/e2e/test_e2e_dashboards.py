@@ -186,6 +186,23 @@ def stack_config(path: Path, app_sim: str, judge_sim: str, redis_url: str, gw_po
                 "pricing": per_token,
                 "fallbacks": ["backup"],
                 "sampling": {"rate": 1.0},
+                "slos": [  # quality SLOs: their rules are generated from this config (quality_rules)
+                    {
+                        "name": "no_refusals",
+                        "judge": "rules",
+                        "criterion": "refusal",
+                        "good_above": 0.5,
+                        "objective": 0.99,
+                    },
+                    {
+                        "name": "helpful",
+                        "judge": "llm_single",
+                        "criterion": "overall",
+                        "good_above": 0.6,
+                        "objective": 0.95,
+                    },
+                    {"name": "stable", "max_drift_share": 0.5, "objective": 0.95},
+                ],
             },
             {
                 "name": "backup",  # self-hosted: priced by GPU time (the served-throughput panel reads it)
@@ -213,6 +230,19 @@ def stack_config(path: Path, app_sim: str, judge_sim: str, redis_url: str, gw_po
             "drift": {"window": 10, "every": 10, "min_samples": 10, "every_seconds": 2},
         },
     )
+
+
+def quality_rules(config: Path, path: Path) -> Path:
+    """``llmops slo rules`` for this test's config (its model is not deploy/config.yaml's), every group evaluated at
+    the global interval (1 s) like everything else here, so the 3d and 30d windows have data too."""
+    from llmops.config import load_config
+    from llmops.slo import render_rules
+
+    rules = yaml.safe_load(render_rules(load_config(config)))
+    for group in rules["groups"]:
+        group.pop("interval", None)
+    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    return path
 
 
 class Traffic:
@@ -383,7 +413,10 @@ def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
                     "vllm": [app_sim.removeprefix("http://"), jsim.removeprefix("http://")],
                     "gpu-exporter": gpu_targets,
                 },
-                rule_files=sorted(RULES_DIR.glob("*.yml")),
+                rule_files=[
+                    *sorted(p for p in RULES_DIR.glob("*.yml") if p.name != "quality_slo.yml"),
+                    quality_rules(config, tmp_path / "quality_slo.yml"),
+                ],
             )
             with prometheus(prom_config, tmp_path / "prom") as prom:
                 wait_targets_up(prom, {"llm-gateway", "llmops-monitors", "vllm", "gpu-exporter"})
