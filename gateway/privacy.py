@@ -17,6 +17,25 @@ if TYPE_CHECKING:
     from llmops.policies import PiiConfig
 
 
+#: Samples with more characters of text than this are masked in a worker thread (``Recorder``), not on the loop.
+INLINE_MASK_CHARS = 64 * 1024
+
+
+def content_chars(draft: SampleDraft) -> int:
+    """Characters of text a sample draft holds (request, answer, metadata): what masking it scans."""
+    return _chars(draft.request) + sum(len(part) for part in draft.text) + _chars(draft.metadata)
+
+
+def _chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_chars(item) for item in value.values())
+    if isinstance(value, list):
+        return sum(_chars(item) for item in value)
+    return 0
+
+
 @dataclass(frozen=True, slots=True)
 class Content:
     """What a request said and answered, as it may be kept: the request, the answer text, the gateway's extras."""

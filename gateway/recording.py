@@ -3,12 +3,13 @@ index, and its traffic sample. Everything the gateway measures about a request i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from gateway.exchange import Exchange
-from gateway.privacy import Content, sample_content
+from gateway.privacy import INLINE_MASK_CHARS, Content, content_chars, sample_content
 from llmops.sample import Sample
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Recorder:
         self.sampler = sampler
         self.index = index  # request id → model, variant, for feedback
         self.capture_content = capture_content
+        self._masking: set[asyncio.Future[Content | None]] = set()  # large samples being masked in a thread
 
     def finish(self, ex: Exchange) -> None:
         """Record one finished request, once: a failure after the first recording never records it again."""
@@ -48,7 +50,8 @@ class Recorder:
         ex.finished = True
         m = self.metrics
         now = perf_counter()
-        content = self._content(ex)
+        deferred = self._defer_masking(ex)  # a large sample: masked in a worker thread, then offered
+        content = None if deferred else self._content(ex)
         endpoint = ex.endpoint.label
         stream = "true" if ex.stream else "false"
         model = ex.model.name if ex.model is not None else NO_MODEL
@@ -102,7 +105,9 @@ class Recorder:
                 if self.access is not None:
                     self.access.charge(ex.key, usage.input + usage.output, cost)
             if ex.sample is not None and ex.sample.keep and self.sampler is not None:
-                if content is not None:
+                if deferred:
+                    self._offer_masked_later(ex, total, cost)
+                elif content is not None:
                     self._offer_sample(ex, total, cost, content)
                 else:  # masking failed: the sample is not sent unmasked
                     m.samples.labels(model, "dropped").inc()
@@ -191,6 +196,40 @@ class Recorder:
         except Exception as error:  # never keep unmasked content; never log it either (only the error's type)
             log.error("could not mask the content of request %s (%s): not sampled", ex.request_id, type(error).__name__)
             return None
+
+    def _defer_masking(self, ex: Exchange) -> bool:
+        """Whether the request's sample is large enough to be masked off the event loop (the detector's regular
+        expressions cost ~0.1 s per MB of text: inline, that would stall every other request). Not when its span
+        captures content: the span ends now, with its masked content."""
+        draft, model = ex.sample, ex.model
+        if draft is None or model is None or not draft.keep or self.sampler is None or ex.deployment is None:
+            return False
+        if not model.config.pii.mask or (self.capture_content and ex.span is not None):
+            return False
+        return content_chars(draft) > INLINE_MASK_CHARS
+
+    def _offer_masked_later(self, ex: Exchange, total: float, cost: float) -> None:
+        """Mask the sample in the loop's default executor, then offer it from the loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (direct calls in tests): inline
+            content = self._content(ex)
+            if content is not None:
+                self._offer_sample(ex, total, cost, content)
+            return
+
+        def done(future: asyncio.Future[Content | None]) -> None:
+            self._masking.discard(future)
+            content = None if future.cancelled() or future.exception() else future.result()
+            if content is not None:
+                self._offer_sample(ex, total, cost, content)
+            else:
+                assert ex.model is not None
+                self.metrics.samples.labels(ex.model.name, "dropped").inc()
+
+        future = loop.run_in_executor(None, self._content, ex)
+        self._masking.add(future)  # held until done
+        future.add_done_callback(done)
 
     def _offer_sample(self, ex: Exchange, total: float, cost: float, content: Content) -> None:
         """Hand the finished request's sample to the writer (never waits)."""

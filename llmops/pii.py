@@ -249,12 +249,13 @@ class Masker:
     can tell an answer that repeats the user's own data from one that brings new data, without seeing any of it.
     ``counts`` holds the masks written, by type."""
 
-    __slots__ = ("_ids", "counts", "types")
+    __slots__ = ("_distinct", "_ids", "counts", "types")
 
     def __init__(self, types: Iterable[str] = PII_TYPES) -> None:
         chosen = set(types)
         self.types = frozenset(t for t in PII_TYPES if t in chosen)
         self._ids: dict[tuple[str, str], int] = {}
+        self._distinct: dict[str, int] = {}  # distinct values seen, by type
         self.counts: dict[str, int] = {}
 
     def mask(self, kind: str, value: str) -> str:
@@ -262,7 +263,8 @@ class Masker:
         key = (kind, normalise(kind, value))
         number = self._ids.get(key)
         if number is None:
-            number = self._ids[key] = sum(1 for k in self._ids if k[0] == kind) + 1
+            number = self._ids[key] = self._distinct.get(kind, 0) + 1
+            self._distinct[kind] = number
         self.counts[kind] = self.counts.get(kind, 0) + 1
         return f"[{kind.upper()}_{number}]"
 

@@ -272,3 +272,24 @@ def test_pii_config_is_validated() -> None:
     }
     with pytest.raises(ConfigError, match=r"pii\.types"):
         parse_config({"models": [{**base, "pii": {"types": ["passport"]}}]})
+
+
+def test_a_large_sample_is_masked_off_the_loop(tmp_path: Path) -> None:
+    """Over INLINE_MASK_CHARS of text, masking runs in a worker thread; the sample still holds only the masks."""
+    from gateway.privacy import INLINE_MASK_CHARS
+
+    filler = "The library opens at nine and closes at six on weekdays. " * (INLINE_MASK_CHARS // 50)
+    prompt = filler + "Reach me at late.reader@example.com or 010-9876-5432."
+    fast = ("--ttft-ms", "0", "--tokens-per-second", "0", "--max-model-len", "100000")
+    with redis_server() as redis_url, simulator("--echo", "--model", "sim-model", *fast) as sim:
+        config = gateway_config(tmp_path / "c.yaml", _models(sim)[:1], redis={"url": redis_url})
+        with gateway(config) as gw:
+            body = {"model": "echo", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4}
+            assert httpx.post(f"{gw}/v1/chat/completions", json=body, timeout=30).status_code == 200
+            sample = _samples(redis_url, 1)["echo"]
+            metrics = scrape(gw)
+    content = sample.request["messages"][0]["content"]
+    assert len(content) > INLINE_MASK_CHARS
+    assert content.endswith("Reach me at [EMAIL_1] or [PHONE_1].")
+    assert "late.reader@example.com" not in sample.to_json().decode()
+    assert metric(metrics, "llm_gateway_pii_masked_total", model="echo", type="email") == 1
