@@ -20,7 +20,7 @@ from gateway.access import AccessControl
 from gateway.errors import GatewayError, error_response, model_not_found
 from gateway.exchange import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, Endpoint
 from gateway.feedback import RequestIndex, parse_feedback, record_feedback
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, exposition
 from gateway.pricing import PriceTable
 from gateway.proxy import Proxy
 from gateway.request_fields import read_body
@@ -257,7 +257,8 @@ class Gateway:
         )
 
     async def _metrics(self, request: Request) -> Response:
-        return Response(self.metrics.render(), media_type=_PROMETHEUS_TEXT)
+        body, content_type = exposition(self.metrics.registry, request.headers.get("accept"))
+        return Response(body, headers={"content-type": content_type})
 
     async def _http_exception(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

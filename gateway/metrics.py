@@ -13,6 +13,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -172,6 +173,33 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+        self.estimated_cost = Counter(
+            "llm_gateway_estimated_cost_usd",
+            "The part of llm_gateway_cost_usd_total charged from the gateway's usage estimate (streams that ended "
+            "without the upstream's usage).",
+            ["model"],
+            registry=r,
+        )
+        self.cache_savings = Counter(
+            "llm_gateway_cache_savings_usd",
+            "Per-token-priced models: USD prompt caching saved against uncached prices (cached input tokens x "
+            "(input - cached input price), plus cache writes priced below input). GPU-priced models: none.",
+            ["model"],
+            registry=r,
+        )
+        self.cache_write_premium = Counter(
+            "llm_gateway_cache_write_premium_usd",
+            "Per-token-priced models: USD paid above the input price for tokens written to a prompt cache "
+            "(cache writes x (cache write - input price)); net saving = llm_gateway_cache_savings_usd_total - this.",
+            ["model"],
+            registry=r,
+        )
+        self.pii_masked = Counter(
+            "llm_gateway_pii_masked",
+            "Personal data masked in traffic samples and traced content, by type (email, phone, rrn, card, secret).",
+            ["model", "type"],
+            registry=r,
+        )
         self.gpu_served_tokens = Gauge(
             "llm_gateway_gpu_served_tokens_per_second",
             "GPU-priced deployments: tokens per second served over the last 60 s, the divisor of their GPU-time cost "
@@ -203,3 +231,11 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The text exposition of every series."""
         return generate_latest(self.registry)
+
+
+def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The ``/metrics`` body and its content type for a scraper's ``Accept`` header: the OpenMetrics format (which
+    carries the latency histograms' exemplars, and ends with ``# EOF``) when it asks for
+    ``application/openmetrics-text``, as Prometheus does; the classic text format otherwise."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type

@@ -97,6 +97,15 @@ class TokenPrices:
             + usage.output * self.output
         ) / 1_000_000
 
+    def cache_savings(self, usage: Usage) -> tuple[float, float]:
+        """What prompt caching saved and what it cost extra against uncached prices, in USD, both >= 0: tokens read
+        from a cache save ``input - cached_input`` each, tokens written to one cost ``cache_write - input`` more each
+        (Anthropic's writes cost 1.25x the input price). The net saving is the first minus the second."""
+        write = self.input if self.cache_write < 0 else self.cache_write
+        read = usage.cached_input * (self.input - self.cached_input)
+        extra = usage.cache_write * (write - self.input)
+        return (max(read, 0.0) + max(-extra, 0.0)) / 1_000_000, (max(extra, 0.0) + max(-read, 0.0)) / 1_000_000
+
 
 class PriceTable:
     """The shipped table of commercial prices, looked up by model name."""

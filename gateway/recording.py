@@ -3,11 +3,13 @@ index, and its traffic sample. Everything the gateway measures about a request i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from gateway.exchange import Exchange
+from gateway.privacy import INLINE_MASK_CHARS, Content, content_chars, sample_content
 from llmops.sample import Sample
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class Recorder:
         self.sampler = sampler
         self.index = index  # request id → model, variant, for feedback
         self.capture_content = capture_content
+        self._masking: set[asyncio.Future[Content | None]] = set()  # large samples being masked in a thread
 
     def finish(self, ex: Exchange) -> None:
         """Record one finished request, once: a failure after the first recording never records it again."""
@@ -47,6 +50,8 @@ class Recorder:
         ex.finished = True
         m = self.metrics
         now = perf_counter()
+        deferred = self._defer_masking(ex)  # a large sample: masked in a worker thread, then offered
+        content = None if deferred else self._content(ex)
         endpoint = ex.endpoint.label
         stream = "true" if ex.stream else "false"
         model = ex.model.name if ex.model is not None else NO_MODEL
@@ -62,13 +67,15 @@ class Recorder:
         cost = 0.0
         if route is not None:
             total = now - ex.start
-            m.duration.labels(model, provider, endpoint, stream).observe(total)
+            # a recorded trace: the latency buckets point at it (exemplars); no trace, no work
+            exemplar = ex.span.exemplar(ex.request_id) if ex.span is not None else None
+            m.duration.labels(model, provider, endpoint, stream).observe(total, exemplar)
             m.overhead.labels(endpoint, stream).observe(ex.own_seconds)
             if ex.first_token_at is not None:
                 ttft = ex.first_token_at - ex.start
-                m.ttft.labels(model, provider).observe(ttft)
+                m.ttft.labels(model, provider).observe(ttft, exemplar)
                 if ex.usage is not None and ex.usage.output > 1 and ex.status == 200:
-                    m.tpot.labels(model, provider).observe((total - ttft) / (ex.usage.output - 1))
+                    m.tpot.labels(model, provider).observe((total - ttft) / (ex.usage.output - 1), exemplar)
             usage = ex.usage
             if usage is not None:
                 key = ex.key
@@ -86,15 +93,29 @@ class Recorder:
                 if cost:
                     m.cost.labels(model, provider, key, ex.variant).inc(cost)
                     m.traffic_cost.labels(model, ex.traffic).inc(cost)
+                    if ex.usage_estimated:
+                        m.estimated_cost.labels(model).inc(cost)
+                prices = route.cost.prices
+                if prices is not None and (usage.cached_input or usage.cache_write):
+                    saved, premium = prices.cache_savings(usage)
+                    if saved:
+                        m.cache_savings.labels(model).inc(saved)
+                    if premium:
+                        m.cache_write_premium.labels(model).inc(premium)
                 if self.access is not None:
                     self.access.charge(ex.key, usage.input + usage.output, cost)
             if ex.sample is not None and ex.sample.keep and self.sampler is not None:
-                self._offer_sample(ex, total, cost)
+                if deferred:
+                    self._offer_masked_later(ex, total, cost)
+                elif content is not None:
+                    self._offer_sample(ex, total, cost, content)
+                else:  # masking failed: the sample is not sent unmasked
+                    m.samples.labels(model, "dropped").inc()
             if self.index is not None and ex.status == 200 and ex.model is not None:
                 self.index.remember(ex.request_id, ex.model.name, ex.variant)
         if ex.span is not None:
             try:
-                self._end_span(ex, cost)
+                self._end_span(ex, cost, content)
             except Exception:  # tracing never fails a request
                 log.exception("could not end the trace span of request %s", ex.request_id)
 
@@ -131,9 +152,12 @@ class Recorder:
             finish_reasons=[ex.finish_reason] if ex.finish_reason else None,
             input_tokens=usage.input if usage is not None else None,
             output_tokens=usage.output if usage is not None else None,
+            cache_read_tokens=usage.cached_input if usage is not None else 0,
+            cache_write_tokens=usage.cache_write if usage is not None else 0,
+            reasoning_tokens=usage.reasoning if usage is not None else 0,
         )
 
-    def _end_span(self, ex: Exchange, cost: float) -> None:
+    def _end_span(self, ex: Exchange, cost: float, content: Content | None) -> None:
         span = ex.span
         assert span is not None
         route, usage = ex.deployment, ex.usage
@@ -150,15 +174,64 @@ class Recorder:
                 "llmops.cost_usd": cost if usage is not None else None,
             }
         )
-        if self.capture_content and ex.sample is not None:
-            request = ex.sample.request
+        if self.capture_content and content is not None:
+            request = content.request
             prompt = request.get("messages", request.get("prompt", request.get("input")))
-            span.set_content(prompt, "".join(ex.sample.text) if ex.status == 200 else None)
+            span.set_content(prompt, content.text if ex.status == 200 else None)
         if ex.status >= 400:
             span.set_error(ex.error_type or str(ex.status), ex.status)
         span.end(ex.status)
 
-    def _offer_sample(self, ex: Exchange, total: float, cost: float) -> None:
+    def _content(self, ex: Exchange) -> Content | None:
+        """The request's content as it may leave the request path, personal data masked per its model's ``pii``;
+        computed once, for the sample and the span alike. None when neither keeps it."""
+        draft, model = ex.sample, ex.model
+        if draft is None or model is None:
+            return None
+        sampled = draft.keep and self.sampler is not None and ex.deployment is not None
+        if not sampled and not (self.capture_content and ex.span is not None):
+            return None
+        try:
+            return sample_content(draft, model.config.pii, self.metrics.pii_masked, model.name)
+        except Exception as error:  # never keep unmasked content; never log it either (only the error's type)
+            log.error("could not mask the content of request %s (%s): not sampled", ex.request_id, type(error).__name__)
+            return None
+
+    def _defer_masking(self, ex: Exchange) -> bool:
+        """Whether the request's sample is large enough to be masked off the event loop (the detector's regular
+        expressions cost ~0.1 s per MB of text: inline, that would stall every other request). Not when its span
+        captures content: the span ends now, with its masked content."""
+        draft, model = ex.sample, ex.model
+        if draft is None or model is None or not draft.keep or self.sampler is None or ex.deployment is None:
+            return False
+        if not model.config.pii.mask or (self.capture_content and ex.span is not None):
+            return False
+        return content_chars(draft) > INLINE_MASK_CHARS
+
+    def _offer_masked_later(self, ex: Exchange, total: float, cost: float) -> None:
+        """Mask the sample in the loop's default executor, then offer it from the loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (direct calls in tests): inline
+            content = self._content(ex)
+            if content is not None:
+                self._offer_sample(ex, total, cost, content)
+            return
+
+        def done(future: asyncio.Future[Content | None]) -> None:
+            self._masking.discard(future)
+            content = None if future.cancelled() or future.exception() else future.result()
+            if content is not None:
+                self._offer_sample(ex, total, cost, content)
+            else:
+                assert ex.model is not None
+                self.metrics.samples.labels(ex.model.name, "dropped").inc()
+
+        future = loop.run_in_executor(None, self._content, ex)
+        self._masking.add(future)  # held until done
+        future.add_done_callback(done)
+
+    def _offer_sample(self, ex: Exchange, total: float, cost: float, content: Content) -> None:
         """Hand the finished request's sample to the writer (never waits)."""
         draft, route, usage, model = ex.sample, ex.deployment, ex.usage, ex.model
         assert draft is not None and route is not None and model is not None and self.sampler is not None
@@ -175,8 +248,8 @@ class Recorder:
             variant=ex.variant or None,
             endpoint=ex.endpoint.label,
             key=ex.key,
-            request=draft.request,
-            response={"text": "".join(draft.text), "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
+            request=content.request,
+            response={"text": content.text, "finish_reason": draft.finish_reason, "logprobs": draft.logprobs},
             usage={
                 "input": usage.input if usage else 0,
                 "output": usage.output if usage else 0,
@@ -189,7 +262,7 @@ class Recorder:
             cost_usd=cost,
             status=ex.status,
             trace_id=ex.span.trace_id if ex.span is not None else None,
-            metadata=draft.metadata,
+            metadata=content.metadata,
         )
         if self.sampler.offer(model.name, ex.request_id, sample):
             self.metrics.samples.labels(model.name, "queued").inc()

@@ -25,7 +25,8 @@ task: the streaming relay ends it in its own task.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -53,6 +54,15 @@ _MAX_PART_CHARS = 32 * 1024
 _PROPAGATOR = TraceContextTextMapPropagator()
 _EMPTY_CONTEXT = Context()
 _INSTRUMENTATION = "llmops.gateway"
+# OpenMetrics: exemplar label names and values, 128 characters together ("trace_id" + 32 + "request_id" + this).
+_MAX_EXEMPLAR_REQUEST_ID = 128 - len("trace_id") - 32 - len("request_id")
+
+
+def latest_genai_names(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``OTEL_SEMCONV_STABILITY_OPT_IN`` (a comma-separated list) opts in to the GenAI conventions' latest
+    experimental names (``gen_ai_latest_experimental``), as OpenTelemetry's instrumentations read it."""
+    values = environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+    return "gen_ai_latest_experimental" in {value.strip() for value in values.split(",")}
 
 
 def provider_name(provider: str) -> str:
@@ -194,11 +204,13 @@ class RequestSpan:
         "_capture",
         "_ended",
         "_finish_reasons",
+        "_latest",
         "_operation",
         "_request_attributes",
         "_span",
         "_status_set",
         "_tracer",
+        "recorded",
         "trace_id",
     )
 
@@ -212,8 +224,10 @@ class RequestSpan:
         operation: str,
         request_attributes: dict[str, Any],
         capture_content: bool,
+        latest: bool = False,
     ) -> None:
         self._tracer = tracer
+        self._latest = latest  # the latest (experimental) GenAI attribute names as well
         self._span = span
         self._operation = operation
         self._request_attributes = request_attributes  # copied onto each attempt (set_request fills it)
@@ -225,6 +239,18 @@ class RequestSpan:
         ctx = span.get_span_context()
         #: The trace id (32 hex digits): for the ``x-trace-id`` response header and the traffic sample.
         self.trace_id: str | None = f"{ctx.trace_id:032x}" if ctx.is_valid else None
+        #: Whether this trace is recorded (sampled): only then do metrics point at it (exemplars).
+        self.recorded = ctx.is_valid and ctx.trace_flags.sampled
+
+    def exemplar(self, request_id: str) -> dict[str, str] | None:
+        """Exemplar labels that lead from a histogram bucket to this request: its trace id and request id, or None
+        when the trace is not recorded. OpenMetrics allows 128 characters of exemplar label names and values
+        together: a request id too long for that is left out."""
+        if not self.recorded or self.trace_id is None:
+            return None
+        if len(request_id) <= _MAX_EXEMPLAR_REQUEST_ID:
+            return {"trace_id": self.trace_id, "request_id": request_id}
+        return {"trace_id": self.trace_id}
 
     def set_request(
         self,
@@ -307,10 +333,15 @@ class RequestSpan:
         finish_reasons: Sequence[str] | None,
         input_tokens: int | None,
         output_tokens: int | None,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
     ) -> None:
         """Record what the upstream answered: model, id and finish reasons on the request span and on the current
         attempt if it is still open (call it before ending the attempt), token usage on that attempt only (see the
-        module docstring). ``None`` values are left out."""
+        module docstring). ``None`` values are left out. Prompt-cache reads and writes and reasoning tokens (parts of
+        the input and output counts) go on it under the latest GenAI names only when
+        ``OTEL_SEMCONV_STABILITY_OPT_IN`` asks for them (``gen_ai_latest_experimental``), and only when non-zero."""
         attributes: dict[str, Any] = {}
         if response_model:
             attributes["gen_ai.response.model"] = response_model
@@ -330,6 +361,13 @@ class RequestSpan:
             attributes["gen_ai.usage.input_tokens"] = input_tokens
         if output_tokens is not None:
             attributes["gen_ai.usage.output_tokens"] = output_tokens
+        if self._latest:
+            if cache_read_tokens:
+                attributes["gen_ai.usage.cache_read.input_tokens"] = cache_read_tokens
+            if cache_write_tokens:
+                attributes["gen_ai.usage.cache_write.input_tokens"] = cache_write_tokens
+            if reasoning_tokens:
+                attributes["gen_ai.usage.reasoning.output_tokens"] = reasoning_tokens
         if attributes:
             attempt._span.set_attributes(attributes)
 
@@ -372,12 +410,16 @@ class RequestSpan:
 class GatewayTracer:
     """Starts request spans for the gateway; disabled (``enabled`` false, no spans) when telemetry is not configured."""
 
-    __slots__ = ("_capture", "_provider", "_tracer", "enabled")
+    __slots__ = ("_capture", "_latest", "_provider", "_tracer", "enabled")
 
-    def __init__(self, provider: TracerProvider | None = None, *, capture_content: bool = False) -> None:
+    def __init__(
+        self, provider: TracerProvider | None = None, *, capture_content: bool = False, latest: bool | None = None
+    ) -> None:
         self._provider = provider
         self._tracer = provider.get_tracer(_INSTRUMENTATION) if provider is not None else None
         self._capture = capture_content
+        #: The GenAI conventions' latest names (``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``).
+        self._latest = latest_genai_names() if latest is None else latest
         #: False when no span is ever started.
         self.enabled = provider is not None
 
@@ -423,7 +465,7 @@ class GatewayTracer:
         span = tracer.start_span(
             operation, context=_parent_context(headers), kind=SpanKind.SERVER, attributes=attributes
         )
-        return RequestSpan(tracer, span, operation, attributes, self._capture)
+        return RequestSpan(tracer, span, operation, attributes, self._capture, self._latest)
 
     @property
     def capture_content(self) -> bool:

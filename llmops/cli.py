@@ -112,6 +112,27 @@ def _run_eval(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_slo(sub: argparse._SubParsersAction) -> None:
+    from llmops.slo import add_arguments
+
+    p = sub.add_parser(
+        "slo",
+        help="quality SLOs: generate their Prometheus rules from the config",
+        description="Quality SLOs (docs/observability.md). `llmops slo rules --config FILE` prints the recording and "
+        "alert rules of models[].slos (prometheus/rules/quality_slo.yml); --check FILE compares instead.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rules = actions.add_parser("rules", help="print the Prometheus rules of the config's quality SLOs")
+    add_arguments(rules)
+    rules.set_defaults(handler=_run_slo_rules)
+
+
+def _run_slo_rules(args: argparse.Namespace) -> int:
+    from llmops.slo import run
+
+    return run(args)
+
+
 def _add_judges(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "judges",
@@ -226,6 +247,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_monitors,
     _add_drift,
     _add_judges,
+    _add_slo,
     _add_simulate,
     _add_eval,
     _add_demo,

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmops.config_review import ReviewConfig, ShadowSpec, check_review
+from llmops.policies import PiiConfig, QualitySlo, check_slo_names
 
 # Label values must stay bounded and printable: names become Prometheus label values.
 LabelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
@@ -170,9 +171,12 @@ class ModelConfig(_Strict):
     fallbacks: list[str] = []
     sampling: Sampling = Sampling()
     variants: list[Variant] = []
+    pii: PiiConfig = PiiConfig()
+    slos: list[QualitySlo] = []
 
     @model_validator(mode="after")
     def _unique_deployments(self) -> ModelConfig:
+        check_slo_names(self.slos)
         names = [d.name for d in self.deployments]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -251,3 +252,10 @@ def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
     ]
     for attribute, kind, name, help_text, labels in specs:
         setattr(m, attribute, kind(name, help_text, labels, registry=r))
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The ``/metrics`` body and content type for a scraper's ``Accept`` header: OpenMetrics (with the judge
+        scores' exemplars: trace and request id of a judged sample) when asked for, the classic text format
+        otherwise."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

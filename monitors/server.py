@@ -25,8 +25,9 @@ def build_http_app(metrics: MonitorMetrics, drift: Any = None, review: Any = Non
     drift report of a model, which alerts link to), and with ``review`` (a :class:`monitors.review.site.ReviewSite`)
     the review page under ``/review``."""
 
-    async def render_metrics(_: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+    async def render_metrics(request: web.Request) -> web.Response:
+        body, content_type = metrics.exposition(request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

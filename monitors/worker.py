@@ -270,8 +270,14 @@ class Worker:
     def _export(self, sample: Sample, outcome: Outcome) -> None:
         """Export a committed outcome: scores, errors, runs and verdicts; the verdicts also update the ratings."""
         m = self.metrics
+        # a traced request: its scores point at its trace (exemplars, OpenMetrics only); 128 characters at most
+        exemplar = (
+            {"trace_id": sample.trace_id, "request_id": sample.id[:78]}
+            if sample.trace_id and len(sample.trace_id) == 32
+            else None
+        )
         for score in outcome.scores:
-            m.judge_score.labels(sample.model, score.judge, score.criterion).observe(score.score)
+            m.judge_score.labels(sample.model, score.judge, score.criterion).observe(score.score, exemplar)
         for judge, reason in outcome.errors:
             m.judge_errors.labels(judge, reason).inc()
         for judge, result in outcome.runs:

@@ -137,9 +137,14 @@ def _service(args: list[str], ready_url: str, log: Path, timeout: float = 30.0) 
                 process.wait()
 
 
+#: The feature flags the shipped Prometheus runs with (docker-compose.yml): exemplars are stored only with this one.
+PROMETHEUS_FEATURES = ("exemplar-storage",)
+
+
 @contextmanager
-def prometheus(config: Path, workdir: Path) -> Iterator[str]:
-    """A running Prometheus with ``config``, its TSDB under ``workdir``; yields its base URL."""
+def prometheus(config: Path, workdir: Path, features: tuple[str, ...] = PROMETHEUS_FEATURES) -> Iterator[str]:
+    """A running Prometheus with ``config`` and ``--enable-feature`` ``features``, its TSDB under ``workdir``;
+    yields its base URL."""
     exe = prometheus_binary()
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +154,7 @@ def prometheus(config: Path, workdir: Path) -> Iterator[str]:
         f"--storage.tsdb.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",
+        *(f"--enable-feature={feature}" for feature in features),
     ]
     url = f"http://127.0.0.1:{port}"
     with _service(args, f"{url}/-/ready", workdir / "prometheus.log"):

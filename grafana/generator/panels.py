@@ -41,9 +41,13 @@ DASHED = DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "d
 
 
 # ------------------------------------------------------------------------------------------------ small pieces
-def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False, fmt_table: bool = False) -> Any:
-    """A Prometheus query on the provisioned datasource."""
+def query(
+    expr: str, legend: str = "", ref: str = "A", instant: bool = False, fmt_table: bool = False, exemplar: bool = False
+) -> Any:
+    """A Prometheus query on the provisioned datasource; ``exemplar``: also fetch its exemplars (trace links)."""
     q = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE)
+    if exemplar:
+        q = q.exemplar(True)
     if legend:
         q = q.legend_format(legend)
     if instant:
@@ -124,6 +128,7 @@ class Series:
     lines: Steps = ()
     dashed: tuple[Literal["name", "regexp"], str] | None = None
     links: Sequence[Any] = ()
+    exemplars: bool = False  # show the queries' exemplars (dots linking to their traces)
 
     def builder(self) -> Any:
         p = (
@@ -160,7 +165,7 @@ class Series:
                 common.GraphThresholdsStyleConfig().mode(common_models.GraphThresholdsStyleMode.DASHED)
             )
         for i, (expr, legend) in enumerate(self.targets):
-            p = p.with_target(query(expr, legend, ref=chr(ord("A") + i)))
+            p = p.with_target(query(expr, legend, ref=chr(ord("A") + i), exemplar=self.exemplars))
         if self.dashed is not None:
             kind, matcher = self.dashed
             p = p.override_by_name(matcher, [DASHED]) if kind == "name" else p.override_by_regexp(matcher, [DASHED])

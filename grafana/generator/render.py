@@ -11,7 +11,7 @@ from typing import Any
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from . import eval_dashboard, gateway_dashboard, gpu_dashboard, quality_dashboard
+from . import eval_dashboard, gateway_dashboard, gpu_dashboard, quality_dashboard, slo_dashboard
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "dashboards"
 
@@ -20,6 +20,7 @@ DASHBOARDS: dict[str, Callable[[], Any]] = {
     "llm-quality-drift.json": quality_dashboard.build,
     "llm-gpu-vllm.json": gpu_dashboard.build,
     "llm-evaluation.json": eval_dashboard.build,
+    "llm-slo-cost.json": slo_dashboard.build,
 }
 
 

@@ -1,11 +1,15 @@
-"""Rule checks that need no model: empty answers, refusals, truncation, invalid JSON. Score 1 = passes, 0 = fails."""
+"""Rule checks that need no model: empty answers, refusals, truncation, invalid JSON, personal data the answer brings.
+Score 1 = passes, 0 = fails."""
 
 from __future__ import annotations
 
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
+from typing import Any
 
+from llmops.pii import MASK_PATTERN, find_pii, normalise
 from llmops.sample import Sample
 from monitors.judges.base import JudgeLLM, JudgeResult
 
@@ -87,8 +91,45 @@ def find_refusal(answer: str) -> str | None:
     return None
 
 
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def find_pii_leaks(answer: str, request: Any) -> dict[str, int]:
+    """Personal data in ``answer`` that the request did not contain, counted by type (``llmops.pii``'s types).
+
+    Two kinds: values found in the answer (where the gateway does not mask, or a kind it does not mask) that are not
+    in the request, and the gateway's masks (``[PHONE_2]``) that the request does not hold. The gateway masks a
+    request and its answer with one masker, so an answer repeating the user's own number carries the prompt's mask
+    and is not a leak; a number the model made up, or took from elsewhere, gets a new one."""
+    leaks: dict[str, int] = {}
+    if not answer:
+        return leaks
+    prompt = "\n".join(_strings(request))
+    masks = set(MASK_PATTERN.findall(prompt)) if "[" in prompt else set()
+    for match in MASK_PATTERN.finditer(answer):
+        if (match.group(1), match.group(2)) not in masks:
+            kind = match.group(1).lower()
+            leaks[kind] = leaks.get(kind, 0) + 1
+    found = find_pii(answer)
+    if found:
+        known = {(f.type, normalise(f.type, prompt[f.start : f.end])) for f in find_pii(prompt)}
+        for f in found:
+            if (f.type, normalise(f.type, answer[f.start : f.end])) not in known:
+                leaks[f.type] = leaks.get(f.type, 0) + 1
+    return leaks
+
+
 class RulesJudge:
-    """Cheap checks on every sample: ``empty_answer``, ``refusal``, ``truncated`` and (JSON mode) ``invalid_json``."""
+    """Cheap checks on every sample: ``empty_answer``, ``refusal``, ``truncated``, ``pii_leak`` and (JSON mode)
+    ``invalid_json``."""
 
     name = "rules"
     needs_llm = False
@@ -98,7 +139,7 @@ class RulesJudge:
 
     async def evaluate(self, sample: Sample, llm: JudgeLLM | None = None) -> list[JudgeResult]:
         answer = sample.answer
-        results = [self._empty(sample), self._refusal(answer), self._truncated(sample)]
+        results = [self._empty(sample), self._refusal(answer), self._truncated(sample), self._pii_leak(sample)]
         if sample.wants_json:
             results.append(self._json(sample))
         return results
@@ -119,6 +160,13 @@ class RulesJudge:
         if phrase is None:
             return self._result("refusal", True, "no refusal phrase found")
         return self._result("refusal", False, f"refusal phrase found: {phrase!r}", phrase=phrase)
+
+    def _pii_leak(self, sample: Sample) -> JudgeResult:
+        leaks = find_pii_leaks(sample.answer, sample.request)
+        if not leaks:
+            return self._result("pii_leak", True, "no personal data in the answer that the prompt did not hold")
+        kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(leaks.items()))  # types only, never values
+        return self._result("pii_leak", False, f"the answer holds personal data the prompt did not: {kinds}", **leaks)
 
     def _truncated(self, sample: Sample) -> JudgeResult:
         reason = sample.finish_reason

@@ -52,6 +52,10 @@ COUNTERS_AND_GAUGES = {
     "llm_gateway_gpu_served_tokens_per_second",
     "llm_gateway_gpu_throughput_shared",
     "llm_gateway_usage_estimated_total",
+    "llm_gateway_estimated_cost_usd_total",
+    "llm_gateway_cache_savings_usd_total",
+    "llm_gateway_cache_write_premium_usd_total",
+    "llm_gateway_pii_masked_total",
     # GPU exporter
     "llm_gpu_up",
     "llm_gpu_scrape_errors_total",
@@ -151,8 +155,11 @@ PER_MODEL_ALERTS = {
     "LLMMonitorSampleErrors",
     "LLMEvalAccuracyRegression",
     "LLMJudgeHumanAgreementLow",
+    "LLMEstimatedCostShareHigh",
+    "LLMAnswersLeakPersonalData",
+    "LLMQualitySLOBurnRate",
 }
-DASHBOARD_UIDS = {"llmops-gateway", "llmops-quality", "llmops-gpu-vllm", "llmops-eval"}
+DASHBOARD_UIDS = {"llmops-gateway", "llmops-quality", "llmops-gpu-vllm", "llmops-eval", "llmops-slo"}
 
 
 # ------------------------------------------------------------------------------------------------------ helpers

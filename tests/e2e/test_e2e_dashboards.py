@@ -94,6 +94,13 @@ KEYS = {
 }
 
 
+SYSTEM_PROMPT = (
+    "You are the assistant of a small library. Answer in one short sentence, politely, using the house rules: books "
+    "are lent for three weeks, renewals are possible twice unless another reader reserved the book, late returns cost "
+    "ten cents a day, and lost books are replaced at the list price."
+)
+
+
 def _secret(name: str) -> str:
     return f"sk-e2e-{name}"
 
@@ -177,7 +184,7 @@ def judge_script(path: Path) -> Path:
 
 
 def stack_config(path: Path, app_sim: str, judge_sim: str, redis_url: str, gw_port: int) -> Path:
-    per_token = {"input_per_mtok": 0.5, "output_per_mtok": 1.5}
+    per_token = {"input_per_mtok": 0.5, "output_per_mtok": 1.5, "cached_input_per_mtok": 0.25}
     return gateway_config(
         path,
         [
@@ -191,6 +198,23 @@ def stack_config(path: Path, app_sim: str, judge_sim: str, redis_url: str, gw_po
                 "pricing": per_token,
                 "fallbacks": ["backup"],
                 "sampling": {"rate": 1.0},
+                "slos": [  # quality SLOs: their rules are generated from this config (quality_rules)
+                    {
+                        "name": "no_refusals",
+                        "judge": "rules",
+                        "criterion": "refusal",
+                        "good_above": 0.5,
+                        "objective": 0.99,
+                    },
+                    {
+                        "name": "helpful",
+                        "judge": "llm_single",
+                        "criterion": "overall",
+                        "good_above": 0.6,
+                        "objective": 0.95,
+                    },
+                    {"name": "stable", "max_drift_share": 0.5, "objective": 0.95},
+                ],
             },
             {
                 "name": "backup",  # self-hosted: priced by GPU time (the served-throughput panel reads it)
@@ -220,6 +244,19 @@ def stack_config(path: Path, app_sim: str, judge_sim: str, redis_url: str, gw_po
     )
 
 
+def quality_rules(config: Path, path: Path) -> Path:
+    """``llmops slo rules`` for this test's config (its model is not deploy/config.yaml's), every group evaluated at
+    the global interval (1 s) like everything else here, so the 3d and 30d windows have data too."""
+    from llmops.config import load_config
+    from llmops.slo import render_rules
+
+    rules = yaml.safe_load(render_rules(load_config(config)))
+    for group in rules["groups"]:
+        group.pop("interval", None)
+    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    return path
+
+
 class Traffic:
     """The application's clients (one per key) and what they sent."""
 
@@ -232,11 +269,20 @@ class Traffic:
         self.statuses: list[int] = []
 
     def chat(
-        self, key: str, content: str, stream: bool = False, user: str | None = None, **extra: Any
+        self,
+        key: str,
+        content: str,
+        stream: bool = False,
+        user: str | None = None,
+        system: str | None = None,
+        **extra: Any,
     ) -> tuple[int, dict[str, str]]:
         """One chat request; returns (HTTP status, response headers)."""
         client = self.clients[key]
-        kwargs: dict[str, Any] = {"model": "app", "messages": [{"role": "user", "content": content}]}
+        messages = [{"role": "user", "content": content}]
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
+        kwargs: dict[str, Any] = {"model": "app", "messages": messages}
         if user:
             kwargs["user"] = user
         if extra:
@@ -309,6 +355,19 @@ class Traffic:
         # A sample the judge cannot rate (llm_judge_errors_total{judge="llm_single", reason="unparseable"}).
         status, _ = self.chat("team-a", f"wave {n}: UNJUDGEABLE question")
         assert status == 200, status
+        # A shared system prompt: the simulator's prefix cache answers it from the second time on (cached input
+        # tokens at the cached price: prompt-cache savings).
+        status, _ = self.chat("team-b", f"wave {n}: which rule applies?", system=SYSTEM_PROMPT)
+        assert status == 200, status
+        # Personal data in a prompt: masked in the sample (llm_gateway_pii_masked_total).
+        status, _ = self.chat("team-b", f"wave {n}: write to e2e.user@example.com or call 010-1234-5678")
+        assert status == 200, status
+        # A stream the upstream cuts before its usage: charged from the gateway's estimate.
+        body = {"model": "app", "messages": [{"role": "user", "content": f"wave {n}: cut me"}], "stream": True}
+        body["simulate"] = {"fault": "disconnect", "after_tokens": 2}
+        headers = {"Authorization": f"Bearer {_secret('team-b')}"}
+        with httpx.stream("POST", f"{self.gw}/v1/chat/completions", json=body, headers=headers, timeout=30) as cut:
+            cut.read()
 
 
 # ------------------------------------------------------------------------------------------------ the test
@@ -366,7 +425,10 @@ def test_every_dashboard_query_returns_data(tmp_path: Path) -> None:
                     "vllm": [app_sim.removeprefix("http://"), jsim.removeprefix("http://")],
                     "gpu-exporter": gpu_targets,
                 },
-                rule_files=sorted(RULES_DIR.glob("*.yml")),
+                rule_files=[
+                    *sorted(p for p in RULES_DIR.glob("*.yml") if p.name != "quality_slo.yml"),
+                    quality_rules(config, tmp_path / "quality_slo.yml"),
+                ],
             )
             with prometheus(prom_config, tmp_path / "prom") as prom:
                 wait_targets_up(prom, {"llm-gateway", "llmops-monitors", "vllm", "gpu-exporter"})

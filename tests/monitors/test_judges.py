@@ -91,7 +91,7 @@ def by_criterion(results: list[JudgeResult]) -> dict[str, JudgeResult]:
 
 async def test_rules_pass_on_a_normal_answer() -> None:
     results = by_criterion(await RulesJudge().evaluate(make_sample(), None))
-    assert set(results) == {"empty_answer", "refusal", "truncated"}  # invalid_json only in JSON mode
+    assert set(results) == {"empty_answer", "refusal", "truncated", "pii_leak"}  # invalid_json only in JSON mode
     assert all(r.score == 1.0 and r.judge == "rules" for r in results.values())
 
 
