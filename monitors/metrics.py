@@ -142,6 +142,13 @@ class MonitorMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The ``/metrics`` body and content type for a scraper's ``Accept`` header: OpenMetrics (with the judge
+        scores' exemplars: trace and request id of a judged sample) when asked for, the classic text format
+        otherwise."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
 
 def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
     """The series of human review, judge-human agreement and shadow comparisons (docs/review.md)."""
@@ -252,10 +259,3 @@ def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
     ]
     for attribute, kind, name, help_text, labels in specs:
         setattr(m, attribute, kind(name, help_text, labels, registry=r))
-
-    def exposition(self, accept: str | None) -> tuple[bytes, str]:
-        """The ``/metrics`` body and content type for a scraper's ``Accept`` header: OpenMetrics (with the judge
-        scores' exemplars: trace and request id of a judged sample) when asked for, the classic text format
-        otherwise."""
-        encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
