@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llmops.config_server import FeedbackConfig, RedisConfig, ServerConfig
+
 # Label values must stay bounded and printable: names become Prometheus label values.
 LabelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 
@@ -30,27 +32,6 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServerConfig(_Strict):
-    host: str = "0.0.0.0"
-    port: int = Field(default=8080, ge=1, le=65535)
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
-
-
-class RedisConfig(_Strict):
-    url: str = "redis://127.0.0.1:6379/0"
-    stream_maxlen: int = Field(
-        default=100_000, ge=100, description="approximate cap of the samples stream (XADD MAXLEN ~)"
-    )
-    queue_size: int = Field(
-        default=10_000, ge=1, description="samples waiting in the gateway's memory before they are dropped"
-    )
-    queue_max_bytes: int = Field(
-        default=64 * 1024 * 1024,
-        ge=1024,
-        description="bytes of samples waiting in the gateway's memory before they are dropped",
-    )
 
 
 class TelemetryConfig(_Strict):
@@ -330,6 +311,12 @@ class Config(_Strict):
     routing: RoutingConfig = RoutingConfig()
     monitors: MonitorsConfig = MonitorsConfig()
     keys: list[KeyConfig] = []
+    feedback: FeedbackConfig = FeedbackConfig()
+    sampling_secret: str | None = Field(
+        default=None,
+        repr=False,
+        description="key of the sampling hash, shared by the gateway and the monitors (default: random per process)",
+    )
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
