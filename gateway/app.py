@@ -57,7 +57,7 @@ class Gateway:
         self.client = UpstreamClient()
         self.sampler = self._build_sampler()
         redis_url = config.redis.url if config.redis else None
-        self.access = AccessControl(config.keys, redis_url, self.metrics)
+        self.access = AccessControl(config.keys, config.redis, self.metrics)
         self.index = RequestIndex(redis_url)
         self.throughput = self._build_throughput_sync(redis_url)
         self.tracer = tracer or GatewayTracer.from_config(config.telemetry)

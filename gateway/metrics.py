@@ -144,6 +144,18 @@ class GatewayMetrics:
             "Requests let through without rate-limit and budget checks because Redis was unreachable (fail open).",
             registry=r,
         )
+        self.limits_busy = Counter(
+            "llm_gateway_limits_busy",
+            "Requests refused with 503 because no Redis connection for their limit check was free in time (the "
+            "gateway is overloaded; Redis is up).",
+            registry=r,
+        )
+        self.uncharged_spend = Gauge(
+            "llm_gateway_uncharged_spend_usd",
+            "Spend kept in this process's memory because Redis was unreachable when it was charged; added to the "
+            "keys' spend when Redis is back.",
+            registry=r,
+        )
         self.key_spend = Gauge(
             "llm_gateway_key_spend_usd",
             "Spend of a key in its current budget period (from Redis).",

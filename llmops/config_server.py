@@ -40,7 +40,7 @@ class ServerConfig(Strict):
         default=256 * 1024, ge=4096, description="response bytes buffered for a client before the gateway waits for it"
     )
     drain_seconds: float = Field(
-        default=30.0, ge=0, description="on SIGTERM, streams still running after this are ended with an error event"
+        default=20.0, ge=0, description="on SIGTERM, streams still running after this are ended with an error event"
     )
     upstream_error_messages: bool = Field(
         default=False, description="copy an upstream 5xx's own message into the client's 502 (else a generic one)"
