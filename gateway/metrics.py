@@ -177,6 +177,13 @@ class GatewayMetrics:
             ["model", "endpoint"],
             registry=r,
         )
+        self.client_stalls = Counter(
+            "llm_gateway_client_stalls",
+            "Requests whose client stopped reading its response: cut off after server.client_stall_seconds (499), "
+            "counted as the client's, never against the deployment (also in llm_gateway_client_disconnects_total).",
+            ["model", "endpoint"],
+            registry=r,
+        )
         self.usage_estimated = Counter(
             "llm_gateway_usage_estimated",
             "Streams that ended without the upstream's usage (client gone, cut, or a host ignoring include_usage): "

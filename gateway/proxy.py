@@ -409,7 +409,8 @@ class Proxy:
     ) -> StreamRelay:
         route = ex.deployment
         assert route is not None and ex.model is not None
-        ex.own_seconds = perf_counter() - ex.start - ex.retry_seconds
+        sent_at = perf_counter()
+        ex.own_seconds = sent_at - ex.start - ex.retry_seconds
         traceparent, tracestate = self._trace_headers(ex, attempt_span)
         upstream = await self.client.post(
             route, route.adapter.path(ex.upstream_endpoint), body, ex.request_id, traceparent, tracestate
@@ -433,8 +434,8 @@ class Proxy:
             in_flight.dec()
             if done.upstream_reason in _DEPLOYMENT_FAULTS:  # broke off, timed out, or a 5xx error event
                 self.health.failure(route.key)
-            elif done.disconnected and done.first_token_at is None:  # the client left before any output: no verdict
-                self.health.release(route.key)
+            elif done.client_stalled or (done.disconnected and done.first_token_at is None):
+                self.health.release(route.key)  # the client left before any output, or did not read: no verdict
             else:  # complete, a client-side error event, or the client left after output: the deployment served
                 self.health.success(route.key, began)
             estimate = estimate_stream_usage(
@@ -448,7 +449,9 @@ class Proxy:
                 Recorder.span_response(done, None, route.config.model)
                 if done.status >= 400 or done.disconnected:
                     attempt_span.set_error(
-                        done.upstream_reason or ("client_disconnected" if done.disconnected else str(done.status))
+                        done.upstream_reason
+                        or done.error_type
+                        or ("client_disconnected" if done.disconnected else str(done.status))
                     )
                 attempt_span.end(done.status)
             if done.status >= 400 and done.error_type is None:
@@ -457,7 +460,7 @@ class Proxy:
                 )
             self.recorder.finish(done)
 
-        return StreamRelay(ex, upstream, events, ex.response_headers(), on_end)
+        return StreamRelay(ex, upstream, events, ex.response_headers(), on_end, sent_at)
 
     @staticmethod
     def _trace_headers(ex: Exchange, attempt_span: AttemptSpan | None) -> tuple[str | None, str | None]:

@@ -59,6 +59,8 @@ class Recorder:
             m.upstream_errors.labels(deployment, ex.upstream_reason).inc()
         if ex.disconnected:
             m.client_disconnects.labels(model, endpoint).inc()
+            if ex.client_stalled:
+                m.client_stalls.labels(model, endpoint).inc()
         cost = 0.0
         if route is not None:
             total = now - ex.start
