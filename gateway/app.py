@@ -71,6 +71,7 @@ class Gateway:
             access=self.access,
             index=self.index,
             tracer=self.tracer,
+            sampling_secret=config.sampling_secret,
         )
         self.created = int(time.time())
         self._describe_routes()

@@ -44,7 +44,7 @@ from gateway.sampling import SampleWriter
 from gateway.upstream import UpstreamClient, classify_http_error
 from gateway.usage_estimate import estimate_stream_usage
 from llmops.config import RoutingConfig
-from llmops.contract import JUDGE_HEADER, TRAFFIC_HEADER, sampled, traffic_kind
+from llmops.contract import JUDGE_HEADER, TRAFFIC_HEADER, sampled, sampling_key, traffic_kind
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Gauge
@@ -103,8 +103,10 @@ class Proxy:
         tracer: GatewayTracer | None = None,
         access: AccessControl | None = None,
         index: RequestIndex | None = None,
+        sampling_secret: str | None = None,
     ) -> None:
         self.routes = routes
+        self.sampling_key = sampling_key(sampling_secret)
         self.metrics = metrics
         self.client = client
         self.max_body_bytes = max_body_bytes
@@ -268,7 +270,7 @@ class Proxy:
         if variant is not None:
             ex.variant = variant.name
         if self.sampler is not None:
-            if ex.traffic == "user" and sampled(ex.request_id, model.config.sampling.rate):
+            if ex.traffic == "user" and sampled(ex.request_id, model.config.sampling.rate, self.sampling_key):
                 ex.sample = SampleDraft(_as_chat(translator, payload), extras)
             else:
                 self.metrics.samples.labels(model.name, "skipped").inc()

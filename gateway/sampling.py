@@ -1,10 +1,11 @@
 """Traffic sampling: the non-blocking writer that puts samples in Redis.
 
-Which requests are sampled is :func:`llmops.contract.sampled`, a pure function of the request id, so every component
-that knows the id agrees on whether it was sampled. Samples are written after the response is complete and off the
-request path: ``offer`` puts the sample in a bounded in-memory queue (never waits); a background task drains it into
-the Redis stream with ``XADD ... MAXLEN ~``. A full queue or an unreachable Redis drops samples and counts them
-(``llm_gateway_samples_total{outcome="dropped"}``); user requests never wait for Redis and never fail because of it.
+Which requests are sampled is :func:`llmops.contract.sampled`, a keyed hash of the request id: the client may set
+the id, but without the key (``sampling_secret``) it cannot tell which ids are sampled. Samples are written after
+the response is complete and off the request path: ``offer`` puts the sample in a bounded in-memory queue (never
+waits); a background task drains it into the Redis stream with ``XADD ... MAXLEN ~``. A full queue or an
+unreachable Redis drops samples and counts them (``llm_gateway_samples_total{outcome="dropped"}``); user requests
+never wait for Redis and never fail because of it.
 """
 
 from __future__ import annotations

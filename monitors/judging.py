@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from llmops.config import JudgeSpec, MonitorsConfig
-from llmops.contract import sampled
+from llmops.contract import sampled, sampling_key
 from llmops.sample import Sample
 from monitors.judge_llm import judged_trace
 from monitors.judges.base import Judge, JudgeError, JudgeLLM, JudgeResult, PairwiseResult
@@ -103,8 +103,10 @@ class Judging:
         judges: dict[str, Judge] | None = None,
         pairwise: Any = None,
         llm: JudgeLLM | None = None,
+        sampling_secret: str | None = None,
     ) -> None:
         self.settings = settings
+        self.sampling_key = sampling_key(sampling_secret)  # shared by the workers given the same secret
         self.store = store
         self.metrics = metrics
         self.specs: list[JudgeSpec] = settings.judge_specs
@@ -125,7 +127,8 @@ class Judging:
         return [
             spec
             for spec in self.specs
-            if (not spec.models or sample.model in spec.models) and sampled(f"{sample.id}:{spec.name}", spec.rate)
+            if (not spec.models or sample.model in spec.models)
+            and sampled(f"{sample.id}:{spec.name}", spec.rate, self.sampling_key)
         ]
 
     async def judge(self, sample: Sample, done: dict[str, Outcome] | None = None) -> Outcome:

@@ -55,7 +55,15 @@ class Worker:
         self.settings = config.monitors
         self.store = store
         self.metrics = metrics or MonitorMetrics()
-        self.judging = Judging(self.settings, store, self.metrics, judges=judges, pairwise=pairwise, llm=llm)
+        self.judging = Judging(
+            self.settings,
+            store,
+            self.metrics,
+            judges=judges,
+            pairwise=pairwise,
+            llm=llm,
+            sampling_secret=config.sampling_secret,
+        )
         self.ratings = Ratings(store.redis, self.metrics, (model.name for model in config.models))
         self.drift = drift  # monitors.drift.monitor.DriftMonitor, or None
         self._stop = asyncio.Event()
