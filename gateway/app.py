@@ -19,12 +19,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.access import AccessControl
 from gateway.errors import GatewayError, error_response, model_not_found
 from gateway.exchange import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, Endpoint
-from gateway.feedback import RequestIndex, parse_feedback, record_feedback
+from gateway.feedback import FeedbackDesk, parse_feedback
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import PriceTable
 from gateway.proxy import Proxy
 from gateway.request_fields import read_body
 from gateway.request_id import RequestIdMiddleware
+from gateway.request_index import RequestIndex
 from gateway.routing import build_routes
 from gateway.sampling import SampleWriter
 from gateway.throughput import ServedTokens, ThroughputSync
@@ -58,7 +59,8 @@ class Gateway:
         self.sampler = self._build_sampler()
         redis_url = config.redis.url if config.redis else None
         self.access = AccessControl(config.keys, config.redis, self.metrics)
-        self.index = RequestIndex(redis_url)
+        self.index = RequestIndex(redis_url, config.redis.request_index_ttl_seconds if config.redis else 86_400)
+        self.feedback = FeedbackDesk(self.index, self.metrics, config.feedback)
         self.throughput = self._build_throughput_sync(redis_url)
         self.tracer = tracer or GatewayTracer.from_config(config.telemetry)
         self.proxy = Proxy(
@@ -229,7 +231,7 @@ class Gateway:
         try:
             key = self.access.authenticate(request.headers.get("authorization"))
             request_id, rating, comment = parse_feedback(await read_body(request, FEEDBACK_MAX_BYTES))
-            result = await record_feedback(self.index, self.metrics, request_id, rating, comment, key)
+            result = await self.feedback.record(request_id, rating, comment, key)
         except GatewayError as error:
             return error_response(error)
         return _json(result)

@@ -50,8 +50,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics import Gauge
 
     from gateway.access import AccessControl
-    from gateway.feedback import RequestIndex
     from gateway.providers.base import StreamEvents
+    from gateway.request_index import RequestIndex
     from gateway.tracing import AttemptSpan, GatewayTracer
 
 log = logging.getLogger("llmops.gateway")

@@ -12,8 +12,8 @@ from llmops.sample import Sample
 
 if TYPE_CHECKING:
     from gateway.access import AccessControl
-    from gateway.feedback import RequestIndex
     from gateway.metrics import GatewayMetrics
+    from gateway.request_index import RequestIndex
     from gateway.sampling import SampleWriter
 
 log = logging.getLogger("llmops.gateway")
@@ -93,7 +93,7 @@ class Recorder:
             if ex.sample is not None and ex.sample.keep and self.sampler is not None:
                 self._offer_sample(ex, total, cost)
             if self.index is not None and ex.status == 200 and ex.model is not None:
-                self.index.remember(ex.request_id, ex.model.name, ex.variant)
+                self.index.remember(ex.request_id, ex.model.name, ex.variant, ex.key)
         if ex.span is not None:
             try:
                 self._end_span(ex, cost)
