@@ -41,7 +41,7 @@ from gateway.request_fields import credentials, gateway_extras, read_body, stick
 from gateway.request_id import request_id_of
 from gateway.routing import DeploymentRoute, ModelRoute, attempt_plan
 from gateway.sampling import SampleWriter
-from gateway.upstream import UpstreamClient, classify_http_error
+from gateway.upstream import FailureLog, UpstreamClient, classify_http_error
 from gateway.usage_estimate import estimate_stream_usage
 from llmops.config import RoutingConfig
 from llmops.contract import JUDGE_HEADER, TRAFFIC_HEADER, sampled, sampling_key, traffic_kind
@@ -119,6 +119,7 @@ class Proxy:
             metrics, access=access, sampler=sampler, index=index, capture_content=self.capture_content
         )
         self.health = DeploymentHealth(self.routing, on_change=self._health_changed)
+        self.failures = FailureLog()  # deployments failing on their side, said in the log (rate-limited)
         # Health key → (model, deployment); never split the key: both names may contain "/".
         self._health_labels = {
             dep.key: (model.name, dep.name) for model in routes.values() for dep in model.deployments
@@ -326,6 +327,7 @@ class Proxy:
             except UpstreamFailure as failure:
                 ex.retry_seconds += perf_counter() - attempt_at
                 self.metrics.upstream_errors.labels(route.name, failure.reason).inc()
+                self.failures.note(route, failure)
                 if attempt_span is not None:
                     attempt_span.set_error(failure.reason)
                     attempt_span.end(failure.error.status)

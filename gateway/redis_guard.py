@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 log = logging.getLogger("llmops.gateway.access")
 
 T = TypeVar("T")
+_START_TRIES = 3
 State = Literal["unknown", "up", "down"]
 
 
@@ -77,8 +78,14 @@ class RedisGuard:
             socket_connect_timeout=self.timeout_seconds,
         )
         self.client = aioredis.Redis.from_pool(pool)
-        with contextlib.suppress(RedisUnavailable):  # away at start: requests pass unchecked until it answers
-            await self.call(probe)
+        for _ in range(_START_TRIES):  # a Redis slow to answer while everything starts is not yet down
+            with contextlib.suppress(RedisUnavailable):  # away at start: requests pass unchecked until it answers
+                await self.call(probe)
+            if self.up:
+                return
+            self._retry_at = 0.0
+            await asyncio.sleep(0.1)
+        self._retry_at = time.monotonic() + self.retry_seconds
 
     async def close(self) -> None:
         if self.client is not None:

@@ -4,6 +4,8 @@ client-facing error plus a bounded ``reason`` label (HTTP error bodies are read 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -13,6 +15,8 @@ from gateway.errors import UpstreamFailure, upstream_error
 
 if TYPE_CHECKING:
     from gateway.routing import DeploymentRoute
+
+log = logging.getLogger("llmops.gateway.upstream")
 
 # Bounded read of an upstream error body: enough for any real error message.
 _MAX_ERROR_BODY = 64 * 1024
@@ -160,3 +164,36 @@ def classify_http_error(
             retryable=True,
         )
     return route.adapter.classify_error(route, status, body[:_MAX_ERROR_BODY], headers)
+
+
+class FailureLog:
+    """Says in the log when a deployment fails on its side (refused connection, timeout, broken exchange, 5xx): at
+    most once per ``every`` seconds per deployment and reason, with how many more failed meanwhile."""
+
+    REASONS = frozenset({"connect", "timeout", "invalid_response", "http_5xx"})
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._said: dict[tuple[str, str], tuple[float, int]] = {}  # (deployment key, reason) -> (when, unsaid since)
+
+    def note(self, route: DeploymentRoute, failure: UpstreamFailure) -> None:
+        if failure.reason not in self.REASONS:
+            return
+        key = (route.key, failure.reason)
+        now = time.monotonic()
+        said, unsaid = self._said.get(key, (-self.every, 0))
+        if now - said < self.every:
+            self._said[key] = (said, unsaid + 1)
+            return
+        self._said[key] = (now, 0)
+        cause = failure.__cause__
+        log.warning(
+            "upstream deployment %s of model %s (%s:%s) failed: %s%s%s",
+            route.name,
+            route.model,
+            route.host,
+            route.port,
+            failure.error.message,
+            f" [{type(cause).__name__}: {cause}]" if cause is not None else "",
+            f"; {unsaid} more {failure.reason} failures in the last {now - said:.0f} s" if unsaid else "",
+        )

@@ -17,6 +17,7 @@ pending with the other judges' outcomes kept (:meth:`Judging.defer`), claimed ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -35,6 +36,7 @@ log = logging.getLogger("llmops.monitors")
 
 _UNKNOWN_MODEL = "unknown"
 READ_BLOCK_MS = 500  # how long one read waits for new entries (then claims are due, or a stop is seen)
+MAX_BACKOFF_SECONDS = 30.0  # the longest wait between two tries while Redis is unreachable
 
 
 class Worker:
@@ -68,6 +70,7 @@ class Worker:
         self.drift = drift  # monitors.drift.monitor.DriftMonitor, or None
         self._stop = asyncio.Event()
         self._in_hand: dict[str, float] = {}  # entry id -> when its processing started (monotonic)
+        self._failures = 0  # consecutive failed tries to reach Redis (the backoff grows with them)
         self._claim_from = "0-0"  # where the next XAUTOCLAIM scan of the pending list starts
         for model in config.models:  # at 0 from the start, so that rate() sees the first deferral
             self.metrics.deferred.labels(model.name)
@@ -82,9 +85,8 @@ class Worker:
         as soon as a slot frees, so one slow sample never holds up those behind it. On stop, no new entry is taken
         and the entries in hand are finished before returning; if cancelled instead, they are left pending (not
         committed), to be claimed later."""
-        await self.store.ensure_group()
-        if self.drift is not None:
-            await self.drift.windows.load_scripts()
+        if not await self._connect():
+            return
         backlog = asyncio.create_task(self._watch_backlog())
         ratings = asyncio.create_task(self.ratings.watch())
         heartbeat = asyncio.create_task(self._keep_in_hand())
@@ -111,6 +113,9 @@ class Worker:
                             next_claim = 0.0
                     if not entries:
                         entries = await self.store.read(free, block_ms=READ_BLOCK_MS)
+                    if self._failures:  # Redis answered again
+                        log.warning("Redis at %s answers again: consuming", self.store.address)
+                        self._failures = 0
                     for entry in entries:
                         task = asyncio.create_task(self.process(entry))
                         in_flight[task] = entry.entry_id
@@ -128,6 +133,35 @@ class Worker:
             for pending in tasks:
                 pending.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _connect(self) -> bool:
+        """Create the consumer group (and load drift's scripts), waiting with backoff while Redis is unreachable:
+        the worker stays up (its /health and /metrics answer) and says so in one line per try. False when stopped
+        before Redis answered."""
+        while not self._stop.is_set():
+            try:
+                await self.store.ensure_group()
+                if self.drift is not None:
+                    await self.drift.windows.load_scripts()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                await self._back_off(f"cannot reach Redis at {self.store.address}", error)
+                continue
+            if self._failures:
+                log.warning("Redis at %s is reachable: consuming", self.store.address)
+            self._failures = 0
+            return True
+        return False
+
+    async def _back_off(self, what: str, error: Exception) -> None:
+        """Say ``what`` failed in one line and wait: 1 s, doubling up to ``MAX_BACKOFF_SECONDS`` while it keeps
+        failing (a stop ends the wait)."""
+        delay = min(2.0**self._failures, MAX_BACKOFF_SECONDS)
+        self._failures += 1
+        log.warning("%s (%s: %s); trying again in %g s", what, type(error).__name__, error, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
 
     async def _claim(self, count: int, in_hand: set[str]) -> list[Entry]:
         """Up to ``count`` entries left pending too long by any consumer (a dead worker), less those this worker is
@@ -153,8 +187,7 @@ class Worker:
                 return
             except Exception as again:
                 error = again
-        log.warning("monitors loop error (%s: %s); retrying in 1 s", type(error).__name__, error)
-        await asyncio.sleep(1.0)
+        await self._back_off(f"monitors loop error (Redis at {self.store.address})", error)
 
     async def _keep_in_hand(self) -> None:
         """Heartbeat: every third of ``claim_idle_seconds``, reset the idle time of the entries in hand, so that only
