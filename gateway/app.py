@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.access import AccessControl
+from gateway.drain import Drain
 from gateway.errors import GatewayError, error_response, model_not_found
 from gateway.exchange import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, Endpoint
 from gateway.feedback import FeedbackDesk, parse_feedback
@@ -63,6 +64,7 @@ class Gateway:
         self.feedback = FeedbackDesk(self.index, self.metrics, config.feedback)
         self.throughput = self._build_throughput_sync(redis_url)
         self.tracer = tracer or GatewayTracer.from_config(config.telemetry)
+        self.drain = Drain()  # server.drain_seconds: started by the server on SIGTERM
         self.proxy = Proxy(
             self.routes,
             self.metrics,
@@ -74,6 +76,7 @@ class Gateway:
             index=self.index,
             tracer=self.tracer,
             sampling_secret=config.sampling_secret,
+            drain=self.drain,
         )
         self.created = int(time.time())
         self._describe_routes()
@@ -178,7 +181,7 @@ class Gateway:
                 yield
             finally:
                 if self.sampler is not None:
-                    await self.sampler.close()
+                    await self.sampler.close(self.config.redis.flush_seconds if self.config.redis else 2.0)
                 if self.throughput is not None:
                     await self.throughput.close()
                 await self.index.close()

@@ -184,6 +184,13 @@ class GatewayMetrics:
             ["model", "endpoint"],
             registry=r,
         )
+        self.shutdown_cut = Counter(
+            "llm_gateway_shutdown_cut",
+            "Requests still running when the shutdown deadline (server.drain_seconds) passed, ended by the gateway "
+            "(a stream with an error event, a request waiting for its upstream with 503).",
+            ["model", "endpoint"],
+            registry=r,
+        )
         self.usage_estimated = Counter(
             "llm_gateway_usage_estimated",
             "Streams that ended without the upstream's usage (client gone, cut, or a host ignoring include_usage): "

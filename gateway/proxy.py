@@ -24,6 +24,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from gateway.drain import SHUTTING_DOWN, Drain
 from gateway.errors import (
     GatewayError,
     UpstreamFailure,
@@ -104,9 +105,11 @@ class Proxy:
         access: AccessControl | None = None,
         index: RequestIndex | None = None,
         sampling_secret: str | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.routes = routes
         self.sampling_key = sampling_key(sampling_secret)
+        self.drain = drain  # requests still running at the shutdown deadline are cut
         self.metrics = metrics
         self.client = client
         self.max_body_bytes = max_body_bytes
@@ -142,6 +145,7 @@ class Proxy:
         """Proxy one request to ``endpoint``; every failure becomes an error in the endpoint's own shape."""
         ex = Exchange(endpoint, request_id_of(request.scope), perf_counter())
         in_flight = None
+        cut = self.drain.add_current_task(ex) if self.drain is not None else None  # cancelled at the deadline
         try:
             if self.tracer is not None:  # first, so a request refused below has its span too
                 ex.span = self.tracer.start_request(operation=endpoint.operation, headers=request.scope["headers"])
@@ -179,6 +183,11 @@ class Proxy:
             self._end(ex, 499, "client_disconnected")
             return Response(status_code=499)
         except asyncio.CancelledError:  # the server shutting down: recorded (and its span ended), then cancelled
+            if ex.shutdown_cut:  # at the drain deadline: answered 503 and counted
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                return self._refuse(ex, SHUTTING_DOWN, SHUTTING_DOWN.code or "")
             self._end(ex, 499, "cancelled")
             raise
         except Exception:
@@ -187,6 +196,8 @@ class Proxy:
         finally:
             if in_flight is not None:
                 in_flight.dec()
+            if cut is not None and self.drain is not None:
+                self.drain.discard(cut)
 
     def _end(self, ex: Exchange, status: int, error_type: str) -> None:
         """Record a request that ended before (or without) an answer."""
@@ -438,7 +449,7 @@ class Proxy:
             in_flight.dec()
             if done.upstream_reason in _DEPLOYMENT_FAULTS:  # broke off, timed out, or a 5xx error event
                 self.health.failure(route.key)
-            elif done.client_stalled or (done.disconnected and done.first_token_at is None):
+            elif done.client_stalled or done.shutdown_cut or (done.disconnected and done.first_token_at is None):
                 self.health.release(route.key)  # the client left before any output, or did not read: no verdict
             else:  # complete, a client-side error event, or the client left after output: the deployment served
                 self.health.success(route.key, began)
@@ -464,7 +475,7 @@ class Proxy:
                 )
             self.recorder.finish(done)
 
-        return StreamRelay(ex, upstream, events, ex.response_headers(), on_end, sent_at)
+        return StreamRelay(ex, upstream, events, ex.response_headers(), on_end, sent_at, self.drain)
 
     @staticmethod
     def _trace_headers(ex: Exchange, attempt_span: AttemptSpan | None) -> tuple[str | None, str | None]:

@@ -61,6 +61,8 @@ class Recorder:
             m.client_disconnects.labels(model, endpoint).inc()
             if ex.client_stalled:
                 m.client_stalls.labels(model, endpoint).inc()
+        if ex.shutdown_cut:
+            m.shutdown_cut.labels(model, endpoint).inc()
         cost = 0.0
         if route is not None:
             total = now - ex.start

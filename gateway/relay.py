@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from starlette.types import Receive, Scope, Send
 
+from gateway.drain import SHUTTING_DOWN, Drain
 from gateway.errors import GatewayError, UpstreamFailure
 from gateway.http_protocol import CLIENT_STALLED
 from gateway.inbound import ChatStream, stream_error_event
@@ -76,6 +77,7 @@ class StreamRelay:
         headers: dict[str, str],
         on_end: Callable[[Exchange], None],
         sent_at: float | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.ex = ex
         self.sent_at = perf_counter() if sent_at is None else sent_at  # when the upstream request was sent
@@ -83,14 +85,28 @@ class StreamRelay:
         self.events = events
         self.headers = _SSE_HEADERS + [(k.encode(), v.encode()) for k, v in headers.items()]
         self.on_end = on_end
+        self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ex = self.ex
         pump = asyncio.ensure_future(self._pump(send))
         watch = asyncio.ensure_future(_wait_for_disconnect(receive))
+
+        def cut() -> None:  # the shutdown deadline passed
+            ex.shutdown_cut = True
+            pump.cancel()
+
+        if self.drain is not None:
+            self.drain.add(cut)
         try:
             await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
-            if pump.done():
+            if ex.shutdown_cut and not watch.done():
+                watch.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+                ex.status = SHUTTING_DOWN.status
+                ex.error_type = SHUTTING_DOWN.code
+                await self._send_error_event(send, SHUTTING_DOWN)
+            elif pump.done():
                 watch.cancel()
                 pump.result()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -107,6 +123,8 @@ class StreamRelay:
             ex.status = failure.error.status
             await self._send_error_event(send, failure.error)
         finally:
+            if self.drain is not None:
+                self.drain.discard(cut)
             if not watch.done():
                 watch.cancel()
             if not pump.done():
@@ -117,7 +135,7 @@ class StreamRelay:
                 ex.error_type = "client_stalled"
             if ex.disconnected:
                 ex.status = 499
-            elif not self.events.done and not self.events.error and ex.upstream_reason is None:
+            elif not ex.shutdown_cut and not self.events.done and not self.events.error and ex.upstream_reason is None:
                 ex.status = 502
                 ex.upstream_reason = "invalid_response"
             self.on_end(ex)
