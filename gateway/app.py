@@ -56,7 +56,7 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.price_table = PriceTable.load_default()
         self.routes = build_routes(config, self.price_table)
-        self.client = UpstreamClient()
+        self.client = UpstreamClient(config.server.upstream_error_messages)
         self.sampler = self._build_sampler()
         redis_url = config.redis.url if config.redis else None
         self.access = AccessControl(config.keys, config.redis, self.metrics)

@@ -42,8 +42,8 @@ from gateway.request_fields import credentials, gateway_extras, read_body, stick
 from gateway.request_id import request_id_of
 from gateway.routing import DeploymentRoute, ModelRoute, attempt_plan
 from gateway.sampling import SampleWriter
-from gateway.upstream import FailureLog, UpstreamClient, classify_http_error
-from gateway.usage_estimate import estimate_stream_usage
+from gateway.upstream import FailureLog, UpstreamClient
+from gateway.usage_estimate import PromptCalibration, estimate_stream_usage
 from llmops.config import RoutingConfig
 from llmops.contract import JUDGE_HEADER, TRAFFIC_HEADER, sampled, sampling_key, traffic_kind
 
@@ -122,6 +122,7 @@ class Proxy:
             metrics, access=access, sampler=sampler, index=index, capture_content=self.capture_content
         )
         self.health = DeploymentHealth(self.routing, on_change=self._health_changed)
+        self.calibration = PromptCalibration()  # per deployment: real prompt tokens / the character rule's
         self.failures = FailureLog()  # deployments failing on their side, said in the log (rate-limited)
         # Health key → (model, deployment); never split the key: both names may contain "/".
         self._health_labels = {
@@ -390,7 +391,9 @@ class Proxy:
         raw = await self.client.read(route, upstream)
         received_at = perf_counter()
         if upstream.status >= 400:
-            raise classify_http_error(route, upstream.status, raw, upstream.headers, _names_upstream_state(ex))
+            raise self.client.http_error(
+                route, upstream.status, raw, upstream.headers, ex.request_id, _names_upstream_state(ex)
+            )
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -432,7 +435,9 @@ class Proxy:
         )
         if upstream.status >= 400:
             raw = await self.client.read(route, upstream)
-            raise classify_http_error(route, upstream.status, raw, upstream.headers, _names_upstream_state(ex))
+            raise self.client.http_error(
+                route, upstream.status, raw, upstream.headers, ex.request_id, _names_upstream_state(ex)
+            )
         if not upstream.content_type.startswith("text/event-stream"):
             upstream.close()
             raise _invalid(
@@ -453,8 +458,15 @@ class Proxy:
                 self.health.release(route.key)  # the client left before any output, or did not read: no verdict
             else:  # complete, a client-side error event, or the client left after output: the deployment served
                 self.health.success(route.key, began)
+            if done.usage_final and done.usage is not None:  # calibrates the estimate of cut streams
+                self.calibration.observe(route.key, done.payload, done.usage.input)
             estimate = estimate_stream_usage(
-                done.usage, done.payload, done.output_events, final=done.usage_final, client_left=done.disconnected
+                done.usage,
+                done.payload,
+                done.output_events,
+                final=done.usage_final,
+                client_left=done.disconnected,
+                prompt_factor=self.calibration.factor(route.key),
             )
             if estimate is not None:  # before the span records the usage
                 done.usage = estimate
