@@ -10,8 +10,9 @@ nor a connection that never sends a request. This subclass adds, per connection:
 - **header time** (``header_timeout_seconds``): from a new connection, or from a request's first byte, to the end
   of its headers; 408 once part of a request came, a plain close when nothing did;
 - **a client that does not read** (``client_stall_seconds``, ``client_buffer_bytes``): at most this many response
-  bytes wait in the connection's buffer; a client that leaves them unread this long is cut off (the connection is
-  aborted, its buffer freed) and the request is marked ``llmops.client_stalled`` in its ASGI scope.
+  bytes wait in the connection's buffer, and as many in the kernel's (its send buffer is set to it, instead of
+  growing to megabytes); a client that leaves them unread this long is cut off (the connection is aborted, its
+  buffers freed) and the request is marked ``llmops.client_stalled`` in its ASGI scope.
 
 Keep-alive idle time and the connection limit are uvicorn's own options (``timeout_keep_alive``,
 ``limit_concurrency``), set in :mod:`gateway.server`. A refused request's connection lingers a moment, reading and
@@ -21,7 +22,9 @@ dropping what the client still sends, so that the client can read the answer bef
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -48,6 +51,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         transport.set_write_buffer_limits(high=self.limits.client_buffer_bytes)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # and the kernel's send buffer: autotuned, it grows to megabytes per connection
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.client_buffer_bytes)
         self._awaiting_headers = True
         self._header_bytes = 0
         self._tail = b""

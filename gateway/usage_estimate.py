@@ -12,7 +12,7 @@ a guess; a host that counts fewer, as the simulator does, is overcharged: "one t
 the rule) and undershoots text that takes more tokens per character (Korean, Chinese, code). So the prompt estimate
 is calibrated per deployment (:class:`PromptCalibration`): every stream that ends with the upstream's usage tells
 how many prompt tokens the rule's estimate really was, and cut streams get the rule's estimate times the running
-ratio (clamped to 0.25-4). Before a deployment's first complete stream, the rule alone applies.
+ratio (clamped to 0.25-4). Until a deployment has ended 10 streams with its usage, the rule alone applies.
 """
 
 from __future__ import annotations
@@ -50,9 +50,11 @@ class PromptCalibration:
 
     ALPHA = 0.1  # weight of each new complete stream
     BOUNDS = (0.25, 4.0)
+    MIN_STREAMS = 10  # complete streams seen before the ratio is trusted
 
     def __init__(self) -> None:
         self._ratio: dict[str, float] = {}
+        self._seen: dict[str, int] = {}
 
     def observe(self, deployment: str, payload: dict[str, Any] | None, prompt_tokens: int) -> None:
         """A stream of ``deployment`` ended with the upstream's usage: ``prompt_tokens`` for ``payload``."""
@@ -63,9 +65,13 @@ class PromptCalibration:
         ratio = min(max(prompt_tokens / estimate, low), high)
         known = self._ratio.get(deployment)
         self._ratio[deployment] = ratio if known is None else known + self.ALPHA * (ratio - known)
+        self._seen[deployment] = self._seen.get(deployment, 0) + 1
 
     def factor(self, deployment: str) -> float:
-        return self._ratio.get(deployment, 1.0)
+        """What to multiply the rule's prompt estimate by for ``deployment`` (1 until it is known well enough)."""
+        if self._seen.get(deployment, 0) < self.MIN_STREAMS:
+            return 1.0
+        return self._ratio[deployment]
 
 
 def estimate_stream_usage(

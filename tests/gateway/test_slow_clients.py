@@ -15,14 +15,15 @@ import pytest
 from tests.support import gateway, gateway_config, metric, scrape, simulator, wait_for
 
 BODY = json.dumps(
-    {"model": "big", "messages": [{"role": "user", "content": "go"}], "stream": True, "max_tokens": 60000}
+    {"model": "big", "messages": [{"role": "user", "content": "go"}], "stream": True, "max_tokens": 8000}
 ).encode()
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # a fast upstream with long answers (60,000 tokens: megabytes of events), a total timeout shorter than the
-    # stall bound, and a deployment that one failure would put in cooldown
+    # a fast upstream with long answers (8,000 tokens: 1.8 MB of events, far more than the buffers hold), a total
+    # timeout shorter than the stall bound (it passes while the gateway waits for the client), and a deployment that
+    # one failure would put in cooldown
     with simulator(
         "--ttft-ms", "0", "--tokens-per-second", "0", "--max-model-len", "100000", "--kv-cache-tokens", "1000000"
     ) as sim:
@@ -36,12 +37,12 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                             "name": "sim",
                             "base_url": f"{sim}/v1",
                             "model": "sim-model",
-                            "timeouts": {"total": 1.0, "first_byte": 1.0},
+                            "timeouts": {"total": 2.0},
                         }
                     ],
                 }
             ],
-            server={"client_stall_seconds": 2.0, "client_buffer_bytes": 16384},
+            server={"client_stall_seconds": 3.0, "client_buffer_bytes": 16384},
             routing={"failure_threshold": 1},
         )
         with gateway(config) as url:
@@ -66,10 +67,10 @@ def test_a_deployment_stays_healthy_while_clients_stall(gw: str, tmp_path: Path)
     try:
         time.sleep(0.5)
         assert metric(scrape(gw), "llm_gateway_requests_in_flight", model="big") == 4
-        # cut off after client_stall_seconds (2 s), well before anyone waits for them to read
+        # cut off after client_stall_seconds (3 s), though the upstream's total timeout (2 s) passed before
         samples = wait_for(
             lambda: (s := scrape(gw)) and metric(s, "llm_gateway_requests_in_flight", model="big") == 0 and s,
-            timeout=6,
+            timeout=10,
         )
     finally:
         for sock in clients:

@@ -47,8 +47,10 @@ def test_the_prompt_estimate_is_calibrated_per_deployment() -> None:
     calibration = PromptCalibration()
     assert calibration.factor("m|d") == 1.0
     assert estimate_stream_usage(None, payload, 2, final=False, client_left=True) == Usage(input=8, output=2)
-    for _ in range(5):
+    for _ in range(9):
         calibration.observe("m|d", payload, 3)  # the host said 3
+    assert calibration.factor("m|d") == 1.0  # not trusted before 10 complete streams
+    calibration.observe("m|d", payload, 3)
     assert calibration.factor("m|d") == 3 / 8 and calibration.factor("other|d") == 1.0
     cut = estimate_stream_usage(
         None, payload, 2, final=False, client_left=True, prompt_factor=calibration.factor("m|d")
