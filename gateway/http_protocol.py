@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 from typing import Any
 
@@ -33,9 +32,18 @@ from llmops.config_server import ServerConfig
 
 #: Set in a request's ASGI scope when its client was cut off for not reading its response.
 CLIENT_STALLED = "llmops.client_stalled"
-_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
 _LINGER_SECONDS = 2.0  # how long a refused connection keeps reading (and dropping) before it closes
 _LINGER_BYTES = 1024 * 1024  # and how much it drops at most
+
+
+def _header_part(tail: bytes, data: bytes) -> int:
+    """How many bytes of ``data`` belong to the headers (all of it unless their end is in it); ``tail``: the last
+    bytes of the headers received before, where an end marker may have begun."""
+    buffer = tail + data if tail else data
+    end, size = buffer.find(b"\r\n\r\n"), 4
+    if end < 0:
+        end, size = buffer.find(b"\n\n"), 2  # bare line feeds, which the parser also takes
+    return len(data) if end < 0 else max(end + size - len(tail), 0)
 
 
 class _Refused(Exception):
@@ -86,8 +94,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._awaiting_headers:
             if self._header_timer is None:  # the first byte of a request on a kept-alive connection
                 self._header_timer = self.loop.call_later(self.limits.header_timeout_seconds, self._headers_too_slow)
-            found = _END_OF_HEADERS.search(self._tail + data)
-            self._header_bytes += len(data) if found is None else max(found.end() - len(self._tail), 0)
+            self._header_bytes += _header_part(self._tail, data)
             self._tail = data[-3:]
             if self._header_bytes > self.limits.max_header_bytes:
                 self._refuse(431, f"Request headers are larger than {self.limits.max_header_bytes} bytes.")

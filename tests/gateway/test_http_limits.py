@@ -162,3 +162,14 @@ def test_connections_past_the_limit_get_503(gw: str, tmp_path: Path) -> None:
             sock.close()
     time.sleep(0.2)
     assert httpx.get(f"{gw}/health").status_code == 200
+
+
+def test_header_bytes_are_counted_up_to_the_end_of_the_headers() -> None:
+    """Only the header part of a chunk counts against max_header_bytes, wherever the end of the headers falls."""
+    from gateway.http_protocol import _header_part
+
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n\r\n"
+    assert _header_part(b"", head + b"x" * 300) == len(head)  # the body in the same chunk does not count
+    assert _header_part(b"", b"X-Big: aaaa") == 11  # no end yet: all of it
+    assert _header_part(b"w\r\n", b"\r\n{}") == 2  # the end split across two chunks
+    assert _header_part(b"", b"GET / HTTP/1.1\nA: b\n\nbody") == 21  # bare line feeds
