@@ -20,7 +20,7 @@ demo: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict gateway llmops/config.py llmops/config_review.py llmops/policies.py llmops/pii.py llmops/contract.py llmops/sample.py
+	$(BIN)/mypy --strict gateway llmops/config.py llmops/config_review.py llmops/config_server.py llmops/policies.py llmops/pii.py llmops/contract.py llmops/sample.py
 	$(BIN)/mypy monitors llmops
 
 test: lint

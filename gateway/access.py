@@ -6,14 +6,16 @@ compared with every configured hash in constant time. With no keys configured th
 Limits live in Redis so that several gateway processes enforce them together: a Lua script checks the key's spend
 budget and tokens-per-minute and counts the request against its requests-per-minute in one atomic step (fixed
 one-minute windows). Tokens and spend are charged after the response from the exact final usage, streams included.
-If Redis is unreachable the gateway keeps serving (fail open), counts it, and says so once per outage; during an
-outage only one request every two seconds tries Redis, so a hung Redis does not make every request wait.
+
+Redis is reached through a :class:`~gateway.redis_guard.RedisGuard`: a burst of requests waits for a connection
+(bounded; beyond the bound a request gets 503, never an unchecked pass), and only a Redis that is really unreachable
+lets requests through unchecked (fail open, counted, said once per outage). Spend of that time is kept in memory
+(:class:`~gateway.spend_ledger.SpendLedger`) and charged when Redis is back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -21,7 +23,10 @@ import time
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.redis_guard import RedisBusy, RedisGuard, RedisUnavailable
+from gateway.spend_ledger import SpendLedger
 from llmops.config import KeyConfig
+from llmops.config_server import RedisConfig
 
 log = logging.getLogger("llmops.gateway.access")
 
@@ -67,41 +72,57 @@ def period_id(period: str, now: float | None = None) -> str:
 class AccessControl:
     """Authentication of bearer keys and admission against their limits."""
 
-    def __init__(self, keys: list[KeyConfig], redis_url: str | None, metrics: Any) -> None:
+    def __init__(self, keys: list[KeyConfig], redis: RedisConfig | None, metrics: Any) -> None:
         self.keys = [(k.name, bytes.fromhex(k.sha256), k) for k in keys]
         self.by_name = {k.name: k for k in keys}
         self.open = not keys
-        self.redis_url = redis_url
         self.metrics = metrics
-        self._redis: Any = None
+        self.guard: RedisGuard | None = None
+        if redis is not None and self.limited:
+            self.guard = RedisGuard(
+                redis.url,
+                max_connections=redis.limits_max_connections,
+                wait_seconds=redis.limits_wait_seconds,
+                timeout_seconds=redis.limits_timeout_seconds,
+                retry_seconds=redis.limits_retry_seconds,
+                on_up=self._settle_soon,
+            )
+        self.uncharged = SpendLedger()
         self._admit: Any = None
-        self._outage = False
-        self._probing = False  # one request is trying Redis again during an outage
-        self._retry_at = 0.0
-        self.retry_seconds = 2.0
         self._pending: set[asyncio.Task[None]] = set()
         for key in keys:
             metrics.key_budget.labels(key.name).set(key.budget_usd or 0)
+        metrics.uncharged_spend.set_function(lambda: self.uncharged.total)
 
     @property
     def limited(self) -> bool:
         return any(k.rpm or k.tpm or k.budget_usd is not None for _, _, k in self.keys)
 
     async def start(self) -> None:
-        if self.redis_url is None or not self.limited:
+        """Connect to Redis and learn whether it answers before the first request (it may be away: limits then fail
+        open until it is back)."""
+        if self.guard is None:
             return
-        import redis.asyncio as aioredis
 
-        self._redis = aioredis.from_url(self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._admit = self._redis.register_script(_ADMIT)
-        with contextlib.suppress(Exception):  # Redis may be away at start: limits then fail open until it is back
-            await self._redis.script_load(_ADMIT)
+        async def load(client: Any) -> None:
+            await client.script_load(_ADMIT)
+
+        await self.guard.start(load)
+        self._admit = self.guard.client.register_script(_ADMIT)
 
     async def close(self) -> None:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._redis is not None:
-            await self._redis.aclose()
+        if self.guard is not None:
+            if self.guard.up and len(self.uncharged):
+                await self._settle()
+            if len(self.uncharged):
+                log.warning(
+                    "%.6f USD of spend could not be charged to Redis before shutdown (%d key periods): it is lost",
+                    self.uncharged.total,
+                    len(self.uncharged),
+                )
+            await self.guard.close()
 
     # ---- authentication ---------------------------------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> str:
@@ -131,37 +152,35 @@ class AccessControl:
         ]
 
     async def admit(self, name: str, metrics: Any) -> None:
-        """Count the request against the key's limits; 429 (with Retry-After) when one is exceeded.
-
-        While Redis is failing, requests are let through at once without asking it (a circuit breaker): one request
-        every ``retry_seconds`` tries Redis again, so a hung Redis costs one request its socket timeout, not all."""
+        """Count the request against the key's limits; 429 (with Retry-After) when one is exceeded, 503 when the
+        check found no free Redis connection in time. While Redis is unreachable, requests pass unchecked."""
         config = self.by_name.get(name)
-        if config is None or self._admit is None or not (config.rpm or config.tpm or config.budget_usd is not None):
+        guard = self.guard
+        if config is None or guard is None or not (config.rpm or config.tpm or config.budget_usd is not None):
             return
         now = time.time()
-        if self._outage and (self._probing or time.monotonic() < self._retry_at):
-            metrics.limits_unavailable.inc()
-            return
-        args = [config.rpm or 0, config.tpm or 0, -1 if config.budget_usd is None else config.budget_usd, 61_000]
-        self._probing = self._outage
+        keys = self._keys(name, config, now)
+        # spend not yet charged to Redis (kept during an outage) counts against the budget too
+        budget = -1.0 if config.budget_usd is None else max(config.budget_usd - self.uncharged.pending(keys[2]), 0.0)
+        args = [config.rpm or 0, config.tpm or 0, budget, 61_000]
+
+        async def check(client: Any) -> Any:
+            return await self._admit(keys=keys, args=args, client=client)
+
         try:
-            verdict, retry_ms = await self._admit(keys=self._keys(name, config, now), args=args)
-        except Exception as error:  # Redis away: serve anyway, say it once, stop asking for a while
+            verdict, retry_ms = await guard.call(check)
+        except RedisUnavailable:
             metrics.limits_unavailable.inc()
-            self._retry_at = time.monotonic() + self.retry_seconds
-            if not self._outage:
-                self._outage = True
-                log.warning(
-                    "rate limits and budgets are not enforced: Redis is unreachable (%s); trying again every %g s",
-                    type(error).__name__,
-                    self.retry_seconds,
-                )
             return
-        finally:
-            self._probing = False
-        if self._outage:
-            self._outage = False
-            log.warning("Redis is reachable again: rate limits and budgets are enforced again")
+        except RedisBusy:
+            metrics.limits_busy.inc()
+            raise GatewayError(
+                503,
+                "The gateway is too busy to check this key's limits right now. Try again in a moment.",
+                type="server_error",
+                code="limits_busy",
+                headers={"Retry-After": "1"},
+            ) from None
         if verdict == 0:
             return
         retry_after = str(max(1, int(retry_ms // 1000) + 1)) if retry_ms and retry_ms > 0 else str(60 - int(now % 60))
@@ -184,31 +203,73 @@ class AccessControl:
             headers={"Retry-After": retry_after},
         )
 
+    # ---- charges ----------------------------------------------------------------------------------------------
     def charge(self, name: str, tokens: int, cost: float) -> None:
-        """Charge a finished request's tokens and cost to the key (in the background; never waits)."""
+        """Charge a finished request's tokens and cost to the key (in the background; never waits). While Redis is
+        unreachable the spend is kept in memory and charged when it is back."""
         config = self.by_name.get(name)
-        if config is None or self._redis is None or not (config.tpm or config.budget_usd is not None):
+        if config is None or self.guard is None or not (config.tpm or config.budget_usd is not None):
             return
-        if self._outage:  # admission found Redis failing: this charge cannot land either (admission says when back)
+        if not self.guard.up:
+            self.uncharged.add(self._keys(name, config, time.time())[2], cost, _PERIOD_TTL[config.budget_period])
             return
-        task = asyncio.get_running_loop().create_task(self._charge(name, config, tokens, cost))
+        self._background(self._charge(name, config, tokens, cost))
+
+    def _background(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     async def _charge(self, name: str, config: KeyConfig, tokens: int, cost: float) -> None:
         tpm_key, spend_key = self._keys(name, config, time.time())[1:]
-        try:
-            pipe = self._redis.pipeline(transaction=False)
+        ttl = _PERIOD_TTL[config.budget_period]
+
+        async def write(client: Any) -> Any:
+            pipe = client.pipeline(transaction=False)
             if config.tpm and tokens:
                 pipe.incrby(tpm_key, tokens)
                 pipe.pexpire(tpm_key, 61_000)
             pipe.incrbyfloat(spend_key, cost)
-            ttl = _PERIOD_TTL[config.budget_period]
             if ttl:
                 pipe.expire(spend_key, ttl)
-            results = await pipe.execute()
-        except Exception:
-            self.metrics.limits_unavailable.inc()
+            return await pipe.execute()
+
+        assert self.guard is not None
+        try:  # a charge may wait longer than an admission for a connection: nobody waits for it
+            results = await self.guard.call(write, wait_seconds=10 * self.guard.wait_seconds)
+        except (RedisUnavailable, RedisBusy):  # kept; a lost reply (timeout) may charge it twice: budgets err high
+            self.uncharged.add(spend_key, cost, ttl)
+            self._settle_soon()
             return
         spent = results[2] if config.tpm and tokens else results[0]
         self.metrics.key_spend.labels(name).set(float(spent))
+
+    def _settle_soon(self) -> None:
+        """Charge the spend kept in memory now that Redis answers again (in the background)."""
+        if len(self.uncharged):
+            self._background(self._settle())
+
+    async def _settle(self) -> None:
+        entries = self.uncharged.take()
+        if not entries:
+            return
+
+        async def write(client: Any) -> Any:
+            pipe = client.pipeline(transaction=False)
+            for spend_key, (cost, ttl) in entries.items():
+                pipe.incrbyfloat(spend_key, cost)
+                if ttl:
+                    pipe.expire(spend_key, ttl)
+            return await pipe.execute()
+
+        assert self.guard is not None
+        try:
+            await self.guard.call(write, wait_seconds=10 * self.guard.wait_seconds)
+        except (RedisUnavailable, RedisBusy):
+            self.uncharged.give_back(entries)
+            return
+        log.warning(
+            "charged %.6f USD of spend kept while Redis was unreachable (%d key periods)",
+            sum(cost for cost, _ in entries.values()),
+            len(entries),
+        )

@@ -17,14 +17,16 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.access import AccessControl
+from gateway.drain import Drain
 from gateway.errors import GatewayError, error_response, model_not_found
 from gateway.exchange import CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES, Endpoint
-from gateway.feedback import RequestIndex, parse_feedback, record_feedback
+from gateway.feedback import FeedbackDesk, parse_feedback
 from gateway.metrics import GatewayMetrics, exposition
 from gateway.pricing import PriceTable
 from gateway.proxy import Proxy
 from gateway.request_fields import read_body
 from gateway.request_id import RequestIdMiddleware
+from gateway.request_index import RequestIndex
 from gateway.routing import build_routes
 from gateway.sampling import SampleWriter
 from gateway.throughput import ServedTokens, ThroughputSync
@@ -54,13 +56,15 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.price_table = PriceTable.load_default()
         self.routes = build_routes(config, self.price_table)
-        self.client = UpstreamClient()
+        self.client = UpstreamClient(config.server.upstream_error_messages)
         self.sampler = self._build_sampler()
         redis_url = config.redis.url if config.redis else None
-        self.access = AccessControl(config.keys, redis_url, self.metrics)
-        self.index = RequestIndex(redis_url)
+        self.access = AccessControl(config.keys, config.redis, self.metrics)
+        self.index = RequestIndex(redis_url, config.redis.request_index_ttl_seconds if config.redis else 86_400)
+        self.feedback = FeedbackDesk(self.index, self.metrics, config.feedback)
         self.throughput = self._build_throughput_sync(redis_url)
         self.tracer = tracer or GatewayTracer.from_config(config.telemetry)
+        self.drain = Drain()  # server.drain_seconds: started by the server on SIGTERM
         self.proxy = Proxy(
             self.routes,
             self.metrics,
@@ -71,6 +75,8 @@ class Gateway:
             access=self.access,
             index=self.index,
             tracer=self.tracer,
+            sampling_secret=config.sampling_secret,
+            drain=self.drain,
         )
         self.created = int(time.time())
         self._describe_routes()
@@ -175,7 +181,7 @@ class Gateway:
                 yield
             finally:
                 if self.sampler is not None:
-                    await self.sampler.close()
+                    await self.sampler.close(self.config.redis.flush_seconds if self.config.redis else 2.0)
                 if self.throughput is not None:
                     await self.throughput.close()
                 await self.index.close()
@@ -228,7 +234,7 @@ class Gateway:
         try:
             key = self.access.authenticate(request.headers.get("authorization"))
             request_id, rating, comment = parse_feedback(await read_body(request, FEEDBACK_MAX_BYTES))
-            result = await record_feedback(self.index, self.metrics, request_id, rating, comment, key)
+            result = await self.feedback.record(request_id, rating, comment, key)
         except GatewayError as error:
             return error_response(error)
         return _json(result)

@@ -119,6 +119,7 @@ class UpstreamFailure(Exception):
         self.error = error
         self.retryable = retryable
         self.retry_after = retry_after
+        self.detail: str | None = None  # the upstream's own message, for the log, when the client gets another
 
 
 def retry_after_seconds(headers: Any) -> float | None:

@@ -41,6 +41,8 @@ class Exchange:
     __slots__ = (
         "beta",
         "chat_payload",
+        "client_stalled",
+        "client_wait",
         "client_wants_usage",
         "deployment",
         "disconnected",
@@ -57,6 +59,7 @@ class Exchange:
         "request_id",
         "retry_seconds",
         "sample",
+        "shutdown_cut",
         "span",
         "start",
         "status",
@@ -89,6 +92,9 @@ class Exchange:
         self.retry_seconds = 0.0  # failed attempts and backoff: not the gateway's own time
         self.upstream_reason: str | None = None  # a failure after the stream started (counted when it ends)
         self.disconnected = False
+        self.client_stalled = False  # cut off for leaving its response unread (server.client_stall_seconds)
+        self.shutdown_cut = False  # ended by the gateway at the shutdown deadline (server.drain_seconds)
+        self.client_wait = 0.0  # seconds a stream waited for its client to take the bytes relayed
         self.error_type: str | None = None  # for traces: the failure's reason or code
         self.finish_reason: str | None = None
         self.finished = False  # recorded (metrics, cost, sample): at most once, whatever fails afterwards

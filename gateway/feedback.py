@@ -1,16 +1,18 @@
 """User feedback on answers: ``POST /v1/feedback {request_id, rating: positive|negative, comment?}``.
 
-The gateway remembers which model and variant answered each request: in a bounded in-memory index, and (when Redis
-is configured) in Redis for a day, written in batches off the request path, so that feedback sent to another
-gateway process still finds its request. Feedback is counted in ``llm_gateway_feedback_total{model, variant,
-rating}`` and stored in the Redis stream ``llmops:feedback`` plus a per-model tally the monitors read for their
-variant ratings.
+Who may rate what (``feedback`` in the config): by default only the key that made the request (another key gets the
+same 404 as an unknown request, so ids of other keys' requests tell nothing), or any key. One rating counts per
+request and key: a later one replaces it. Each key may send ``feedback.rpm`` feedback requests a minute (in Redis
+when configured, shared by the gateway processes; per process otherwise or while Redis is away).
+
+A rating is counted in ``llm_gateway_feedback_total{model, variant, rating}`` when it is new or changed, kept in the
+per-model tally the monitors read for their variant ratings (a changed rating moves its count), and its first
+rating goes to the Redis stream ``llmops:feedback`` that drift detection reads. The request itself is found through
+:class:`~gateway.request_index.RequestIndex`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -19,78 +21,50 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, bad_request
+from gateway.request_index import RequestIndex
+from llmops.config_server import FeedbackConfig
 from llmops.contract import FEEDBACK_RATINGS, FEEDBACK_STREAM, FEEDBACK_TALLY_PREFIX, feedback_tally_field
 
 log = logging.getLogger("llmops.gateway.feedback")
 
-INDEX_PREFIX = "llmops:req:"
-_INDEX_TTL_SECONDS = 86_400
-_MEMORY_ENTRIES = 20_000  # ~4.5 MB; with Redis the index lasts a day there
-_FLUSH_SECONDS = 0.2
+GIVEN_PREFIX = "llmops:feedback_given:"  # per request: key -> the rating it gave
+_MEMORY_ENTRIES = 20_000
+
+# KEYS: given hash, tally hash, stream. ARGV: key, rating, ttl, new tally field, the variant's tally field prefix,
+# then the stream entry's field/value pairs. Returns {verdict, previous rating or ""}.
+_GIVE = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old == ARGV[2] then return {'unchanged', old} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+if old then
+  redis.call('HINCRBY', KEYS[2], ARGV[5] .. old, -1)
+  return {'replaced', old}
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 100000, '*', unpack(ARGV, 6))
+return {'recorded', ''}
+"""
 
 
-class RequestIndex:
-    """request id → (model, variant), for feedback."""
+def _not_found(request_id: str, ttl_seconds: int) -> GatewayError:
+    return GatewayError(
+        404,
+        f"No request {request_id!r} of this key is known to this gateway (feedback is accepted for "
+        f"{ttl_seconds // 3600 or 1} h after the answer).",
+        param="request_id",
+        code="request_not_found",
+    )
 
-    def __init__(self, redis_url: str | None) -> None:
-        self._memory: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._unwritten: list[tuple[str, str, str]] = []
-        self.redis_url = redis_url
-        self.redis: Any = None
-        self._task: asyncio.Task[None] | None = None
 
-    def remember(self, request_id: str, model: str, variant: str) -> None:
-        memory = self._memory
-        memory[request_id] = (model, variant)
-        if len(memory) > _MEMORY_ENTRIES:
-            memory.popitem(last=False)
-        if self.redis is not None and len(self._unwritten) < _MEMORY_ENTRIES:
-            self._unwritten.append((request_id, model, variant))
-
-    async def lookup(self, request_id: str) -> tuple[str, str] | None:
-        found = self._memory.get(request_id)
-        if found is not None or self.redis is None:
-            return found
-        try:
-            raw = await self.redis.get(INDEX_PREFIX + request_id)
-        except Exception:
-            return None
-        if raw is None:
-            return None
-        model, _, variant = raw.decode().partition("\t")
-        return model, variant
-
-    async def start(self) -> None:
-        if self.redis_url is None:
-            return
-        import redis.asyncio as aioredis
-
-        self.redis = aioredis.from_url(self.redis_url, socket_timeout=1.0, socket_connect_timeout=0.5)
-        self._task = asyncio.create_task(self._flush_forever(), name="llmops-request-index")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self._flush()
-        if self.redis is not None:
-            await self.redis.aclose()
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(_FLUSH_SECONDS)
-            with contextlib.suppress(Exception):  # Redis away: this index is best effort (memory still has it)
-                await self._flush()
-
-    async def _flush(self) -> None:
-        batch, self._unwritten = self._unwritten, []
-        if not batch:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for request_id, model, variant in batch:
-            pipe.set(INDEX_PREFIX + request_id, f"{model}\t{variant}", ex=_INDEX_TTL_SECONDS)
-        await pipe.execute()
+def _rate_limited(key: str, rpm: int, retry_after: int) -> GatewayError:
+    return GatewayError(
+        429,
+        f"Rate limit reached for feedback of key '{key}': {rpm} per minute. Try again in {retry_after} s.",
+        type="requests",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def parse_feedback(body: bytes) -> tuple[str, str, str | None]:
@@ -113,44 +87,81 @@ def parse_feedback(body: bytes) -> tuple[str, str, str | None]:
     return request_id, rating, comment[:2000] if comment else None
 
 
-async def record_feedback(
-    index: RequestIndex, metrics: Any, request_id: str, rating: str, comment: str | None, key: str
-) -> dict[str, Any]:
-    """Count and store one piece of feedback; 404 when the request is unknown (or older than a day)."""
-    found = await index.lookup(request_id)
-    if found is None:
-        raise GatewayError(
-            404,
-            f"No request {request_id!r} is known to this gateway (feedback is accepted for a day after the answer).",
-            param="request_id",
-            code="request_not_found",
-        )
-    model, variant = found
-    metrics.feedback.labels(model, variant, rating).inc()
-    stored = False
-    if index.redis is not None:
-        try:
-            pipe = index.redis.pipeline(transaction=False)
-            entry = {
-                "request_id": request_id,
-                "model": model,
-                "variant": variant,
-                "rating": rating,
-                "key": key,
-                "ts": f"{time.time():.3f}",
-            }
+class FeedbackDesk:
+    """Takes feedback for one gateway process: who may rate, how often, one rating per request and key."""
+
+    def __init__(self, index: RequestIndex, metrics: Any, config: FeedbackConfig | None = None) -> None:
+        self.index = index
+        self.metrics = metrics
+        self.config = config or FeedbackConfig()
+        self._given: OrderedDict[tuple[str, str], str] = OrderedDict()  # (request id, key) -> rating, without Redis
+        self._sent: dict[str, tuple[int, int]] = {}  # key -> (minute, feedback requests in it), without Redis
+        self._script: Any = None
+
+    async def record(self, request_id: str, rating: str, comment: str | None, key: str) -> dict[str, Any]:
+        """Count and store one rating; 429 past the key's rate, 404 when the request is unknown to this key."""
+        await self._admit(key)
+        found = await self.index.lookup(request_id)
+        if found is None or (self.config.policy == "same_key" and found.key != key):
+            raise _not_found(request_id, self.index.ttl_seconds)
+        verdict, previous, stored = await self._give(request_id, found.model, found.variant, rating, comment, key)
+        if verdict != "unchanged":
+            self.metrics.feedback.labels(found.model, found.variant, rating).inc()
+        return {
+            "status": verdict,
+            "request_id": request_id,
+            "model": found.model,
+            "variant": found.variant or None,
+            "replaced": previous or None,
+            "stored": stored,
+        }
+
+    async def _admit(self, key: str) -> None:
+        """Count one feedback request of ``key``; 429 past ``feedback.rpm`` (in Redis, else in this process)."""
+        now = time.time()
+        minute = int(now // 60)
+        count = None
+        if self.index.redis is not None:
+            counter = f"llmops:rl:{key}:feedback:{minute}"
+            try:
+                pipe = self.index.redis.pipeline(transaction=False)
+                pipe.incr(counter)
+                pipe.pexpire(counter, 61_000)
+                count = int((await pipe.execute())[0])
+            except Exception:
+                count = None  # Redis away: this process counts alone
+        if count is None:
+            seen, sent = self._sent.get(key, (minute, 0))
+            count = sent + 1 if seen == minute else 1
+            self._sent[key] = (minute, count)
+        if count > self.config.rpm:
+            raise _rate_limited(key, self.config.rpm, 60 - int(now % 60))
+
+    async def _give(
+        self, request_id: str, model: str, variant: str, rating: str, comment: str | None, key: str
+    ) -> tuple[str, str, bool]:
+        """Keep ``key``'s rating of the request: ``(recorded | replaced | unchanged, previous rating, in Redis)``."""
+        redis = self.index.redis
+        if redis is not None:
+            if self._script is None:
+                self._script = redis.register_script(_GIVE)
+            entry = {"request_id": request_id, "model": model, "variant": variant, "rating": rating, "key": key}
+            entry["ts"] = f"{time.time():.3f}"
             if comment:
                 entry["comment"] = comment
-            pipe.xadd(FEEDBACK_STREAM, entry, maxlen=100_000, approximate=True)
-            pipe.hincrby(FEEDBACK_TALLY_PREFIX + model, feedback_tally_field(variant, rating), 1)
-            await pipe.execute()
-            stored = True
-        except Exception as error:
-            log.warning("feedback for %s counted but not stored: Redis unavailable (%s)", request_id, error)
-    return {
-        "status": "recorded",
-        "request_id": request_id,
-        "model": model,
-        "variant": variant or None,
-        "stored": stored,
-    }
+            keys = [GIVEN_PREFIX + request_id, FEEDBACK_TALLY_PREFIX + model, FEEDBACK_STREAM]
+            args: list[Any] = [key, rating, self.index.ttl_seconds, feedback_tally_field(variant, rating)]
+            args += [feedback_tally_field(variant, ""), *(item for pair in entry.items() for item in pair)]
+            try:
+                verdict, previous = await self._script(keys=keys, args=args)
+            except Exception as error:
+                log.warning("feedback for %s counted here but not stored: Redis unavailable (%s)", request_id, error)
+            else:
+                return verdict.decode(), previous.decode(), True
+        previous_here = self._given.get((request_id, key))
+        if previous_here == rating:
+            return "unchanged", rating, False
+        self._given[(request_id, key)] = rating
+        if len(self._given) > _MEMORY_ENTRIES:
+            self._given.popitem(last=False)
+        return ("replaced" if previous_here else "recorded"), previous_here or "", False

@@ -145,6 +145,18 @@ class GatewayMetrics:
             "Requests let through without rate-limit and budget checks because Redis was unreachable (fail open).",
             registry=r,
         )
+        self.limits_busy = Counter(
+            "llm_gateway_limits_busy",
+            "Requests refused with 503 because no Redis connection for their limit check was free in time (the "
+            "gateway is overloaded; Redis is up).",
+            registry=r,
+        )
+        self.uncharged_spend = Gauge(
+            "llm_gateway_uncharged_spend_usd",
+            "Spend kept in this process's memory because Redis was unreachable when it was charged; added to the "
+            "keys' spend when Redis is back.",
+            registry=r,
+        )
         self.key_spend = Gauge(
             "llm_gateway_key_spend_usd",
             "Spend of a key in its current budget period (from Redis).",
@@ -163,6 +175,20 @@ class GatewayMetrics:
         self.client_disconnects = Counter(
             "llm_gateway_client_disconnects",
             "Requests whose client went away before the response was complete (the upstream call is cancelled).",
+            ["model", "endpoint"],
+            registry=r,
+        )
+        self.client_stalls = Counter(
+            "llm_gateway_client_stalls",
+            "Requests whose client stopped reading its response: cut off after server.client_stall_seconds (499), "
+            "counted as the client's, never against the deployment (also in llm_gateway_client_disconnects_total).",
+            ["model", "endpoint"],
+            registry=r,
+        )
+        self.shutdown_cut = Counter(
+            "llm_gateway_shutdown_cut",
+            "Requests still running when the shutdown deadline (server.drain_seconds) passed, ended by the gateway "
+            "(a stream with an error event, a request waiting for its upstream with 503).",
             ["model", "endpoint"],
             registry=r,
         )

@@ -25,6 +25,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway import fan_out
+from gateway import request_fields as fields
+from gateway.drain import SHUTTING_DOWN, Drain
 from gateway.errors import (
     GatewayError,
     UpstreamFailure,
@@ -34,25 +36,24 @@ from gateway.errors import (
 )
 from gateway.exchange import CHAT, Endpoint, Exchange, SampleDraft
 from gateway.health import DeploymentHealth
-from gateway.inbound import TRANSLATORS, Translator
+from gateway.inbound import TRANSLATORS
 from gateway.metrics import GatewayMetrics
 from gateway.recording import Recorder
 from gateway.relay import StreamRelay, TranslatedEvents
-from gateway.request_fields import credentials, gateway_extras, read_body, sticky_user
 from gateway.request_id import request_id_of
 from gateway.routing import DeploymentRoute, ModelRoute, attempt_plan
 from gateway.sampling import SampleWriter
-from gateway.upstream import UpstreamClient, classify_http_error
-from gateway.usage_estimate import estimate_stream_usage
+from gateway.upstream import FailureLog, UpstreamClient
+from gateway.usage_estimate import PromptCalibration, estimate_stream_usage
 from llmops.config import RoutingConfig
-from llmops.contract import JUDGE_HEADER, TRAFFIC_HEADER, sampled, traffic_kind
+from llmops.contract import JUDGE_HEADER, TRAFFIC_HEADER, sampled, sampling_key, traffic_kind
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import Gauge
 
     from gateway.access import AccessControl
-    from gateway.feedback import RequestIndex
     from gateway.providers.base import Answer, StreamEvents
+    from gateway.request_index import RequestIndex
     from gateway.tracing import AttemptSpan, GatewayTracer
 
 log = logging.getLogger("llmops.gateway")
@@ -64,29 +65,6 @@ _DEPLOYMENT_FAULTS = frozenset({"timeout", "connect", "invalid_response", "http_
 _INTERNAL_ERROR = GatewayError(
     500, "The gateway failed to handle this request.", type="server_error", code="internal_error"
 )
-
-
-def _relayed_headers(ex: Exchange) -> dict[str, str] | None:
-    """The client's headers a native relay passes on: Anthropic's ``anthropic-beta`` (features in beta) to an Anthropic
-    deployment answering the Messages API as it is."""
-    if ex.beta is not None and ex.upstream_endpoint.label == "messages":
-        return {"anthropic-beta": ex.beta}
-    return None
-
-
-def _names_upstream_state(ex: Exchange) -> bool:
-    """Whether the request names state the upstream keeps (a previous response): its 404 is then the client's."""
-    return ex.upstream_endpoint.label == "responses" and bool(ex.payload and ex.payload.get("previous_response_id"))
-
-
-def _as_chat(translator: Translator | None, payload: dict[str, Any]) -> dict[str, Any]:
-    """The request as the monitors read it: chat completions where the route speaks another format."""
-    if translator is None:
-        return dict(payload)
-    try:
-        return translator.to_chat_request(payload)
-    except GatewayError:  # a request no chat host could take is still sampled, as it came
-        return dict(payload)
 
 
 def _invalid(route: DeploymentRoute, what: str) -> UpstreamFailure:
@@ -112,8 +90,12 @@ class Proxy:
         tracer: GatewayTracer | None = None,
         access: AccessControl | None = None,
         index: RequestIndex | None = None,
+        sampling_secret: str | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.routes = routes
+        self.sampling_key = sampling_key(sampling_secret)
+        self.drain = drain  # requests still running at the shutdown deadline are cut
         self.metrics = metrics
         self.client = client
         self.max_body_bytes = max_body_bytes
@@ -126,6 +108,8 @@ class Proxy:
             metrics, access=access, sampler=sampler, index=index, capture_content=self.capture_content
         )
         self.health = DeploymentHealth(self.routing, on_change=self._health_changed)
+        self.calibration = PromptCalibration()  # per deployment: real prompt tokens / the character rule's
+        self.failures = FailureLog()  # deployments failing on their side, said in the log (rate-limited)
         # Health key → (model, deployment); never split the key: both names may contain "/".
         self._health_labels = {
             dep.key: (model.name, dep.name) for model in routes.values() for dep in model.deployments
@@ -148,6 +132,7 @@ class Proxy:
         """Proxy one request to ``endpoint``; every failure becomes an error in the endpoint's own shape."""
         ex = Exchange(endpoint, request_id_of(request.scope), perf_counter())
         in_flight = None
+        cut = self.drain.add_current_task(ex) if self.drain is not None else None  # cancelled at the deadline
         try:
             if self.tracer is not None:  # first, so a request refused below has its span too
                 ex.span = self.tracer.start_request(operation=endpoint.operation, headers=request.scope["headers"])
@@ -156,7 +141,7 @@ class Proxy:
                 if ex.traceparent is not None:
                     ex.tracestate = request.headers.get("tracestate")
             if self.access is not None:
-                ex.key = self.access.authenticate(credentials(request))
+                ex.key = self.access.authenticate(fields.credentials(request))
             payload = ex.payload = await self._read_payload(request)
             try:
                 ex.traffic = traffic_kind(request.headers.get(TRAFFIC_HEADER), request.headers.get(JUDGE_HEADER))
@@ -187,6 +172,11 @@ class Proxy:
             self._end(ex, 499, "client_disconnected")
             return Response(status_code=499)
         except asyncio.CancelledError:  # the server shutting down: recorded (and its span ended), then cancelled
+            if ex.shutdown_cut:  # at the drain deadline: answered 503 and counted
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                return self._refuse(ex, SHUTTING_DOWN, SHUTTING_DOWN.code or "")
             self._end(ex, 499, "cancelled")
             raise
         except Exception:
@@ -195,6 +185,8 @@ class Proxy:
         finally:
             if in_flight is not None:
                 in_flight.dec()
+            if cut is not None and self.drain is not None:
+                self.drain.discard(cut)
 
     def _end(self, ex: Exchange, status: int, error_type: str) -> None:
         """Record a request that ended before (or without) an answer."""
@@ -212,7 +204,7 @@ class Proxy:
 
     # ---- request side ------------------------------------------------------------------------------------------
     async def _read_payload(self, request: Request) -> dict[str, Any]:
-        raw = await read_body(request, self.max_body_bytes)
+        raw = await fields.read_body(request, self.max_body_bytes)
         if not raw:
             raise bad_request("The request body is empty; send a JSON object.")
         try:
@@ -247,23 +239,23 @@ class Proxy:
         options = payload.get("stream_options")
         if options is not None and not isinstance(options, dict):
             raise bad_request("'stream_options' must be an object.", param="stream_options")
-        extras = gateway_extras(endpoint, payload)  # ours (reference, contexts): never sent upstream
+        extras = fields.gateway_extras(endpoint, payload)  # ours (reference, contexts): never sent upstream
         translator = TRANSLATORS.get(endpoint.label)
         if translator is not None:
             translator.check_request(payload)
         if stream and endpoint.streams:
             ex.stream = True
             ex.client_wants_usage = bool(options and options.get("include_usage") is True)
-        variant = model.choose_variant(sticky_user(endpoint, payload) or ex.request_id)
+        variant = model.choose_variant(fields.sticky_user(endpoint, payload) or ex.request_id)
         if variant is not None:
             ex.variant = variant.name
         if self.sampler is not None:
-            if ex.traffic == "user" and sampled(ex.request_id, model.config.sampling.rate):
-                ex.sample = SampleDraft(_as_chat(translator, payload), extras)
+            if ex.traffic == "user" and sampled(ex.request_id, model.config.sampling.rate, self.sampling_key):
+                ex.sample = SampleDraft(fields.as_chat(translator, payload), extras)
             else:
                 self.metrics.samples.labels(model.name, "skipped").inc()
         if ex.sample is None and self.capture_content:
-            ex.sample = SampleDraft(_as_chat(translator, payload), {}, keep=False)
+            ex.sample = SampleDraft(fields.as_chat(translator, payload), {}, keep=False)
 
     # ---- attempts: deployments, retries, fallbacks -------------------------------------------------------------
     async def _attempts(self, ex: Exchange, payload: dict[str, Any], in_flight: Gauge) -> Response | StreamRelay:
@@ -315,6 +307,7 @@ class Proxy:
             except UpstreamFailure as failure:
                 ex.retry_seconds += perf_counter() - attempt_at
                 self.metrics.upstream_errors.labels(route.name, failure.reason).inc()
+                self.failures.note(route, failure)
                 if attempt_span is not None:
                     attempt_span.set_error(failure.reason)
                     attempt_span.end(failure.error.status)
@@ -403,11 +396,13 @@ class Proxy:
             ex.request_id,
             traceparent,
             tracestate,
-            _relayed_headers(ex),
+            fields.relayed_headers(ex),
         )
         raw = await self.client.read(route, upstream)
         if upstream.status >= 400:
-            raise classify_http_error(route, upstream.status, raw, upstream.headers, _names_upstream_state(ex))
+            raise self.client.http_error(
+                route, upstream.status, raw, upstream.headers, ex.request_id, fields.names_upstream_state(ex)
+            )
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -422,7 +417,8 @@ class Proxy:
     ) -> StreamRelay:
         route = ex.deployment
         assert route is not None and ex.model is not None
-        ex.own_seconds = perf_counter() - ex.start - ex.retry_seconds
+        sent_at = perf_counter()
+        ex.own_seconds = sent_at - ex.start - ex.retry_seconds
         traceparent, tracestate = self._trace_headers(ex, attempt_span)
         upstream = await self.client.post(
             route,
@@ -431,11 +427,13 @@ class Proxy:
             ex.request_id,
             traceparent,
             tracestate,
-            _relayed_headers(ex),
+            fields.relayed_headers(ex),
         )
         if upstream.status >= 400:
             raw = await self.client.read(route, upstream)
-            raise classify_http_error(route, upstream.status, raw, upstream.headers, _names_upstream_state(ex))
+            raise self.client.http_error(
+                route, upstream.status, raw, upstream.headers, ex.request_id, fields.names_upstream_state(ex)
+            )
         if not upstream.content_type.startswith("text/event-stream"):
             upstream.close()
             raise _invalid(
@@ -452,12 +450,19 @@ class Proxy:
             in_flight.dec()
             if done.upstream_reason in _DEPLOYMENT_FAULTS:  # broke off, timed out, or a 5xx error event
                 self.health.failure(route.key)
-            elif done.disconnected and done.first_token_at is None:  # the client left before any output: no verdict
-                self.health.release(route.key)
+            elif done.client_stalled or done.shutdown_cut or (done.disconnected and done.first_token_at is None):
+                self.health.release(route.key)  # the client left before any output, or did not read: no verdict
             else:  # complete, a client-side error event, or the client left after output: the deployment served
                 self.health.success(route.key, began)
+            if done.usage_final and done.usage is not None:  # calibrates the estimate of cut streams
+                self.calibration.observe(route.key, done.payload, done.usage.input)
             estimate = estimate_stream_usage(
-                done.usage, done.payload, done.output_events, final=done.usage_final, client_left=done.disconnected
+                done.usage,
+                done.payload,
+                done.output_events,
+                final=done.usage_final,
+                client_left=done.disconnected,
+                prompt_factor=self.calibration.factor(route.key),
             )
             if estimate is not None:  # before the span records the usage
                 done.usage = estimate
@@ -467,7 +472,9 @@ class Proxy:
                 Recorder.span_response(done, None, route.config.model)
                 if done.status >= 400 or done.disconnected:
                     attempt_span.set_error(
-                        done.upstream_reason or ("client_disconnected" if done.disconnected else str(done.status))
+                        done.upstream_reason
+                        or done.error_type
+                        or ("client_disconnected" if done.disconnected else str(done.status))
                     )
                 attempt_span.end(done.status)
             if done.status >= 400 and done.error_type is None:
@@ -476,7 +483,7 @@ class Proxy:
                 )
             self.recorder.finish(done)
 
-        return StreamRelay(ex, upstream, events, ex.response_headers(), on_end)
+        return StreamRelay(ex, upstream, events, ex.response_headers(), on_end, sent_at, self.drain)
 
     @staticmethod
     def _trace_headers(ex: Exchange, attempt_span: AttemptSpan | None) -> tuple[str | None, str | None]:

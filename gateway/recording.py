@@ -14,8 +14,8 @@ from llmops.sample import Sample
 
 if TYPE_CHECKING:
     from gateway.access import AccessControl
-    from gateway.feedback import RequestIndex
     from gateway.metrics import GatewayMetrics
+    from gateway.request_index import RequestIndex
     from gateway.sampling import SampleWriter
 
 log = logging.getLogger("llmops.gateway")
@@ -64,6 +64,10 @@ class Recorder:
             m.upstream_errors.labels(deployment, ex.upstream_reason).inc()
         if ex.disconnected:
             m.client_disconnects.labels(model, endpoint).inc()
+            if ex.client_stalled:
+                m.client_stalls.labels(model, endpoint).inc()
+        if ex.shutdown_cut:
+            m.shutdown_cut.labels(model, endpoint).inc()
         cost = 0.0
         if route is not None:
             total = now - ex.start
@@ -112,7 +116,7 @@ class Recorder:
                 else:  # masking failed: the sample is not sent unmasked
                     m.samples.labels(model, "dropped").inc()
             if self.index is not None and ex.status == 200 and ex.model is not None:
-                self.index.remember(ex.request_id, ex.model.name, ex.variant)
+                self.index.remember(ex.request_id, ex.model.name, ex.variant, ex.key)
         if ex.span is not None:
             try:
                 self._end_span(ex, cost, content)

@@ -3,12 +3,16 @@ gateway's own extras (kept for the monitors, never sent upstream)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
-from gateway.errors import bad_request, body_too_large
+from gateway.errors import GatewayError, bad_request, body_too_large
 from gateway.exchange import Endpoint
+
+if TYPE_CHECKING:
+    from gateway.exchange import Exchange
+    from gateway.inbound import Translator
 
 #: The gateway's own request field: ``{"llmops": {"reference": ..., "contexts": [...]}}``.
 EXTRAS_FIELD = "llmops"
@@ -67,3 +71,26 @@ def sticky_user(endpoint: Endpoint, payload: dict[str, Any]) -> str | None:
         metadata = payload.get("metadata")
         user = metadata.get("user_id") if isinstance(metadata, dict) else None
     return user if isinstance(user, str) and user else None
+
+
+def relayed_headers(ex: Exchange) -> dict[str, str] | None:
+    """The client's headers a native relay passes on: Anthropic's ``anthropic-beta`` (features in beta) to an Anthropic
+    deployment answering the Messages API as it is."""
+    if ex.beta is not None and ex.upstream_endpoint.label == "messages":
+        return {"anthropic-beta": ex.beta}
+    return None
+
+
+def names_upstream_state(ex: Exchange) -> bool:
+    """Whether the request names state the upstream keeps (a previous response): its 404 is then the client's."""
+    return ex.upstream_endpoint.label == "responses" and bool(ex.payload and ex.payload.get("previous_response_id"))
+
+
+def as_chat(translator: Translator | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """The request as the monitors read it: chat completions where the route speaks another format."""
+    if translator is None:
+        return dict(payload)
+    try:
+        return translator.to_chat_request(payload)
+    except GatewayError:  # a request no chat host could take is still sampled, as it came
+        return dict(payload)

@@ -1,10 +1,11 @@
 """Traffic sampling: the non-blocking writer that puts samples in Redis.
 
-Which requests are sampled is :func:`llmops.contract.sampled`, a pure function of the request id, so every component
-that knows the id agrees on whether it was sampled. Samples are written after the response is complete and off the
-request path: ``offer`` puts the sample in a bounded in-memory queue (never waits); a background task drains it into
-the Redis stream with ``XADD ... MAXLEN ~``. A full queue or an unreachable Redis drops samples and counts them
-(``llm_gateway_samples_total{outcome="dropped"}``); user requests never wait for Redis and never fail because of it.
+Which requests are sampled is :func:`llmops.contract.sampled`, a keyed hash of the request id: the client may set
+the id, but without the key (``sampling_secret``) it cannot tell which ids are sampled. Samples are written after
+the response is complete and off the request path: ``offer`` puts the sample in a bounded in-memory queue (never
+waits); a background task drains it into the Redis stream with ``XADD ... MAXLEN ~``. A full queue or an
+unreachable Redis drops samples and counts them (``llm_gateway_samples_total{outcome="dropped"}``); user requests
+never wait for Redis and never fail because of it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class SampleWriter:
         self._task: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._outage = False
+        self._writing: list[str] = []  # models of the batch being written now
 
     def offer(self, model: str, request_id: str, sample: Sample | dict[str, Any]) -> bool:
         """Queue a sample (or an already built sample document) without waiting; False (and counted as dropped) when
@@ -94,7 +96,8 @@ class SampleWriter:
         self._task = asyncio.create_task(self._drain(), name="llmops-sample-writer")
 
     async def close(self, flush_seconds: float = 2.0) -> None:
-        """Give queued samples a moment to reach Redis, then stop."""
+        """Give queued samples up to ``flush_seconds`` to reach Redis, then stop; what is left (and a batch cut while
+        being written) is counted as dropped and said in the log."""
         if self._task is not None:
             if not self._outage:
                 with contextlib.suppress(TimeoutError):
@@ -102,6 +105,21 @@ class SampleWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+            left = self._writing
+            while not self._queue.empty():
+                model, _, data = self._queue.get_nowait()
+                self._took(data)
+                left.append(model)
+            for model in left:
+                self._on_dropped(model, 1)
+            if left:
+                log.warning(
+                    "shutdown: %d traffic samples could not be written to Redis within %g s and are dropped%s",
+                    len(left),
+                    flush_seconds,
+                    " (Redis is unreachable)" if self._outage else "",
+                )
+            self._writing = []
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -113,6 +131,7 @@ class SampleWriter:
                 batch.append(self._queue.get_nowait())
             for _, _, data in batch:
                 self._took(data)
+            self._writing = [model for model, _, _ in batch]  # counted as dropped if shutdown cuts the write
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 for _, request_id, data in batch:
@@ -123,6 +142,7 @@ class SampleWriter:
                         approximate=True,
                     )
                 await pipe.execute()
+                self._writing = []
                 self._done(len(batch))
                 if self._outage:
                     self._outage = False
@@ -130,6 +150,7 @@ class SampleWriter:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # Redis down, timeouts, OOM...: drop, count, say it once per outage
+                self._writing = []
                 for model, _, _ in batch:
                     self._on_dropped(model, 1)
                 self._done(len(batch))

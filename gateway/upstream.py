@@ -4,15 +4,19 @@ client-facing error plus a bounded ``reason`` label (HTTP error bodies are read 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 
-from gateway.errors import UpstreamFailure, upstream_error
+from gateway.errors import GatewayError, UpstreamFailure, upstream_error
 
 if TYPE_CHECKING:
     from gateway.routing import DeploymentRoute
+
+log = logging.getLogger("llmops.gateway.upstream")
 
 # Bounded read of an upstream error body: enough for any real error message.
 _MAX_ERROR_BODY = 64 * 1024
@@ -24,7 +28,8 @@ _KEEPALIVE_SECONDS = 4.0
 class UpstreamClient:
     """One pooled aiohttp session for every deployment of the gateway."""
 
-    def __init__(self) -> None:
+    def __init__(self, upstream_error_messages: bool = False) -> None:
+        self.upstream_error_messages = upstream_error_messages  # server.upstream_error_messages
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
 
@@ -99,6 +104,33 @@ class UpstreamClient:
             raise classify_exception(route, exc) from exc
         return response.status, await self.read(route, response)
 
+    def http_error(
+        self,
+        route: DeploymentRoute,
+        status: int,
+        body: bytes,
+        headers: Any,
+        request_id: str,
+        not_found_is_clients: bool = False,
+    ) -> UpstreamFailure:
+        """:func:`classify_http_error`, with the upstream's own message kept out of a 502 the client gets (it may
+        name internal hosts, paths or keys) unless ``server.upstream_error_messages``: the client then reads the
+        upstream's status and its request id, the log keeps the upstream's message."""
+        failure = classify_http_error(route, status, body, headers, not_found_is_clients)
+        error = failure.error
+        if self.upstream_error_messages or error.status < 500 or status == 404:  # 404: the message is ours
+            return failure
+        what = "rejected the gateway's credentials" if status in (401, 403) else "failed"
+        failure.detail = error.message
+        failure.error = GatewayError(
+            error.status,
+            f"Upstream deployment '{route.name}' {what} with HTTP {status} (request {request_id}).",
+            type=error.type,
+            code=error.code,
+            headers=error.headers,
+        )
+        return failure
+
     async def read(self, route: DeploymentRoute, response: aiohttp.ClientResponse) -> bytes:
         """The whole body of a unary response, failures classified."""
         try:
@@ -163,3 +195,36 @@ def classify_http_error(
             retryable=True,
         )
     return route.adapter.classify_error(route, status, body[:_MAX_ERROR_BODY], headers)
+
+
+class FailureLog:
+    """Says in the log when a deployment fails on its side (refused connection, timeout, broken exchange, 5xx): at
+    most once per ``every`` seconds per deployment and reason, with how many more failed meanwhile."""
+
+    REASONS = frozenset({"connect", "timeout", "invalid_response", "http_5xx"})
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._said: dict[tuple[str, str], tuple[float, int]] = {}  # (deployment key, reason) -> (when, unsaid since)
+
+    def note(self, route: DeploymentRoute, failure: UpstreamFailure) -> None:
+        if failure.reason not in self.REASONS:
+            return
+        key = (route.key, failure.reason)
+        now = time.monotonic()
+        said, unsaid = self._said.get(key, (-self.every, 0))
+        if now - said < self.every:
+            self._said[key] = (said, unsaid + 1)
+            return
+        self._said[key] = (now, 0)
+        cause = failure.__cause__
+        log.warning(
+            "upstream deployment %s of model %s (%s:%s) failed: %s%s%s",
+            route.name,
+            route.model,
+            route.host,
+            route.port,
+            failure.detail or failure.error.message,
+            f" [{type(cause).__name__}: {cause}]" if cause is not None else "",
+            f"; {unsaid} more {failure.reason} failures in the last {now - said:.0f} s" if unsaid else "",
+        )

@@ -56,14 +56,16 @@ def _run_monitors(args: argparse.Namespace) -> int:
     if args.action == "show":
         from monitors.server import show
 
-        redis_url = args.redis_url
+        redis_url, source = args.redis_url, "--redis-url"
         config_path = args.show_config or args.config
         if redis_url is None and config_path:
             from llmops.config import load_config
 
             config = load_config(config_path)
-            redis_url = config.redis.url if config.redis else None
-        return show(args.request_id, redis_url or "redis://127.0.0.1:6379/0")
+            if config.redis is None:
+                raise ConfigError(f"{config_path} has no redis section: give --redis-url")
+            redis_url, source = config.redis.url, f"redis.url of {config_path}"
+        return show(args.request_id, redis_url or "redis://127.0.0.1:6379/0", source if redis_url else "the default")
     if not args.config:
         raise ConfigError("--config FILE is required to run a monitors worker")
     from monitors.server import serve

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmops.config_review import ReviewConfig, ShadowSpec, check_review
+from llmops.config_server import FeedbackConfig, RedisConfig, ServerConfig
 from llmops.policies import PiiConfig, QualitySlo, check_slo_names
 
 # Label values must stay bounded and printable: names become Prometheus label values.
@@ -33,27 +34,6 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServerConfig(_Strict):
-    host: str = "0.0.0.0"
-    port: int = Field(default=8080, ge=1, le=65535)
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
-
-
-class RedisConfig(_Strict):
-    url: str = "redis://127.0.0.1:6379/0"
-    stream_maxlen: int = Field(
-        default=100_000, ge=100, description="approximate cap of the samples stream (XADD MAXLEN ~)"
-    )
-    queue_size: int = Field(
-        default=10_000, ge=1, description="samples waiting in the gateway's memory before they are dropped"
-    )
-    queue_max_bytes: int = Field(
-        default=64 * 1024 * 1024,
-        ge=1024,
-        description="bytes of samples waiting in the gateway's memory before they are dropped",
-    )
 
 
 class TelemetryConfig(_Strict):
@@ -344,6 +324,12 @@ class Config(_Strict):
     routing: RoutingConfig = RoutingConfig()
     monitors: MonitorsConfig = MonitorsConfig()
     keys: list[KeyConfig] = []
+    feedback: FeedbackConfig = FeedbackConfig()
+    sampling_secret: str | None = Field(
+        default=None,
+        repr=False,
+        description="key of the sampling hash, shared by the gateway and the monitors (default: random per process)",
+    )
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:

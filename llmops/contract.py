@@ -8,6 +8,7 @@ nothing of the product, so either side can be deployed (and tested) alone.
 from __future__ import annotations
 
 import hashlib
+import os
 
 # ---- traffic samples (gateway -> monitors) --------------------------------------------------------------------------
 #: The stream the gateway writes sampled requests to (``XADD ... MAXLEN ~``) and the monitors' consumer group reads.
@@ -57,13 +58,22 @@ def parse_feedback_tally_field(field: str) -> tuple[str, str]:
     return variant, rating
 
 
-def sampled(request_id: str, rate: float) -> bool:
+def sampling_key(secret: str | None) -> bytes:
+    """The key of the sampling hash: derived from the configured ``sampling_secret``, so that every process given
+    the same secret decides alike; without one, random (this process's decisions are its own)."""
+    if not secret:
+        return os.urandom(32)
+    return hashlib.blake2b(secret.encode(), digest_size=32, person=b"llmops-sampling").digest()
+
+
+def sampled(request_id: str, rate: float, key: bytes) -> bool:
     """Whether the request with this id is in the ``rate`` share of sampled traffic.
 
-    Deterministic (a hash of the id), so every component that knows the id agrees on whether it was sampled."""
+    A keyed hash of the id (:func:`sampling_key`): deterministic for whoever holds the key, unpredictable for a
+    client that sets its own ``x-request-id``, so it cannot pick ids that are never, or always, sampled."""
     if rate <= 0.0:
         return False
     if rate >= 1.0:
         return True
-    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8, key=key).digest()
     return int.from_bytes(digest, "big") / _SCALE < rate

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from llmops.config import JudgeSpec, MonitorsConfig
-from llmops.contract import sampled
+from llmops.contract import sampled, sampling_key
 from llmops.sample import Sample
 from monitors.judge_llm import judged_trace
 from monitors.judges.base import Embedder, Judge, JudgeError, JudgeLLM, JudgeResult, PairwiseResult, PartialJudgeError
@@ -109,8 +109,10 @@ class Judging:
         pairwise: Any = None,
         llm: JudgeLLM | None = None,
         embedder: Embedder | None = None,
+        sampling_secret: str | None = None,
     ) -> None:
         self.settings = settings
+        self.sampling_key = sampling_key(sampling_secret)  # shared by the workers given the same secret
         self.store = store
         self.metrics = metrics
         self.specs: list[JudgeSpec] = settings.judge_specs
@@ -131,7 +133,8 @@ class Judging:
         return [
             spec
             for spec in self.specs
-            if (not spec.models or sample.model in spec.models) and sampled(f"{sample.id}:{spec.name}", spec.rate)
+            if (not spec.models or sample.model in spec.models)
+            and sampled(f"{sample.id}:{spec.name}", spec.rate, self.sampling_key)
         ]
 
     async def judge(self, sample: Sample, done: dict[str, Outcome] | None = None) -> Outcome:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from llmops.config import Config, ConfigError
 from monitors.checks import load_monitors_config
 from monitors.embedder import build_embedder
 from monitors.judge_llm import GatewayJudgeLLM
 from monitors.metrics import MonitorMetrics
-from monitors.store import SampleStore, fetch_results
+from monitors.store import SampleStore, fetch_results, redis_address
 from monitors.worker import Worker, consumer_name
 
 log = logging.getLogger("llmops.monitors")
@@ -47,6 +49,17 @@ def build_http_app(metrics: MonitorMetrics, drift: Any = None, review: Any = Non
     if review is not None:
         review.add_routes(app)
     return app
+
+
+#: The loggers through which the openai SDK's HTTP client logs every request at INFO: ``httpx2`` (the SDK's own fork
+#: of httpx, openai >= 3.x) and ``httpx`` (older SDKs).
+HTTP_CLIENT_LOGGERS = ("httpx2", "httpx")
+
+
+def quiet_http_client_logs() -> None:
+    """Keep the judge model's HTTP calls out of the log (one INFO line each) unless the log level is debug."""
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _redis_url(config: Config) -> str:
@@ -112,8 +125,8 @@ def serve(
     """``llmops monitors --config FILE``."""
     config = load_monitors_config(config_path)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if log_level.lower() != "debug":  # the openai SDK's client logs every judge call at INFO
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if log_level.lower() != "debug":
+        quiet_http_client_logs()
     _redis_url(config)
     try:
         import uvloop
@@ -123,8 +136,9 @@ def serve(
         asyncio.run(run_worker(config, metrics_host=metrics_host, metrics_port=metrics_port))
 
 
-def show(request_id: str, redis_url: str) -> int:
-    """``llmops monitors show REQUEST_ID``: every judge result kept for one sampled request."""
+def show(request_id: str, redis_url: str, source: str = "the default") -> int:
+    """``llmops monitors show REQUEST_ID``: every judge result kept for one sampled request. An unreachable Redis is
+    said in one line that names it and where its URL came from (``source``)."""
     import redis.asyncio as aioredis
     from rich.console import Console
     from rich.table import Table
@@ -132,14 +146,22 @@ def show(request_id: str, redis_url: str) -> int:
     async def load() -> tuple[dict | None, dict]:
         from monitors.review.store import ReviewStore
 
-        client = aioredis.from_url(redis_url)
+        client = aioredis.from_url(redis_url, socket_connect_timeout=5.0, socket_timeout=10.0)
         try:
             return await fetch_results(client, request_id), await ReviewStore(client).votes_of_request(request_id)
         finally:
             await client.aclose()
 
     console = Console()
-    results, votes = asyncio.run(load())
+    try:
+        results, votes = asyncio.run(load())
+    except (RedisError, OSError) as error:
+        print(
+            f"llmops monitors show: cannot reach Redis at {redis_address(redis_url)} ({source}): "
+            f"{type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
+        return 1
     if results is None and not votes:
         console.print(f"no judge results kept for request {request_id} (not sampled, not processed yet, or expired)")
         return 1

@@ -76,7 +76,7 @@ class Shadow:
         if sample.status != 200 or sample.endpoint != "chat" or not isinstance(sample.request.get("messages"), list):
             return
         for spec in self.specs.get(sample.model, []):
-            if sampled(f"{sample.id}:shadow:{spec.target}", spec.rate):
+            if sampled(f"{sample.id}:shadow:{spec.target}", spec.rate, self.judging.sampling_key):
                 task = asyncio.get_running_loop().create_task(self.run(spec, sample))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)

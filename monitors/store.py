@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -55,8 +56,11 @@ class Entry:
 class SampleStore:
     """The worker's view of Redis."""
 
-    def __init__(self, redis: aioredis.Redis, group: str, consumer: str, stream: str = SAMPLES_STREAM) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, group: str, consumer: str, stream: str = SAMPLES_STREAM, address: str = "redis"
+    ) -> None:
         self.redis = redis
+        self.address = address  # host:port/db, for messages
         self.group = group
         self.consumer = consumer
         self.stream = stream
@@ -64,7 +68,7 @@ class SampleStore:
 
     @classmethod
     def connect(cls, url: str, group: str, consumer: str, stream: str = SAMPLES_STREAM) -> SampleStore:
-        return cls(aioredis.from_url(url, socket_connect_timeout=2.0), group, consumer, stream)
+        return cls(aioredis.from_url(url, socket_connect_timeout=2.0), group, consumer, stream, redis_address(url))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -218,6 +222,12 @@ async def fetch_results(redis: aioredis.Redis, request_id: str) -> dict[str, Any
     if not raw:
         return None
     return {_text(k): orjson.loads(v) for k, v in raw.items()}
+
+
+def redis_address(url: str) -> str:
+    """``host:port/db`` of a Redis URL, without its password (for messages)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}{parts.path or '/0'}"
 
 
 def is_missing_group(error: BaseException) -> bool:

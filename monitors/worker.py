@@ -17,6 +17,7 @@ pending with the other judges' outcomes kept (:meth:`Judging.defer`), claimed ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -35,6 +36,7 @@ log = logging.getLogger("llmops.monitors")
 
 _UNKNOWN_MODEL = "unknown"
 READ_BLOCK_MS = 500  # how long one read waits for new entries (then claims are due, or a stop is seen)
+MAX_BACKOFF_SECONDS = 30.0  # the longest wait between two tries while Redis is unreachable
 
 
 class Worker:
@@ -57,7 +59,14 @@ class Worker:
         self.store = store
         self.metrics = metrics or MonitorMetrics()
         self.judging = Judging(
-            self.settings, store, self.metrics, judges=judges, pairwise=pairwise, llm=llm, embedder=embedder
+            self.settings,
+            store,
+            self.metrics,
+            judges=judges,
+            pairwise=pairwise,
+            llm=llm,
+            embedder=embedder,
+            sampling_secret=config.sampling_secret,
         )
         self.ratings = Ratings(
             store.redis, self.metrics, (model.name for model in config.models), self.settings.review.bootstrap_rounds
@@ -66,6 +75,7 @@ class Worker:
         self._review(config)
         self._stop = asyncio.Event()
         self._in_hand: dict[str, float] = {}  # entry id -> when its processing started (monotonic)
+        self._failures = 0  # consecutive failed tries to reach Redis (the backoff grows with them)
         self._claim_from = "0-0"  # where the next XAUTOCLAIM scan of the pending list starts
         for model in config.models:  # at 0 from the start, so that rate() sees the first deferral
             self.metrics.deferred.labels(model.name)
@@ -84,7 +94,9 @@ class Worker:
             from monitors.review.store import ReviewStore
 
             self.review_store = ReviewStore(self.store.redis)
-            self.feed = ReviewFeed(self.settings, self.review_store, self.store, self.metrics)
+            self.feed = ReviewFeed(
+                self.settings, self.review_store, self.store, self.metrics, self.judging.sampling_key
+            )
             self.scoreboard = Scoreboard(self.store.redis, self.metrics, review)
         if self.settings.shadow:
             from monitors.shadow import Shadow
@@ -101,9 +113,8 @@ class Worker:
         as soon as a slot frees, so one slow sample never holds up those behind it. On stop, no new entry is taken
         and the entries in hand are finished before returning; if cancelled instead, they are left pending (not
         committed), to be claimed later."""
-        await self.store.ensure_group()
-        if self.drift is not None:
-            await self.drift.windows.load_scripts()
+        if not await self._connect():
+            return
         backlog = asyncio.create_task(self._watch_backlog())
         ratings = asyncio.create_task(self.ratings.watch())
         watchers = []
@@ -133,6 +144,9 @@ class Worker:
                             next_claim = 0.0
                     if not entries:
                         entries = await self.store.read(free, block_ms=READ_BLOCK_MS)
+                    if self._failures:  # Redis answered again
+                        log.warning("Redis at %s answers again: consuming", self.store.address)
+                        self._failures = 0
                     for entry in entries:
                         task = asyncio.create_task(self.process(entry))
                         in_flight[task] = entry.entry_id
@@ -152,6 +166,35 @@ class Worker:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.shadow is not None:
                 await self.shadow.close()
+
+    async def _connect(self) -> bool:
+        """Create the consumer group (and load drift's scripts), waiting with backoff while Redis is unreachable:
+        the worker stays up (its /health and /metrics answer) and says so in one line per try. False when stopped
+        before Redis answered."""
+        while not self._stop.is_set():
+            try:
+                await self.store.ensure_group()
+                if self.drift is not None:
+                    await self.drift.windows.load_scripts()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                await self._back_off(f"cannot reach Redis at {self.store.address}", error)
+                continue
+            if self._failures:
+                log.warning("Redis at %s is reachable: consuming", self.store.address)
+            self._failures = 0
+            return True
+        return False
+
+    async def _back_off(self, what: str, error: Exception) -> None:
+        """Say ``what`` failed in one line and wait: 1 s, doubling up to ``MAX_BACKOFF_SECONDS`` while it keeps
+        failing (a stop ends the wait)."""
+        delay = min(2.0**self._failures, MAX_BACKOFF_SECONDS)
+        self._failures += 1
+        log.warning("%s (%s: %s); trying again in %g s", what, type(error).__name__, error, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
 
     async def _claim(self, count: int, in_hand: set[str]) -> list[Entry]:
         """Up to ``count`` entries left pending too long by any consumer (a dead worker), less those this worker is
@@ -177,8 +220,7 @@ class Worker:
                 return
             except Exception as again:
                 error = again
-        log.warning("monitors loop error (%s: %s); retrying in 1 s", type(error).__name__, error)
-        await asyncio.sleep(1.0)
+        await self._back_off(f"monitors loop error (Redis at {self.store.address})", error)
 
     async def _keep_in_hand(self) -> None:
         """Heartbeat: every third of ``claim_idle_seconds``, reset the idle time of the entries in hand, so that only

@@ -50,18 +50,22 @@ def wait_http(
 
 
 @contextmanager
-def running(args: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """Run ``llmops ARGS`` until the block ends; ready once ``ready_url`` answers 200."""
+def running(
+    args: list[str], ready_url: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen]:
+    """Run ``llmops ARGS`` until the block ends; ready once ``ready_url`` answers 200. With ``log``, its output goes
+    to that file (for tests that read what it logged)."""
+    output = log.open("w") if log is not None else None
     process = subprocess.Popen(
         [*LLMOPS, *args],
         cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        stdout=subprocess.PIPE,
+        stdout=output if output is not None else subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        wait_http(ready_url, process=process)
+        wait_http(ready_url, process=process, log=log)
         yield process
     finally:
         if process.poll() is None:
@@ -73,6 +77,8 @@ def running(args: list[str], ready_url: str, env: dict[str, str] | None = None) 
                 process.wait()
         if process.stdout:
             process.stdout.close()
+        if output is not None:
+            output.close()
 
 
 @contextmanager
@@ -90,11 +96,13 @@ def gateway_config(path: Path, models: list[dict[str, Any]], **sections: Any) ->
 
 
 @contextmanager
-def gateway(config: Path, env: dict[str, str] | None = None, port: int | None = None) -> Iterator[str]:
-    """A running ``llmops gateway``; yields its base URL."""
+def gateway(
+    config: Path, env: dict[str, str] | None = None, port: int | None = None, log: Path | None = None
+) -> Iterator[str]:
+    """A running ``llmops gateway``; yields its base URL (its log in ``log``, when given)."""
     port = port or free_port()
     args = ["gateway", "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with running(args, f"http://127.0.0.1:{port}/ready", env=env):
+    with running(args, f"http://127.0.0.1:{port}/ready", env=env, log=log):
         yield f"http://127.0.0.1:{port}"
 
 

@@ -33,8 +33,11 @@ log = logging.getLogger("llmops.monitors.review")
 class ReviewFeed:
     """Puts sampled answers into the configured review queues."""
 
-    def __init__(self, settings: MonitorsConfig, review: ReviewStore, samples: SampleStore, metrics: Any) -> None:
+    def __init__(
+        self, settings: MonitorsConfig, review: ReviewStore, samples: SampleStore, metrics: Any, key: bytes
+    ) -> None:
         self.config = settings.review
+        self.key = key  # the sampling hash's key (llmops.contract.sampling_key): clients cannot pick their items
         self.review = review
         self.samples = samples
         self.metrics = metrics
@@ -61,7 +64,7 @@ class ReviewFeed:
     async def _singles(self, sample: Sample, fields: dict[str, Any]) -> int:
         queued = 0
         for queue in self._matching(sample, "single"):
-            if not sampled(f"{sample.id}:review:{queue.name}", queue.rate):
+            if not sampled(f"{sample.id}:review:{queue.name}", queue.rate, self.key):
                 continue
             if queue.when == "negative_feedback":
                 ttl = int(self.config.feedback_hold_hours * 3600)
@@ -88,7 +91,7 @@ class ReviewFeed:
             stored = fields.get(f"pairwise:{a.variant}:{b.variant}")
             verdict = stored if isinstance(stored, dict) and stored.get("against") == other.id else None
             for queue in queues:
-                if sampled(f"{a.id}:{b.id}:review:{queue.name}", queue.rate):
+                if sampled(f"{a.id}:{b.id}:review:{queue.name}", queue.rate, self.key):
                     queued += await self.add(pair_item(answer(a), answer(b), sample, queue.name, "variants", verdict))
         return queued
 
@@ -97,7 +100,7 @@ class ReviewFeed:
         take ``sample``."""
         queued = 0
         for queue in self._matching(sample, "pair"):
-            if sampled(f"{a.request_id}:{b.request_id}:review:{queue.name}", queue.rate):
+            if sampled(f"{a.request_id}:{b.request_id}:review:{queue.name}", queue.rate, self.key):
                 queued += await self.add(pair_item(a, b, sample, queue.name, "shadow", verdict))
         return queued
 
@@ -134,7 +137,7 @@ class ReviewFeed:
         sample = Sample.from_dict(held["sample"])
         queued = 0
         for queue in self._matching(sample, "single"):
-            if queue.when == "negative_feedback" and sampled(f"{sample.id}:review:{queue.name}", queue.rate):
+            if queue.when == "negative_feedback" and sampled(f"{sample.id}:review:{queue.name}", queue.rate, self.key):
                 queued += await self.add(single_item(sample, queue.name, "negative_feedback", held["fields"]))
         return queued
 

@@ -215,6 +215,15 @@ def test_named_volumes_for_state() -> None:
                 assert source in volumes, f"{name}: volume {source} is not declared"
 
 
+def test_redis_keeps_its_data_across_restarts() -> None:
+    """Spend budgets live only in Redis: the shipped Redis writes an append-only file to a named volume."""
+    redis = services()["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] in {"everysec", "always"}
+    assert any(str(volume).split(":")[1:2] == ["/data"] for volume in redis["volumes"])
+
+
 def test_images_are_pinned() -> None:
     for name, service in services().items():
         image = interpolate(service["image"])

@@ -257,10 +257,14 @@ def test_client_disconnect_cancels_upstream_and_frees_in_flight(gw: str, slow_si
         time.sleep(0.05)
     assert metric(scrape(slow_sim), "vllm:num_requests_running") == 0, "the upstream kept generating"
     # The prompt was processed and tokens generated: the aborted stream is not free. Its usage never came, so the
-    # gateway charged its estimate (prompt text / 4 + framing; one token per relayed chunk) and says so.
+    # gateway charged its estimate (prompt text / 4 + framing, calibrated by the deployment's complete streams to
+    # what the host counts; one token per relayed chunk) and says so.
     assert _delta(before, after, "llm_gateway_usage_estimated_total", model="slow") == 1
-    prompt = estimate_prompt_tokens({"messages": USER})
-    assert _delta(before, after, "llm_gateway_tokens_total", model="slow", type="input") == prompt
+    rule = estimate_prompt_tokens({"messages": USER})
+    real = httpx.post(f"{slow_sim}/tokenize", json={"messages": USER}).json()["count"]
+    charged = _delta(before, after, "llm_gateway_tokens_total", model="slow", type="input")
+    # the rule before the deployment's first complete stream; calibrated towards the host's count after it
+    assert real <= charged <= rule
     assert _delta(before, after, "llm_gateway_tokens_total", model="slow", type="output") >= 1
 
 

@@ -3,6 +3,7 @@ monitors but never sent upstream, judge traffic never sampled, and a Redis outag
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,21 +13,56 @@ import openai
 import orjson
 import pytest
 import redis
+import yaml
 
 from llmops.contract import SAMPLES_STREAM as STREAM
-from llmops.contract import sampled
+from llmops.contract import sampled, sampling_key
 from llmops.sample import Sample
 from tests.support import gateway, gateway_config, metric, redis_server, scrape, simulator
 
 
 def test_sampling_decision_is_deterministic_and_proportional() -> None:
     ids = [f"req-{i:06d}" for i in range(20_000)]
-    chosen = [i for i in ids if sampled(i, 0.3)]
+    key = sampling_key("a shared secret")
+    chosen = [i for i in ids if sampled(i, 0.3, key)]
     assert 0.28 <= len(chosen) / len(ids) <= 0.32
-    assert chosen == [i for i in ids if sampled(i, 0.3)]  # same answer every time, in every process
-    assert all(sampled(i, 1.0) for i in ids[:100])
-    assert not any(sampled(i, 0.0) for i in ids[:100])
-    assert set(i for i in ids if sampled(i, 0.1)) <= set(chosen)  # a lower rate samples a subset
+    # same answer every time, and in every process given the same secret
+    assert chosen == [i for i in ids if sampled(i, 0.3, sampling_key("a shared secret"))]
+    assert all(sampled(i, 1.0, key) for i in ids[:100])
+    assert not any(sampled(i, 0.0, key) for i in ids[:100])
+    assert set(i for i in ids if sampled(i, 0.1, key)) <= set(chosen)  # a lower rate samples a subset
+    other = [i for i in ids if sampled(i, 0.3, sampling_key("another secret"))]
+    assert len(set(chosen) & set(other)) < 0.4 * len(chosen)  # another key: another, independent choice
+    assert sampling_key(None) != sampling_key(None)  # no secret: a random key per process
+
+
+def _unkeyed(request_id: str) -> float:
+    """Where the former, unkeyed hash put a request id (sampled when below the rate): anyone could compute it."""
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / float(1 << 64)
+
+
+def test_clients_cannot_choose_request_ids_that_are_never_sampled(sim: str, tmp_path: Path) -> None:
+    """The request id stays the client's (correlation), but whether it is sampled is a keyed hash of it: ids a
+    client picked to dodge an unkeyed hash are sampled at the configured rate all the same."""
+    dodging = [i for i in (f"client-picked-{n:05d}" for n in range(2000)) if _unkeyed(i) >= 0.5][:60]
+    with redis_server() as redis_url:
+        config = _config(tmp_path / "c.yaml", sim, redis_url, rate=0.5)
+        data = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**data, "sampling_secret": "s3cret-shared-with-the-monitors"}))
+        with gateway(config) as gw, httpx.Client(timeout=10) as http:
+            for request_id in dodging:
+                response = http.post(
+                    f"{gw}/v1/chat/completions",
+                    json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+                    headers={"x-request-id": request_id},
+                )
+                assert response.headers["x-request-id"] == request_id  # kept for correlation
+            key = sampling_key("s3cret-shared-with-the-monitors")
+            expected = {i for i in dodging if sampled(i, 0.5, key)}
+            found = {s.id for s in _samples(redis_url, len(expected))}
+    assert 15 <= len(expected) <= 45  # about half, though every one of them dodged the unkeyed hash
+    assert found == expected  # the monitors, given the same secret, can tell which requests were sampled
 
 
 def test_sample_document_keeps_its_wire_format() -> None:

@@ -36,3 +36,25 @@ def test_final_usage_stands_and_missing_usage_is_estimated() -> None:
     # The client left before any output: the prompt was processed.
     assert estimate(None, 0, left=True) == Usage(input=6, output=0)
     assert estimate_stream_usage(None, {}, 0, final=False, client_left=True) is None
+
+
+def test_the_prompt_estimate_is_calibrated_per_deployment() -> None:
+    """The character rule overshoots a host that counts fewer tokens (8 for 3 real ones here); the streams that end
+    with the host's usage calibrate it, so a cut stream is charged about what the host would have said."""
+    from gateway.usage_estimate import PromptCalibration
+
+    payload = {"messages": [{"role": "user", "content": "one two three"}]}  # the rule: ceil(13 / 4) + 4 = 8
+    calibration = PromptCalibration()
+    assert calibration.factor("m|d") == 1.0
+    assert estimate_stream_usage(None, payload, 2, final=False, client_left=True) == Usage(input=8, output=2)
+    for _ in range(9):
+        calibration.observe("m|d", payload, 3)  # the host said 3
+    assert calibration.factor("m|d") == 1.0  # not trusted before 10 complete streams
+    calibration.observe("m|d", payload, 3)
+    assert calibration.factor("m|d") == 3 / 8 and calibration.factor("other|d") == 1.0
+    cut = estimate_stream_usage(
+        None, payload, 2, final=False, client_left=True, prompt_factor=calibration.factor("m|d")
+    )
+    assert cut == Usage(input=3, output=2)
+    calibration.observe("m|d", payload, 10_000)  # an outlier moves it a tenth of the way, within the bounds
+    assert calibration.factor("m|d") == 3 / 8 + 0.1 * (4.0 - 3 / 8)

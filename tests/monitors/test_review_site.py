@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from llmops.config import MonitorsConfig
 from llmops.config_review import ReviewConfig
-from llmops.contract import FEEDBACK_STREAM
+from llmops.contract import FEEDBACK_STREAM, sampling_key
 from monitors.metrics import MonitorMetrics
 from monitors.review.feed import ReviewFeed
 from monitors.review.items import Answer, ReviewItem
@@ -143,7 +143,7 @@ async def test_votes_need_the_token_count_once_and_reveal_after(site: tuple[Test
 async def test_the_queues_are_fed_from_committed_samples(store: SampleStore) -> None:
     review = ReviewStore(store.redis)
     metrics = MonitorMetrics()
-    feed = ReviewFeed(settings(), review, store, metrics)
+    feed = ReviewFeed(settings(), review, store, metrics, sampling_key("test-secret"))
     q = [{"role": "user", "content": "What is 2+2?"}]
     low = chat_sample("low-1", q, "5", model="chat")
     good = chat_sample("good-1", q, "4", model="chat")

@@ -1,0 +1,175 @@
+"""What the gateway does with clients that abuse HTTP itself, over raw sockets: huge or endless headers, slow
+headers, idle connections, too many connections."""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import gateway, gateway_config, simulator
+
+SERVER = {
+    "max_header_bytes": 16384,
+    "max_headers": 50,
+    "header_timeout_seconds": 1.0,
+    "keep_alive_seconds": 1.0,
+    "max_connections": 20,
+}
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with simulator("--echo", "--ttft-ms", "0", "--tokens-per-second", "0", "--model", "sim-model") as sim:
+        config = gateway_config(
+            tmp_path_factory.mktemp("http") / "config.yaml",
+            [{"name": "echo", "deployments": [{"name": "sim", "base_url": f"{sim}/v1", "model": "sim-model"}]}],
+            server=SERVER,
+        )
+        with gateway(config) as url:
+            yield url
+
+
+def _connect(gw: str) -> socket.socket:
+    host, port = gw.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    return sock
+
+
+def _status(sock: socket.socket) -> int | None:
+    """The status of the response on ``sock``, or None when the server closed without one."""
+    data = b""
+    while b"\r\n" not in data:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the server closes ``sock`` (what it still sends is read and ignored) before the socket's timeout."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_a_huge_header_gets_431_without_stalling_other_clients(gw: str) -> None:
+    probes: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            assert httpx.get(f"{gw}/health", timeout=10).status_code == 200
+            probes.append(time.monotonic() - started)
+            time.sleep(0.01)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    sock = _connect(gw)
+    sent = 0
+
+    def send() -> None:  # 64 MiB of one header, unless the gateway closes first
+        nonlocal sent
+        try:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nX-Big: ")
+            chunk = b"a" * 65536
+            for _ in range(1024):
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=send)
+    started = time.monotonic()
+    sender.start()
+    try:
+        status = _status(sock)
+        answered = time.monotonic() - started
+        sender.join(10)
+    finally:
+        sock.close()
+        stop.set()
+        prober.join()
+    assert status == 431
+    assert answered < 1.0
+    assert sent < 8 * 1024 * 1024, f"the gateway took {sent} bytes of headers before closing"
+    assert probes and max(probes) < 0.5, f"health probes took up to {max(probes):.2f} s"
+
+
+def test_too_many_headers_get_431(gw: str) -> None:
+    sock = _connect(gw)
+    headers = b"".join(b"X-H%d: v\r\n" % i for i in range(60))
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n" + headers + b"\r\n")
+    assert _status(sock) == 431
+    assert _closed(sock)
+    sock.close()
+
+
+def test_slow_headers_get_408_and_the_connection_is_closed(gw: str) -> None:
+    sock = _connect(gw)
+    started = time.monotonic()
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n")
+    for _ in range(10):  # a header line every 0.3 s, never the end of the headers, until the gateway answers
+        if select.select([sock], [], [], 0.3)[0]:
+            break
+        sock.sendall(b"X-Slow: 1\r\n")
+    assert _status(sock) == 408
+    assert time.monotonic() - started < 1.6  # header_timeout_seconds: 1
+    sock.close()
+
+
+def test_idle_connections_are_closed(gw: str) -> None:
+    silent = _connect(gw)  # never sends a byte
+    kept = _connect(gw)  # one request, then idle
+    kept.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
+    assert _status(kept) == 200
+    started = time.monotonic()
+    silent.settimeout(5)
+    kept.settimeout(5)
+    assert _closed(silent)
+    assert _closed(kept)
+    assert time.monotonic() - started < 3
+    silent.close()
+    kept.close()
+
+
+def test_connections_past_the_limit_get_503(gw: str, tmp_path: Path) -> None:
+    held = [_connect(gw) for _ in range(SERVER["max_connections"])]
+    try:
+        time.sleep(0.2)
+        extra = _connect(gw)
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
+        assert _status(extra) == 503
+        extra.close()
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    assert httpx.get(f"{gw}/health").status_code == 200
+
+
+def test_header_bytes_are_counted_up_to_the_end_of_the_headers() -> None:
+    """Only the header part of a chunk counts against max_header_bytes, wherever the end of the headers falls."""
+    from gateway.http_protocol import _header_part
+
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n\r\n"
+    assert _header_part(b"", head + b"x" * 300) == len(head)  # the body in the same chunk does not count
+    assert _header_part(b"", b"X-Big: aaaa") == 11  # no end yet: all of it
+    assert _header_part(b"w\r\n", b"\r\n{}") == 2  # the end split across two chunks
+    assert _header_part(b"", b"GET / HTTP/1.1\nA: b\n\nbody") == 21  # bare line feeds
