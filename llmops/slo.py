@@ -118,6 +118,9 @@ def _alerts() -> list[str]:
     for severity, long, short, rate, spent, hold in TIERS:
         threshold = f"({rate:g} * llmops:slo_error_budget:ratio)" if rate != 1 else "llmops:slo_error_budget:ratio"
         over = f"over {long}" if long != "3d" else "over 3 days"
+        # the 3d share is recorded by another rule group, evaluated on its own schedule: not quoted, so the ticket's
+        # text does not depend on which group ran last
+        share = "{{ $value | humanizePercentage }} " if long != "3d" else ""
         out += [
             "      - alert: LLMQualitySLOBurnRate",
             "        expr: |",
@@ -132,9 +135,9 @@ def _alerts() -> list[str]:
             "        annotations:",
             "          summary: >-",
             "            {{ $labels.model }}: quality SLO {{ $labels.slo }} burning its budget"
-            f" ({{{{ $value | humanizePercentage }}}} bad {over})",
+            f" ({share or 'too many '}bad {over})",
             "          description: >-",
-            f"            {{{{ $value | humanizePercentage }}}} of {{{{ $labels.model }}}}'s events were bad {over} for"
+            f"            {share or 'Too large a share '}of {{{{ $labels.model }}}}'s events were bad {over} for"
             " its quality",
             f"            SLO {{{{ $labels.slo }}}}, and over the last {short} too: a burn rate of {rate:g}x or more,"
             f" {spent}.",

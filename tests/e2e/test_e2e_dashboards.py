@@ -313,10 +313,11 @@ class Traffic:
         raise AssertionError(f"64 users all landed on {sorted(self.users)}")
 
     def feedback(self, request_id: str, rating: str) -> None:
+        """Rate an answer with the key that asked for it (feedback.policy same_key)."""
         response = httpx.post(
             f"{self.gw}/v1/feedback",
             json={"request_id": request_id, "rating": rating},
-            headers={"Authorization": f"Bearer {_secret('team-b')}"},
+            headers={"Authorization": f"Bearer {_secret('team-a')}"},
             timeout=10,
         )
         assert response.status_code == 200, response.text

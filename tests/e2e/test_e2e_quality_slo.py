@@ -22,7 +22,6 @@ from tests.prometheus_support import (
     prometheus,
     prometheus_binary,
     prometheus_config,
-    vector,
     wait_targets_up,
     wait_until,
     wait_value,
@@ -115,7 +114,14 @@ def test_worse_answers_fire_the_quality_slo_page(tmp_path: Path) -> None:
                 labels = wait_until(
                     lambda: [a for a in firing(prom) if a["burn_window"] == "1h"], 30, "the 1h page of the SLO"
                 )
-                bad = vector(prom, 'llmops:slo_errors:ratio_rate1h{model="app", slo="no_refusals"}')
+                # the page fires as soon as the burn passes 14.4x; the last refusals may still be in the judge's hands
+                bad_share = wait_value(
+                    prom,
+                    'llmops:slo_errors:ratio_rate1h{model="app", slo="no_refusals"}',
+                    lambda v: v > 0.4,
+                    60,
+                    "every refusal judged",
+                )
     assert labels == [
         {
             "alertname": "LLMQualitySLOBurnRate",
@@ -125,4 +131,4 @@ def test_worse_answers_fire_the_quality_slo_page(tmp_path: Path) -> None:
             "slo": "no_refusals",
         }
     ]
-    assert 0.3 < float(bad[0]["value"][1]) < 0.7  # about half of the judged answers refused
+    assert 0.4 < bad_share < 0.7  # about half of the judged answers refused (30 of 62)
