@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, bad_request
-from gateway.sse import SSEDecoder
+from gateway.inbound.chat_chunks import ChatChunkReader
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 _UNSUPPORTED_FIELDS = ("container", "mcp_servers")
@@ -249,52 +249,26 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
 
 
-class ChatToMessagesStream:
+class ChatToMessagesStream(ChatChunkReader):
     """OpenAI chat completion chunks (SSE bytes, as a provider relays them) → Anthropic's stream events, in order:
     ``message_start``, for each block ``content_block_start`` / ``content_block_delta`` / ``content_block_stop``,
     ``message_delta`` (stop reason and the whole usage, once the usage chunk came), ``message_stop``. An error
     event of the chat stream becomes an Anthropic ``error`` event."""
 
     def __init__(self, public_model: str) -> None:
+        super().__init__()
         self.model = public_model
-        self.decoder = SSEDecoder()
         self.started = False
         self.block: str | None = None  # the open block's kind: "thinking", "text" or "tool_use"
         self.index = -1
         self.tools: dict[int, int] = {}  # chat tool call index → block index
         self.stop_reason: str | None = None
-        self.finished = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._handle(event) for event in self.decoder.feed(chunk))
+    def _finish_reason(self, reason: Any) -> None:
+        self.stop_reason = STOP_REASONS.get(reason, "end_turn")
 
-    def flush(self) -> bytes:
-        tail = self.decoder.flush()
-        return self._handle(tail) if tail is not None else b""
-
-    def _handle(self, event: bytes) -> bytes:
-        data = event[6:] if event.startswith(b"data: ") else event[5:] if event.startswith(b"data:") else b""
-        if not data:
-            return b""
-        if data == b"[DONE]":
-            return self._finish(None)
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return b""
-        if not isinstance(chunk, dict):
-            return b""
-        if "error" in chunk and "choices" not in chunk:
-            return self._error(chunk["error"])
-        out = [self._start(chunk)]
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                out.append(self._delta(choice.get("delta") or {}))
-                if choice.get("finish_reason"):
-                    self.stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
-        if isinstance(chunk.get("usage"), dict) and not chunk.get("choices"):
-            out.append(self._finish(chunk["usage"]))
-        return b"".join(out)
+    def _end(self, usage: dict[str, Any] | None) -> bytes:
+        return self._finish(usage)
 
     def _start(self, chunk: dict[str, Any]) -> bytes:
         if self.started:

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, bad_request
-from gateway.sse import SSEDecoder
+from gateway.inbound.chat_chunks import ChatChunkReader
 
 _ROLES = ("user", "assistant", "system", "developer")
 
@@ -259,11 +259,13 @@ def error_payload(error: GatewayError) -> dict[str, Any]:
     return error.body()
 
 
-class ChatToResponsesStream:
+class ChatToResponsesStream(ChatChunkReader):
+    stop_when_finished = True
+
     """OpenAI chat completion chunks (SSE bytes) → the Responses API's typed events (see the module docstring)."""
 
     def __init__(self, public_model: str) -> None:
-        self.decoder = SSEDecoder()
+        super().__init__()
         self.sequence = 0
         self.response: dict[str, Any] | None = None
         self.public_model = public_model
@@ -272,43 +274,17 @@ class ChatToResponsesStream:
         self.calls: dict[int, dict[str, Any]] = {}  # chat tool call index → its item (arguments so far)
         self.open_call: int | None = None
         self.finish_reason: Any = None
-        self.finished = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._handle(event) for event in self.decoder.feed(chunk))
-
-    def flush(self) -> bytes:
-        tail = self.decoder.flush()
-        return self._handle(tail) if tail is not None else b""
 
     def _event(self, name: str, data: dict[str, Any]) -> bytes:
         self.sequence += 1
         body = {"type": name, "sequence_number": self.sequence - 1, **data}
         return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(body) + b"\n\n"
 
-    def _handle(self, event: bytes) -> bytes:
-        data = event[6:] if event.startswith(b"data: ") else event[5:] if event.startswith(b"data:") else b""
-        if not data or self.finished:
-            return b""
-        if data == b"[DONE]":
-            return self._complete(None)
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return b""
-        if not isinstance(chunk, dict):
-            return b""
-        if "error" in chunk and "choices" not in chunk:
-            return self._error(chunk["error"])
-        out = [self._start(chunk)]
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                out.append(self._delta(choice.get("delta") or {}))
-                if choice.get("finish_reason"):
-                    self.finish_reason = choice["finish_reason"]
-        if isinstance(chunk.get("usage"), dict) and not chunk.get("choices"):
-            out.append(self._complete(chunk["usage"]))
-        return b"".join(out)
+    def _finish_reason(self, reason: Any) -> None:
+        self.finish_reason = reason
+
+    def _end(self, usage: dict[str, Any] | None) -> bytes:
+        return self._complete(usage)
 
     def _start(self, chunk: dict[str, Any]) -> bytes:
         if self.response is not None:
