@@ -314,6 +314,9 @@ class KeyConfig(_Strict):
     tpm: int | None = Field(default=None, ge=1, description="tokens (input + output) per minute")
     budget_usd: float | None = Field(default=None, ge=0, description="spend allowed per budget_period")
     budget_period: Literal["day", "month", "total"] = "month"
+    variant_pin: bool = Field(
+        default=False, description="may pin an A/B variant (x-llmops-variant) on shadow traffic: the monitors' key"
+    )
 
 
 class Config(_Strict):
