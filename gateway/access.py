@@ -142,6 +142,14 @@ class AccessControl:
             raise _unauthorized("Incorrect API key provided.")
         return found
 
+    def may_pin(self, name: str) -> bool:
+        """Whether the key named ``name`` may pin an A/B variant on shadow traffic (``variant_pin``); every caller may
+        where the gateway is open."""
+        if self.open:
+            return True
+        config = self.by_name.get(name)
+        return config is not None and config.variant_pin
+
     # ---- limits -----------------------------------------------------------------------------------------------
     def _keys(self, name: str, config: KeyConfig, now: float) -> list[str]:
         minute = int(now // 60)

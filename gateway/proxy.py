@@ -147,7 +147,7 @@ class Proxy:
                 ex.traffic = traffic_kind(request.headers.get(TRAFFIC_HEADER), request.headers.get(JUDGE_HEADER))
                 if endpoint.api == "anthropic":
                     ex.beta = request.headers.get("anthropic-beta")
-                self._prepare(ex, payload)
+                self._prepare(ex, payload, fields.variant_pin(request, ex, self.access))
             finally:
                 if ex.span is not None:
                     try:
@@ -217,8 +217,8 @@ class Proxy:
             raise bad_request("The request body must be a JSON object.")
         return payload
 
-    def _prepare(self, ex: Exchange, payload: dict[str, Any]) -> None:
-        """Validate what the gateway itself relies on, choose the variant, decide sampling."""
+    def _prepare(self, ex: Exchange, payload: dict[str, Any], pin: str | None = None) -> None:
+        """Validate what the gateway itself relies on, choose the variant (or take the pinned one), decide sampling."""
         endpoint = ex.endpoint
         name = payload.get("model")
         if not isinstance(name, str) or not name:
@@ -246,7 +246,7 @@ class Proxy:
         if stream and endpoint.streams:
             ex.stream = True
             ex.client_wants_usage = bool(options and options.get("include_usage") is True)
-        variant = model.choose_variant(fields.sticky_user(endpoint, payload) or ex.request_id)
+        variant = model.choose_variant(fields.sticky_user(endpoint, payload) or ex.request_id, pin)
         if variant is not None:
             ex.variant = variant.name
         if self.sampler is not None:

@@ -9,8 +9,10 @@ from starlette.requests import Request
 
 from gateway.errors import GatewayError, bad_request, body_too_large
 from gateway.exchange import Endpoint
+from llmops.contract import PINNING_KINDS, VARIANT_HEADER
 
 if TYPE_CHECKING:
+    from gateway.access import AccessControl
     from gateway.exchange import Exchange
     from gateway.inbound import Translator
 
@@ -71,6 +73,24 @@ def sticky_user(endpoint: Endpoint, payload: dict[str, Any]) -> str | None:
         metadata = payload.get("metadata")
         user = metadata.get("user_id") if isinstance(metadata, dict) else None
     return user if isinstance(user, str) and user else None
+
+
+def variant_pin(request: Request, ex: Exchange, access: AccessControl | None) -> str | None:
+    """The A/B variant the request pins (``x-llmops-variant``), honoured on shadow traffic only
+    (:data:`~llmops.contract.PINNING_KINDS`): on any other kind the header is ignored, so applications stay in the
+    split. Where keys are configured, only a key with ``variant_pin: true`` may pin (403 for another key's shadow
+    request that tries); the variant itself is checked where the model is known (400 when it has no such variant)."""
+    pin = request.headers.get(VARIANT_HEADER)
+    if pin is None or ex.traffic not in PINNING_KINDS:
+        return None
+    if access is not None and not access.may_pin(ex.key):
+        raise GatewayError(
+            403,
+            f"Key '{ex.key}' may not pin a variant ({VARIANT_HEADER}): only a key configured with variant_pin: true "
+            "(the monitors' key) may, on shadow traffic.",
+            code="variant_pin_not_allowed",
+        )
+    return pin
 
 
 def relayed_headers(ex: Exchange) -> dict[str, str] | None:

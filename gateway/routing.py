@@ -12,12 +12,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from gateway.errors import bad_request
 from gateway.exchange import CHAT
 from gateway.health import DeploymentHealth
 from gateway.pricing import CostModel, PriceTable
 from gateway.providers import provider_for
 from gateway.providers.base import Provider
 from llmops.config import Config, Deployment, ModelConfig, Variant
+from llmops.contract import VARIANT_HEADER
 
 if TYPE_CHECKING:
     from gateway.exchange import Endpoint
@@ -84,14 +86,30 @@ class ModelRoute:
         index = _weighted([(d.config.weight, d) for d in self.deployments], (rng or random).random())
         return self.deployments[index]
 
-    def choose_variant(self, sticky_id: str) -> Variant | None:
-        """The A/B variant for a request: a stable function of ``sticky_id`` (the ``user`` field when given, so a
+    def choose_variant(self, sticky_id: str, pinned: str | None = None) -> Variant | None:
+        """The A/B variant for a request: the ``pinned`` one (a shadow request's ``x-llmops-variant``; 400 when the
+        model has no such variant), else a stable function of ``sticky_id`` (the ``user`` field when given, so a
         user keeps their variant; else the request id)."""
+        if pinned is not None:
+            return self.variant_named(pinned)
         if not self.variants:
             return None
         digest = hashlib.blake2b(f"{self.name}\0{sticky_id}".encode(), digest_size=8).digest()
         pick = int.from_bytes(digest, "big") / _SCALE
         return self.variants[_weighted([(v.weight, v) for v in self.variants], pick)]
+
+    def variant_named(self, name: str) -> Variant:
+        """The variant called ``name``; 400 (``variant_not_found``) when the model has none of that name."""
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        shown = name if len(name) <= 64 and name.isprintable() else "(invalid)"
+        known = ", ".join(v.name for v in self.variants)
+        raise bad_request(
+            f"The model `{self.name}` has no variant `{shown}` ({VARIANT_HEADER}); "
+            + (f"its variants: {known}." if known else "it has no variants."),
+            code="variant_not_found",
+        )
 
     def ordered(
         self, health: DeploymentHealth, limit: int, subset: list[str] | None = None, endpoint: Endpoint | None = None

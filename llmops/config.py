@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from llmops.config_review import ReviewConfig, ShadowSpec, check_review
+from llmops.config_review import ReviewConfig, ShadowSpec, check_review, check_shadow_key
 from llmops.config_server import FeedbackConfig, RedisConfig, ServerConfig
 from llmops.policies import PiiConfig, QualitySlo, check_slo_names
 
@@ -314,6 +314,9 @@ class KeyConfig(_Strict):
     tpm: int | None = Field(default=None, ge=1, description="tokens (input + output) per minute")
     budget_usd: float | None = Field(default=None, ge=0, description="spend allowed per budget_period")
     budget_period: Literal["day", "month", "total"] = "month"
+    variant_pin: bool = Field(
+        default=False, description="may pin an A/B variant (x-llmops-variant) on shadow traffic: the monitors' key"
+    )
 
 
 class Config(_Strict):
@@ -373,6 +376,7 @@ class Config(_Strict):
         if embedding is not None and embedding != "local" and embedding not in known:
             raise ValueError(f"monitors.embedding_model {embedding!r} is neither a configured model name nor 'local'")
         check_review(self.monitors.review, self.monitors.shadow, by_name)
+        check_shadow_key(self.monitors.shadow, self.keys, self.monitors.judge_api_key)
         key_names = [k.name for k in self.keys]
         if len(set(key_names)) != len(key_names):
             raise ValueError("key names must be unique")

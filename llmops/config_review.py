@@ -7,7 +7,8 @@ docs/review.md says how they are used.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -91,11 +92,17 @@ class ReviewConfig(_Strict):
 
 
 class ShadowSpec(_Strict):
-    """Shadow comparisons: a share of ``model``'s sampled chat requests sent again to ``target`` through the gateway
-    (as ``shadow`` traffic), the two answers queued for the pairwise judge and for reviewers."""
+    """Shadow comparisons: a share of ``model``'s sampled chat requests sent again to ``target`` (or to one of its A/B
+    variants) through the gateway (as ``shadow`` traffic), the two answers queued for the pairwise judge and for
+    reviewers."""
 
     model: str = Field(min_length=1, description="the model whose sampled requests are shadowed")
     target: str = Field(min_length=1, description="the public model name that answers them again")
+    variant: _Name | None = Field(
+        default=None,
+        description="the target's A/B variant that answers (pinned with x-llmops-variant); with target = model, "
+        "one of the model's own variants",
+    )
     rate: float = Field(default=0.1, ge=0, le=1, description="share of the model's sampled chat requests")
     max_per_minute: int = Field(default=10, ge=1, description="shadow requests per minute, all workers together")
     budget_usd_per_day: float | None = Field(
@@ -105,29 +112,76 @@ class ShadowSpec(_Strict):
 
     @model_validator(mode="after")
     def _bounded(self) -> ShadowSpec:
-        if self.model == self.target:
-            raise ValueError(f"shadow of {self.model!r}: the target must be another model")
+        if self.model == self.target and self.variant is None:
+            raise ValueError(
+                f"shadow of {self.model!r}: the target must be another model, or one of this model's variants "
+                "(give `variant`)"
+            )
         if self.budget_usd_per_day is None and self.max_tokens_per_day is None:
             raise ValueError(f"shadow of {self.model!r}: give budget_usd_per_day or max_tokens_per_day (or both)")
         return self
 
+    @property
+    def label(self) -> str:
+        """The comparison's name in metrics, Redis keys and results: the target, or ``target@variant``."""
+        return self.target if self.variant is None else f"{self.target}@{self.variant}"
+
+    @property
+    def contestant(self) -> str:
+        """The shadow answer's name among the sampled model's contestants: the variant's name when it is one of the
+        model's own variants (rated beside that variant's own answers), else the label."""
+        return self.variant if self.variant is not None and self.target == self.model else self.label
+
+
+def shadow_priced_model(spec: ShadowSpec, models: Mapping[str, Any]) -> str:
+    """The model whose per-token pricing prices the shadow's answers: the one serving the pinned variant when it
+    names another model, else the target."""
+    variants = getattr(models.get(spec.target), "variants", None) or []
+    served_by = next((getattr(v, "model", None) for v in variants if v.name == spec.variant), None)
+    return served_by or spec.target
+
 
 def check_review(review: ReviewConfig, shadow: list[ShadowSpec], models: Mapping[str, Any]) -> None:
-    """Checks across sections: queues and shadows name configured models; a USD budget needs per-token prices."""
+    """Checks across sections: queues and shadows name configured models (and variants); a USD budget needs per-token
+    prices."""
     for queue in review.queues:
         unknown = sorted(set(queue.models) - set(models))
         if unknown:
             raise ValueError(f"review queue {queue.name!r} names unknown models: {', '.join(unknown)}")
-    pairs = [(s.model, s.target) for s in shadow]
-    if len(set(pairs)) != len(pairs):
-        raise ValueError("each shadow (model, target) pair may be configured once")
+    labels = [(s.model, s.label) for s in shadow]
+    if len(set(labels)) != len(labels):
+        raise ValueError("each shadow (model, target, variant) may be configured once")
     for spec in shadow:
         for name in (spec.model, spec.target):
             if name not in models:
                 raise ValueError(f"monitors.shadow: {name!r} is not a configured model name")
-        pricing = getattr(models[spec.target], "pricing", None)
+        if spec.variant is not None:
+            names = [v.name for v in getattr(models[spec.target], "variants", None) or []]
+            if spec.variant not in names:
+                raise ValueError(
+                    f"monitors.shadow of {spec.model!r}: model {spec.target!r} has no variant {spec.variant!r} ("
+                    + (f"its variants: {', '.join(names)})" if names else "it has no variants)")
+                )
+        priced = shadow_priced_model(spec, models)
+        pricing = getattr(models[priced], "pricing", None)
         if spec.budget_usd_per_day is not None and getattr(pricing, "input_per_mtok", None) is None:
+            whose = "its" if priced == spec.target else f"the serving model {priced!r}'s"
             raise ValueError(
-                f"monitors.shadow: budget_usd_per_day for target {spec.target!r} needs its per-token pricing "
+                f"monitors.shadow: budget_usd_per_day for target {spec.label!r} needs {whose} per-token pricing "
                 "(input_per_mtok, output_per_mtok); or bound it with max_tokens_per_day"
             )
+
+
+def check_shadow_key(shadow: list[ShadowSpec], keys: Sequence[Any], api_key: str | None) -> None:
+    """A shadow that pins a variant is sent with the monitors' key (``judge_api_key``): where the gateway has keys,
+    that key must be allowed to pin (``variant_pin: true``), else the gateway refuses every such request (403)."""
+    pinned = [s.label for s in shadow if s.variant is not None]
+    if not pinned or not keys or not api_key:
+        return
+    digest = hashlib.sha256(api_key.encode()).hexdigest()
+    key = next((k for k in keys if k.sha256.lower() == digest), None)
+    if key is not None and not key.variant_pin:
+        raise ValueError(
+            f"monitors.shadow pins variants ({', '.join(pinned)}), but the monitors' key {key.name!r} "
+            "(judge_api_key) may not: give it variant_pin: true in keys"
+        )

@@ -35,6 +35,13 @@ TRAFFIC_HEADER = "x-llmops-traffic"
 #: ``eval``: offline benchmark runs (``llmops eval``); ``shadow``: the monitors' shadow comparisons. Every kind is
 #: metered and costed; ``llm_gateway_traffic_requests_total`` and ``..._cost_usd_total`` count them apart.
 TRAFFIC_KINDS = ("user", "judge", "eval", "shadow")
+#: Header that pins a request to one A/B variant of its model (the value: the variant's name), so that a shadow
+#: comparison can ask a variant served by the model's own deployments. The gateway honours it on ``PINNING_KINDS``
+#: traffic only, and where keys are configured only from a key with ``variant_pin: true``; on any other traffic it is
+#: ignored, so applications stay in the A/B split. Responses carry the same header: the variant that served.
+VARIANT_HEADER = "x-llmops-variant"
+#: The traffic kinds whose variant pin the gateway honours.
+PINNING_KINDS = ("shadow",)
 
 
 def traffic_kind(header: str | None, judge_header: str | None = None) -> str:

@@ -245,7 +245,8 @@ def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
             Counter,
             "llm_shadow_requests",
             "Shadow comparisons: sent, or not sent because of the "
-            "rate limit (rate_limited) or the daily budget (over_budget), or failed (error).",
+            "rate limit (rate_limited) or the daily budget (over_budget), or failed (error); target is the target "
+            "model, or target@variant for a pinned variant.",
             ["model", "target", "outcome"],
         ),
         (

@@ -13,6 +13,7 @@ import openai
 import orjson
 import pytest
 
+from llmops.contract import TRAFFIC_HEADER, VARIANT_HEADER
 from tests.support import ScriptedUpstream, free_port, gateway, gateway_config, metric, scrape, simulator
 
 USER = [{"role": "user", "content": "one two three"}]
@@ -196,6 +197,37 @@ def test_variants_split_traffic_and_stick_to_a_user(gw: str) -> None:
     assert _delta(
         before, after, "llm_gateway_requests_total", model="chat", variant="candidate", deployment="backup-sim"
     ) == seen["candidate"] + (10 if sticky == {"candidate"} else 0)
+
+
+def test_only_shadow_traffic_may_pin_a_variant(gw: str) -> None:
+    """``x-llmops-variant`` pins the variant of a shadow request; on user, judge and eval traffic it is ignored (the
+    sticky split decides); a variant the model does not have is refused with 400 in OpenAI's shape."""
+
+    def ask(model: str, user: str, **headers: str) -> httpx.Response:
+        body = {"model": model, "messages": USER, "user": user}
+        return httpx.post(f"{gw}/v1/chat/completions", json=body, headers=headers, timeout=10)
+
+    user = next(u for u in (f"user-{i}" for i in range(100)) if ask("chat", u).headers["x-llmops-variant"] == "control")
+    before = scrape(gw)
+    for kind in ("user", "judge", "eval", "nonsense"):
+        ignored = ask("chat", user, **{TRAFFIC_HEADER: kind, VARIANT_HEADER: "candidate"})
+        assert ignored.status_code == 200 and ignored.headers["x-llmops-variant"] == "control", kind
+    assert ask("chat", user, **{VARIANT_HEADER: "nope"}).status_code == 200  # not even checked
+    pinned = ask("chat", user, **{TRAFFIC_HEADER: "shadow", VARIANT_HEADER: "candidate"})
+    assert pinned.status_code == 200
+    assert pinned.headers["x-llmops-variant"] == "candidate" and pinned.headers["x-llmops-deployment"] == "backup-sim"
+    after = scrape(gw)
+    assert _delta(before, after, "llm_gateway_requests_total", model="chat", variant="candidate") == 1
+    assert _delta(before, after, "llm_gateway_traffic_requests_total", model="chat", kind="shadow") == 1
+    assert _delta(before, after, "llm_gateway_requests_total", model="chat", variant="control") == 5
+
+    unknown = ask("chat", user, **{TRAFFIC_HEADER: "shadow", VARIANT_HEADER: "candidat"})
+    assert unknown.status_code == 400
+    error = unknown.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "variant_not_found"
+    assert "`chat` has no variant `candidat`" in error["message"] and "control, candidate" in error["message"]
+    plain = ask("backup", user, **{TRAFFIC_HEADER: "shadow", VARIANT_HEADER: "control"})
+    assert plain.status_code == 400 and "it has no variants" in plain.json()["error"]["message"]
 
 
 def test_revoked_key_or_wrong_model_on_one_deployment_fails_over(sims: tuple[str, str], tmp_path: Path) -> None:
