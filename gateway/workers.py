@@ -21,6 +21,7 @@ supervisor:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -41,7 +42,7 @@ from typing import Literal
 from prometheus_client.multiprocess import mark_process_dead
 
 from llmops.config import Config, ConfigError, config_from_text, read_config_text
-from llmops.config_server import resolve_workers
+from llmops.config_server import parse_workers, resolve_workers
 
 log = logging.getLogger("llmops.gateway.workers")
 _mark_dead: Callable[[int, str], None] = mark_process_dead  # (prometheus_client leaves it untyped)
@@ -67,15 +68,18 @@ def run_gateway(
     port: int | None = None,
     log_level: str = "info",
     workers: int | Literal["auto"] | None = None,
+    supervised: bool = False,
 ) -> int:
-    """``llmops gateway``: one process, or a supervisor and its workers (``workers``, else ``server.workers``)."""
+    """``llmops gateway``: one process, or a supervisor and its workers (``workers``, else ``server.workers``);
+    ``supervised``: a supervisor even for one worker (``python -m gateway.workers``: what bench/workers.py runs to
+    measure the multiprocess metrics against one plain process)."""
     text = read_config_text(config_path)
     config = config_from_text(text, config_path)
     chosen = workers if workers is not None else config.server.workers
     count = resolve_workers(chosen)
     host = host or config.server.host
     port = port or config.server.port
-    if count == 1:
+    if count == 1 and not supervised:
         from gateway.server import serve_config
 
         serve_config(config, host, port, log_level)
@@ -313,3 +317,24 @@ class Supervisor:
 def _send(process: subprocess.Popen[bytes], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
         process.send_signal(signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gateway.workers``: the supervisor, even for one worker (for measurements; ``llmops gateway``
+    is the command to run)."""
+    parser = argparse.ArgumentParser(prog="python -m gateway.workers", description=main.__doc__)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--workers", type=parse_workers, default=None)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    try:
+        return run_gateway(args.config, args.host, args.port, args.log_level, args.workers, supervised=True)
+    except ConfigError as error:
+        print(f"python -m gateway.workers: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
