@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -57,7 +58,7 @@ BACKOFF_MAX_SECONDS = 8.0  # ... up to this
 POLL_SECONDS = 0.1
 #: Shutdown: what a worker may take besides server.drain_seconds and redis.flush_seconds before it is killed.
 STOP_MARGIN_SECONDS = 10.0
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # where the workers import this code from
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # where this code was imported from
 
 Spawn = Callable[[int, bool], "subprocess.Popen[bytes]"]
 
@@ -130,7 +131,7 @@ def supervise(text: str, config: Config, host: str, port: int, log_level: str, c
         with open(os.open(config_copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as out:
             out.write(text)
         env = {**os.environ, MULTIPROC_ENV: metrics_dir}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = worker_pythonpath(os.environ.get("PYTHONPATH"))
         me = os.getpid()
 
         def spawn(index: int, replacement: bool) -> subprocess.Popen[bytes]:
@@ -160,6 +161,15 @@ def supervise(text: str, config: Config, host: str, port: int, log_level: str, c
         return status
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def worker_pythonpath(current: str | None) -> str:
+    """The workers' ``PYTHONPATH``: they import the code the supervisor runs. A source checkout goes first; an
+    installed package is found as it was (a site directory on ``PYTHONPATH`` would come before the standard
+    library)."""
+    sites = {os.path.realpath(p) for p in (*site.getsitepackages(), site.getusersitepackages())}
+    first = () if os.path.realpath(_PACKAGE_ROOT) in sites else (_PACKAGE_ROOT,)
+    return os.pathsep.join(p for p in (*first, current) if p)
 
 
 def how_it_ended(returncode: int) -> str:
