@@ -92,7 +92,7 @@ class AccessControl:
         self._pending: set[asyncio.Task[None]] = set()
         for key in keys:
             metrics.key_budget.labels(key.name).set(key.budget_usd or 0)
-        metrics.uncharged_spend.set_function(lambda: self.uncharged.total)
+        metrics.track(metrics.uncharged_spend, lambda: self.uncharged.total)
 
     @property
     def limited(self) -> bool:

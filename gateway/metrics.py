@@ -2,9 +2,17 @@
 
 Buckets follow the OpenTelemetry GenAI metric advice (duration 0.01…81.92 s doubling; time to first token and time
 per output token as advised), so dashboards built on OTel-exported metrics and on these agree.
+
+With several worker processes (``server.workers``), each worker's series live in prometheus_client's multiprocess
+files (``multiprocess_dir``) and ``/metrics`` serves them merged (:mod:`gateway.metrics_workers`): counters and
+histograms summed, each gauge by the ``multiprocess_mode`` it declares here (docs/metrics.md, "Several workers").
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -18,6 +26,10 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from gateway.metrics_workers import REFRESH_SECONDS, WorkerSeries, multiprocess_registry
+
+log = logging.getLogger("llmops.gateway")
+
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
@@ -27,11 +39,25 @@ UPSTREAM_ERROR_REASONS = ("timeout", "connect", "http_4xx", "http_5xx", "invalid
 
 
 class GatewayMetrics:
-    """Every series the gateway exports. One instance per app; ``render()`` is the ``/metrics`` body."""
+    """Every series the gateway exports. One instance per app; ``render()`` is the ``/metrics`` body.
 
-    def __init__(self, registry: CollectorRegistry | None = None, process_metrics: bool = True) -> None:
+    ``multiprocess_dir``: this process is one of several workers whose series prometheus_client keeps in that
+    directory (``PROMETHEUS_MULTIPROC_DIR``, set before prometheus_client was imported); ``scrape_registry`` then
+    merges every worker's, the process collectors give way to per-worker series, and exemplars are not kept.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        process_metrics: bool = True,
+        multiprocess_dir: str | None = None,
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        if process_metrics:
+        self.multiprocess_dir = multiprocess_dir
+        self._sampled: list[tuple[Gauge, Callable[[], float]]] = []
+        # what /metrics serves: this registry, or (several workers) every worker's files merged
+        self.scrape_registry = self.registry if multiprocess_dir is None else multiprocess_registry(multiprocess_dir)
+        if process_metrics and multiprocess_dir is None:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)
@@ -99,7 +125,13 @@ class GatewayMetrics:
             ["model", "provider", "key", "variant"],
             registry=r,
         )
-        self.in_flight = Gauge("llm_gateway_requests_in_flight", "Requests being handled now.", ["model"], registry=r)
+        self.in_flight = Gauge(
+            "llm_gateway_requests_in_flight",
+            "Requests being handled now.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.upstream_errors = Counter(
             "llm_gateway_upstream_errors",
             "Failed upstream exchanges, by reason.",
@@ -130,6 +162,7 @@ class GatewayMetrics:
             "1 while a deployment takes traffic, 0 while it cools down after failures (passive health).",
             ["model", "deployment"],
             registry=r,
+            multiprocess_mode="livemax",  # 1 while any worker sends it traffic (as max by over gateway hosts)
         )
         self.rate_limited = Counter(
             "llm_gateway_rate_limited", "Requests refused by a key's rpm or tpm limit.", ["key"], registry=r
@@ -156,15 +189,21 @@ class GatewayMetrics:
             "Spend kept in this process's memory because Redis was unreachable when it was charged; added to the "
             "keys' spend when Redis is back.",
             registry=r,
+            multiprocess_mode="livesum",  # each worker holds its own; a dead worker's is lost with it
         )
         self.key_spend = Gauge(
             "llm_gateway_key_spend_usd",
             "Spend of a key in its current budget period (from Redis).",
             ["key"],
             registry=r,
+            multiprocess_mode="mostrecent",  # the latest reading from Redis, whichever worker made it
         )
         self.key_budget = Gauge(
-            "llm_gateway_key_budget_usd", "A key's configured spend budget per period (0: none).", ["key"], registry=r
+            "llm_gateway_key_budget_usd",
+            "A key's configured spend budget per period (0: none).",
+            ["key"],
+            registry=r,
+            multiprocess_mode="livemax",  # configuration: the same in every worker
         )
         self.feedback = Counter(
             "llm_gateway_feedback",
@@ -233,6 +272,7 @@ class GatewayMetrics:
             "this process alone otherwise).",
             ["model", "deployment"],
             registry=r,
+            multiprocess_mode="livemax",  # shared: every worker's is the fleet's; else the busiest worker's own
         )
         self.gpu_throughput_shared = Gauge(
             "llm_gateway_gpu_throughput_shared",
@@ -240,23 +280,53 @@ class GatewayMetrics:
             "is this process's own (no redis configured, or Redis unreachable).",
             ["model", "deployment"],
             registry=r,
+            multiprocess_mode="livemin",  # 0 while any worker prices from its own throughput
         )
         self.unpriced = Gauge(
             "llm_gateway_model_unpriced",
             "1 for a model with neither a configured price nor an entry in the price table (its cost counts 0).",
             ["model", "deployment"],
             registry=r,
+            multiprocess_mode="livemax",  # configuration: the same in every worker
         )
         self.info = Gauge(
             "llm_gateway_deployment_info",
             "1 per configured deployment: which provider serves which model.",
             ["model", "deployment", "provider"],
             registry=r,
+            multiprocess_mode="livemax",  # configuration: the same in every worker
         )
+        # several workers: per-worker process series (label pid) instead of the process collectors
+        self.workers = WorkerSeries(self.requests, r) if multiprocess_dir is not None else None
+
+    def track(self, gauge: Gauge, value: Callable[[], float]) -> None:
+        """``gauge`` shows ``value()``: read at each scrape in one process (``set_function``); with several workers,
+        whose files hold only values that were set, set now and every second by :meth:`refresh`."""
+        if self.multiprocess_dir is None:
+            gauge.set_function(value)
+        else:
+            gauge.set(value())
+            self._sampled.append((gauge, value))
+
+    def refresh(self) -> None:
+        """Several workers: set the tracked gauges and this worker's own series (the refresher calls this)."""
+        for gauge, value in self._sampled:
+            gauge.set(value())
+        if self.workers is not None:
+            self.workers.refresh()
+
+    async def refresh_forever(self, seconds: float = REFRESH_SECONDS) -> None:
+        """Several workers: :meth:`refresh` every ``seconds`` (a task of the app's lifespan)."""
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                self.refresh()
+            except Exception:  # a gauge that cannot be read must not stop the others
+                log.exception("refreshing this worker's gauges failed")
 
     def render(self) -> bytes:
-        """The text exposition of every series."""
-        return generate_latest(self.registry)
+        """The text exposition of every series (every worker's, with several)."""
+        return generate_latest(self.scrape_registry)
 
 
 def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:

@@ -22,15 +22,29 @@ def _add_gateway(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="YAML configuration file (see docs/configuration.md)")
     p.add_argument("--host", help="listen address (default: server.host from the config)")
     p.add_argument("--port", type=int, help="listen port (default: server.port from the config)")
+    p.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="worker processes serving the port, or auto (one per CPU); default: server.workers from the config (1)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=_run_gateway)
 
 
-def _run_gateway(args: argparse.Namespace) -> int:
-    from gateway.server import serve
+def _worker_count(value: str) -> int | str:
+    from llmops.config_server import parse_workers
 
-    serve(args.config, host=args.host, port=args.port, log_level=args.log_level)
-    return 0
+    try:
+        return parse_workers(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _run_gateway(args: argparse.Namespace) -> int:
+    from gateway.workers import run_gateway
+
+    return run_gateway(args.config, host=args.host, port=args.port, log_level=args.log_level, workers=args.workers)
 
 
 def _add_monitors(sub: argparse._SubParsersAction) -> None:

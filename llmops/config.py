@@ -476,13 +476,22 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     """Read, expand and validate the configuration file at ``path``."""
+    return config_from_text(read_config_text(path), str(path), environ)
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of the configuration file at ``path`` (``ConfigError`` when it cannot be read)."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        return file.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {file}: {error.strerror or error}") from None
+
+
+def config_from_text(text: str, source: str, environ: dict[str, str] | None = None) -> Config:
+    """Parse, expand and validate a configuration file's ``text``; ``source`` names it in error messages."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {file} is not valid YAML: {error}") from None
-    return parse_config(expand_env_values(data, environ), str(file))
+        raise ConfigError(f"config file {source} is not valid YAML: {error}") from None
+    return parse_config(expand_env_values(data, environ), source)

@@ -7,9 +7,36 @@ importing nothing of the product.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Most gateway worker processes one host may run (``server.workers``, ``llmops gateway --workers``).
+MAX_WORKERS = 256
+
+
+def parse_workers(value: object) -> int | Literal["auto"]:
+    """A worker count as written in the config or on the command line: a whole number 1..:data:`MAX_WORKERS`, or
+    ``auto``; anything else raises ``ValueError`` with one line that says what is expected."""
+    expected = f"expected a whole number of processes from 1 to {MAX_WORKERS}, or auto (one per available CPU)"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit():
+            raise ValueError(f"{expected}, not {value!r}")
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"{expected}, not {value!r}")
+    return value
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's limit, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - no affinity outside Linux
 
 
 class Strict(BaseModel):
@@ -45,6 +72,26 @@ class ServerConfig(Strict):
     upstream_error_messages: bool = Field(
         default=False, description="copy an upstream 5xx's own message into the client's 502 (else a generic one)"
     )
+    workers: int | Literal["auto"] = Field(
+        default=1,
+        description="gateway processes serving the port (1: one process, as before); auto: one per available CPU",
+    )
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _worker_count(cls, value: object) -> int | Literal["auto"]:
+        return parse_workers(value)
+
+    def worker_count(self) -> int:
+        """``workers`` as a number: ``auto`` is the CPUs this process may run on, capped at :data:`MAX_WORKERS`."""
+        return resolve_workers(self.workers)
+
+
+def resolve_workers(workers: int | Literal["auto"]) -> int:
+    """A worker count (``auto``: :func:`available_cpus`, at most :data:`MAX_WORKERS`)."""
+    if workers == "auto":
+        return min(available_cpus(), MAX_WORKERS)
+    return workers
 
 
 class RedisConfig(Strict):

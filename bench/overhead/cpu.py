@@ -52,6 +52,45 @@ def cpu_ticks(pid: int) -> int:
         return 0
 
 
+def descendants(pid: int) -> list[int]:
+    """The live children of ``pid``, theirs, and so on (``/proc/PID/task/*/children``; Linux 3.5+)."""
+    out: list[int] = []
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out.extend(kids)
+            stack.extend(kids)
+    return out
+
+
+def tree_cpu_ticks(*roots: int) -> int:
+    """utime + stime of the ``roots`` and their live descendants (each process once), plus what the roots' children
+    that ended used (cutime + cstime): a gateway's supervisor and its workers, a worker that died and was replaced
+    included. One process without children: its own."""
+    pids: set[int] = set()
+    ended = 0
+    for root in roots:
+        try:
+            with open(f"/proc/{root}/stat") as f:
+                v = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ended += int(v[13]) + int(v[14])
+        pids.add(root)
+        pids.update(descendants(root))
+    return ended + sum(cpu_ticks(p) for p in pids)
+
+
 def per_cpu_busy() -> dict[str, int]:
     """Busy ticks (all but idle and iowait) of the machine ("cpu") and of each CPU ("cpu0", ...), from /proc/stat."""
     out = {}
@@ -78,8 +117,18 @@ def mem_kb(pid: int) -> dict[str, int]:
     return out
 
 
+def tree_mem_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM summed over ``pid`` and its live descendants (a supervisor and its workers)."""
+    out: dict[str, int] = {}
+    for p in [pid, *descendants(pid)]:
+        for k, v in mem_kb(p).items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
 class CpuWindow:
-    """CPU used between ``start()`` and ``stop()``: by the gateway, by us (this script, the load generators it has
+    """CPU used between ``start()`` and ``stop()``: by the gateway (its process tree: with several workers, the
+    supervisor and every worker), by us (this script, the load generators it has
     reaped, the upstream), and by everything else ("foreign" = machine busy time from /proc/stat minus ours, so
     short-lived processes of other jobs count too). ``gw_core_other_cores`` is what ran on the gateway's CPUs besides
     the gateway: the interference that matters most. The top foreign processes are named for the log."""
@@ -92,21 +141,21 @@ class CpuWindow:
     def _ours_ticks(self) -> int:
         t = os.times()  # this process + its reaped children (wrk, the _load generator)
         me = round((t.user + t.system + t.children_user + t.children_system) * TCK)
-        return me + sum(cpu_ticks(p) for p in self.ours)
+        return me + tree_cpu_ticks(*self.ours)
 
     def start(self) -> None:
         self.t0 = time.monotonic()
         with open("/proc/uptime") as f:
             self.t0_ticks = float(f.read().split()[0]) * TCK
         self.snap0 = proc_snapshot()
-        self.gw0 = cpu_ticks(self.gw_pid) if self.gw_pid else 0
+        self.gw0 = tree_cpu_ticks(self.gw_pid) if self.gw_pid else 0
         self.ours0 = self._ours_ticks()
         self.busy0 = per_cpu_busy()
 
     def stop(self) -> dict[str, Any]:
         busy1 = per_cpu_busy()
         ours1 = self._ours_ticks()
-        gw = (cpu_ticks(self.gw_pid) - self.gw0) if self.gw_pid else 0
+        gw = (tree_cpu_ticks(self.gw_pid) - self.gw0) if self.gw_pid else 0
         el = max(time.monotonic() - self.t0, 1e-3)
         snap1 = proc_snapshot()
         busy = {k: busy1[k] - self.busy0.get(k, 0) for k in busy1}

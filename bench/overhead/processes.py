@@ -226,11 +226,9 @@ class Gateway:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.source), env.get("PYTHONPATH", "")) if p)
         return env
 
-    def start(self) -> int:
-        if port_busy(self.port):
-            sys.exit(f"gateway port {self.port} is taken; pick another with {self.port_flag}")
-        cmd = [
-            *pin_prefix(self.a.gw_cpus),
+    def command(self) -> list[str]:
+        """The gateway's command line (the caller pins it)."""
+        return [
             *llmops_cmd(),
             "gateway",
             "--config",
@@ -242,6 +240,11 @@ class Gateway:
             "--log-level",
             "warning",
         ]
+
+    def start(self) -> int:
+        if port_busy(self.port):
+            sys.exit(f"gateway port {self.port} is taken; pick another with {self.port_flag}")
+        cmd = [*pin_prefix(self.a.gw_cpus), *self.command()]
         logf = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(  # cwd: where ``python -m llmops.cli`` (no llmops script) imports from
             cmd, stdout=logf, stderr=subprocess.STDOUT, env=self.env(), cwd=self.source, start_new_session=True

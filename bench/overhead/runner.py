@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .cpu import CpuWindow, mem_kb
+from .cpu import CpuWindow, tree_mem_kb
 from .load import API_KEY, CHAT_PATH, ENTRY, STEP_MAX_S, load_command
 from .processes import Gateway, Upstream, log, parse_cpus, pin_prefix
 from .report import compare, short
@@ -144,7 +144,7 @@ class Runner:
             round(cpu["gw_cpu_s"] * 1e3 / total, 4) if total and step.target != "direct" else None
         )
         res["foreign_before"] = before["foreign_cores"]
-        mem = mem_kb(pid)
+        mem = tree_mem_kb(pid)
         res["gw_rss_kb"] = mem.get("VmRSS")
         res["gw_hwm_kb"] = mem.get("VmHWM")
         return res
@@ -193,7 +193,7 @@ def run_steps(a: argparse.Namespace, console: Any, runner: Runner) -> dict[str, 
     results: list[dict[str, Any]] = []
     log(console, f"warm-up: {a.warmup:g} s of closed-loop load through the gateway")
     runner.warm_up(a.warmup)
-    rss_start = mem_kb(runner.gw_pid)
+    rss_start = tree_mem_kb(runner.gw_pid)
     with progress_bar(console) as progress:
         for step in steps:
             results.append(runner.run_step(step, progress))
@@ -202,7 +202,7 @@ def run_steps(a: argparse.Namespace, console: Any, runner: Runner) -> dict[str, 
     for (target, key), r in by_key.items():
         if target == "gateway" and ("direct", key) in by_key:
             comparisons[key] = compare(by_key[("direct", key)], r)
-    rss_end = mem_kb(runner.gw_pid)
+    rss_end = tree_mem_kb(runner.gw_pid)
     return {
         "steps": results,
         "comparisons": comparisons,

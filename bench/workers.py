@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Gateway workers benchmark: one process against two workers, and what multiprocess metrics cost, measured in one
+run. Not part of the test suite.
+
+    .venv/bin/python bench/workers.py                            # 3 gateways x 6 steps of 10 s: ~5 min on a quiet box
+    .venv/bin/python bench/workers.py --duration 2 --ol-warmup 0.5 --warmup 1 --quiet-wait 1 --retries 0  # runs?
+    .venv/bin/python bench/workers.py --json /tmp/workers.json
+
+Three gateways, one after the other, on the same port, the same upstream and the same CPUs (--cpus, "0,1"):
+
+  single  ``llmops gateway``: one process, the plain registry (today's gateway, exemplars possible)
+  mp1     ``python -m gateway.workers --workers 1``: a supervisor and one worker whose series are prometheus_client
+          multiprocess files, merged at each scrape (what every worker of a multi-worker gateway does)
+  w2      ``llmops gateway --workers 2``: a supervisor and two workers on one port (SO_REUSEPORT)
+
+Everything is pinned with taskset to --cpus: the gateway's processes, the upstream (gwbench's nginx when GWBENCH_DIR
+names it, else ``llmops simulate``) and the load generator share those cores, so a second worker competes with the
+load and the upstream for them; the output says so. For each gateway, non-streaming and streaming: open loop at the
+fixed rates (--rates, 1000 and 2000 requests/s, our generator) and max throughput (closed loop, --conns
+connections; wrk when installed). Per step: requests/s, latency, and the gateway's CPU per request (utime + stime of
+its whole process tree from /proc, over the step, divided by the requests completed). Then the ratios of this run:
+w2 / single (throughput at max, CPU per request) and mp1 / single (CPU per request: the multiprocess metrics' cost).
+Steps, warm-up, noise handling and loopback-only bounds are bench/overhead's (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from overhead.cli import parse_args
+from overhead.load import REPO
+from overhead.processes import Gateway, Upstream, listeners, log, parse_cpus, port_busy, sanity
+from overhead.report import fmt, machine_meta
+from overhead.runner import Runner, plan, progress_bar
+
+VARIANTS = {
+    "single": "llmops gateway (one process, plain registry)",
+    "mp1": "python -m gateway.workers --workers 1 (supervisor + 1 worker, multiprocess metrics)",
+    "w2": "llmops gateway --workers 2 (supervisor + 2 workers)",
+}
+WORKERS = {"single": 1, "mp1": 1, "w2": 2}
+
+
+class VariantGateway(Gateway):
+    """A gateway of one of the :data:`VARIANTS` (bench/overhead's gateway with another command line)."""
+
+    def __init__(self, a: argparse.Namespace, upstream: Upstream, tmp: Path, variant: str) -> None:
+        super().__init__(a, upstream, tmp, name=variant)
+        self.variant = variant
+
+    def command(self) -> list[str]:
+        if self.variant == "single":
+            return super().command()
+        if self.variant == "w2":
+            return [*super().command(), "--workers", "2"]
+        where = ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        return [sys.executable, "-m", "gateway.workers", "--config", str(self.config), *where, "--workers", "1"]
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+        return env
+
+
+def run_variant(a: argparse.Namespace, console: Any, upstream: Upstream, tmp: Path, variant: str) -> dict[str, Any]:
+    """Start one gateway, wait for every worker to listen, warm it up, run every step, stop it."""
+    gw = VariantGateway(a, upstream, tmp, variant)
+    try:
+        gw.launch(console, f"{variant}: {VARIANTS[variant]}")
+        deadline = time.monotonic() + 30
+        while shutil.which("ss") and len(listeners(gw.port)) < WORKERS[variant] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        runner = Runner(a, console, upstream, {"gateway": gw})
+        runner.warm_up(a.warmup)
+        steps = {}
+        with progress_bar(console) as progress:
+            for step in plan(a, targets=("gateway",)):
+                steps[step.key] = runner.run_step(step, progress)
+        return steps
+    finally:
+        gw.stop()
+        deadline = time.monotonic() + 15
+        while port_busy(gw.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def ratio(new: float | None, old: float | None) -> float | None:
+    return round(new / old, 3) if new and old else None
+
+
+def summarize(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per step: w2 / single (rps at max; CPU per request) and mp1 / single (CPU per request)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for key in results.get("single", {}):
+        row: dict[str, float | None] = {}
+        single = results["single"][key]
+        for variant in ("w2", "mp1"):
+            other = results.get(variant, {}).get(key)
+            if other is None:
+                continue
+            row[f"{variant}/single cpu per req"] = ratio(
+                other.get("gw_cpu_ms_per_req"), single.get("gw_cpu_ms_per_req")
+            )
+            if key.endswith("/max"):
+                row[f"{variant}/single rps"] = ratio(other.get("rps"), single.get("rps"))
+        out[key] = row
+    return out
+
+
+def print_report(console: Any, a: argparse.Namespace, upstream: Upstream, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    results, ratios = result["variants"], result["ratios"]
+    table = Table(title="One process vs workers (rps; gateway CPU ms per request, all its processes)")
+    table.add_column("step")
+    for variant in results:
+        table.add_column(f"{variant} rps", justify="right")
+        table.add_column(f"{variant} CPU ms/req", justify="right")
+    for column in ("w2/single rps", "w2/single cpu per req", "mp1/single cpu per req"):
+        table.add_column(column, justify="right")
+    for key in next(iter(results.values()), {}):
+        row = [key]
+        for steps in results.values():
+            r = steps.get(key, {})
+            errors = f" [red]({r['errors']} errors)[/red]" if r.get("errors") else ""
+            row += [f"{r.get('rps', 0):.0f}{errors}", fmt(r.get("gw_cpu_ms_per_req"), 3)]
+        row += [
+            fmt(ratios.get(key, {}).get(c), 3)
+            for c in ("w2/single rps", "w2/single cpu per req", "mp1/single cpu per req")
+        ]
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"  Everything ran pinned with taskset to CPUs {a.gw_cpus}: the gateway's processes, the upstream "
+        f"({upstream.kind}) and the load generator share those {len(parse_cpus(a.gw_cpus))} cores, so a second "
+        "worker competes with the load and the upstream. Ratios are from this run, variant against single."
+    )
+    noisy = [f"{v} {k}" for v, steps in results.items() for k, r in steps.items() if r.get("noisy")]
+    if noisy:
+        console.print(f"  [yellow]noisy steps (foreign CPU > {a.noise_max} cores): {', '.join(noisy)}")
+
+
+def main(argv: list[str]) -> int:
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--cpus", default="0,1", help="taskset CPU list shared by everything (default 0,1)")
+    own.add_argument("--variants", default="single,mp1,w2", help="which gateways, in order (single, mp1, w2)")
+    mine, rest = own.parse_known_args(argv)
+    variants = [v.strip() for v in mine.variants.split(",") if v.strip()]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown or not variants:
+        sys.exit(f"--variants: unknown {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    defaults = ["--rates", "1000,2000", "--conns", "16", "--duration", "10", "--no-direct"]
+    a = parse_args([*defaults, *rest, "--gw-cpus", mine.cpus, "--load-cpus", mine.cpus], __doc__)
+    if a.baseline_ref or a.soak:
+        sys.exit("bench/workers.py runs steps only (no --baseline-ref, no --soak)")
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    with contextlib.suppress(OSError, ValueError):
+        os.sched_setaffinity(0, parse_cpus(a.load_cpus))
+    tmp = Path(tempfile.mkdtemp(prefix="gw-workers-"))
+
+    def on_term(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        try:
+            upstream = Upstream.start(a, console, tmp)
+            stack.callback(upstream.stop)
+            problem = sanity(upstream.base, a.model)
+            if problem:
+                sys.exit(f"the upstream does not answer properly: {problem}")
+            log(console, f"all on CPUs {a.gw_cpus} (taskset): gateway, upstream ({upstream.kind}) and load generator")
+            results = {variant: run_variant(a, console, upstream, tmp, variant) for variant in variants}
+            result = {"meta": machine_meta(a, upstream), "variants": results, "ratios": summarize(results)}
+            print_report(console, a, upstream, result)
+            if a.json:
+                Path(a.json).write_text(json.dumps(result, indent=1))
+                log(console, f"results written to {a.json}")
+        except KeyboardInterrupt:
+            console.print("[red]interrupted")
+            return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
