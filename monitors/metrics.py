@@ -134,6 +134,7 @@ class MonitorMetrics:
     agreement_floor: Gauge
     agreement_min_items: Gauge
     votes: Counter
+    sign_ins: Counter
     queue_items: Gauge
     queued: Counter
     shadow_requests: Counter
@@ -230,6 +231,15 @@ def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
             "llm_review_votes",
             "Reviewer votes recorded through this worker's review page.",
             ["model", "kind"],
+        ),
+        (
+            "sign_ins",
+            Counter,
+            "llm_review_sign_ins",
+            "Sign-in attempts on this worker's review page by outcome: ok, unknown_key, limited_address (the "
+            "client address made too many failed attempts), limited_overall (too many failed attempts from all "
+            "addresses this minute), unavailable (Redis could not be reached).",
+            ["outcome"],
         ),
         ("queue_items", Gauge, "llm_review_queue_items", "Items of a review queue still taking votes.", ["queue"]),
         (
