@@ -88,6 +88,12 @@ class ReviewConfig(_Strict):
         default=0.7, ge=0, le=1, description="alert when judge-human agreement without ties falls below this"
     )
     agreement_min_items: int = Field(default=50, ge=1, description="... over at least this many items")
+    agreement_window_items: int = Field(
+        default=200,
+        ge=10,
+        le=10_000,
+        description="judge-human agreement (exported, alerted on) covers each judge's latest this many items",
+    )
     bootstrap_rounds: int = Field(default=200, ge=20, le=5000, description="bootstrap resamples of the ratings")
 
     @model_validator(mode="after")
@@ -106,6 +112,11 @@ class ReviewConfig(_Strict):
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
                 raise ValueError(f"trusted_proxies: {network!r} is not an IP address or network (CIDR)") from None
+        if self.agreement_min_items > self.agreement_window_items:
+            raise ValueError(
+                f"agreement_min_items ({self.agreement_min_items}) exceeds agreement_window_items "
+                f"({self.agreement_window_items}): the agreement alert could never fire"
+            )
         if self.enabled and not self.reviewers:
             raise ValueError("review is enabled but no reviewers are configured (monitors.review.reviewers)")
         return self

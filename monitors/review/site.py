@@ -298,7 +298,11 @@ class ReviewSite:
         standings = self.ratings.latest if self.ratings is not None else {}
         checks = self.scoreboard.latest if self.scoreboard is not None else {}
         boards = pages.leaderboard(standings, checks)
-        return self._html(pages.page("leaderboard.html", models=boards, reviewer=session.reviewer, csrf=session.csrf))
+        window = self.config.agreement_window_items
+        body = pages.page(
+            "leaderboard.html", models=boards, window=window, reviewer=session.reviewer, csrf=session.csrf
+        )
+        return self._html(body)
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
