@@ -8,6 +8,7 @@ docs/review.md says how they are used.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -66,6 +67,20 @@ class ReviewConfig(_Strict):
     lease_seconds: float = Field(default=1800.0, ge=10, description="an item shown and not voted on is held this long")
     session_hours: float = Field(default=12.0, gt=0, description="a reviewer's sign-in lasts this long")
     secure_cookies: bool = Field(default=False, description="mark cookies Secure (serve /review over HTTPS)")
+    login_failures_per_address: int = Field(
+        default=10, ge=1, description="failed sign-ins a client address may make per login_failure_window_seconds"
+    )
+    login_failure_window_seconds: float = Field(
+        default=900.0, ge=1, description="how long an address's failures count (from its first failure)"
+    )
+    login_failures_per_minute: int = Field(
+        default=60, ge=1, description="failed sign-ins per minute from all addresses together, all workers"
+    )
+    trusted_proxies: list[str] = Field(
+        default=[],
+        description="networks (CIDR) of the proxies in front of the page: only a request from one of them has its "
+        "client address taken from X-Forwarded-For",
+    )
     feedback_hold_hours: float = Field(
         default=24.0, gt=0, description="samples of negative_feedback queues wait this long for a thumbs down"
     )
@@ -73,6 +88,12 @@ class ReviewConfig(_Strict):
         default=0.7, ge=0, le=1, description="alert when judge-human agreement without ties falls below this"
     )
     agreement_min_items: int = Field(default=50, ge=1, description="... over at least this many items")
+    agreement_window_items: int = Field(
+        default=200,
+        ge=10,
+        le=10_000,
+        description="judge-human agreement (exported, alerted on) covers each judge's latest this many items",
+    )
     bootstrap_rounds: int = Field(default=200, ge=20, le=5000, description="bootstrap resamples of the ratings")
 
     @model_validator(mode="after")
@@ -86,6 +107,16 @@ class ReviewConfig(_Strict):
         queues = [q.name for q in self.queues]
         if len(set(queues)) != len(queues):
             raise ValueError("review queue names must be unique")
+        for network in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {network!r} is not an IP address or network (CIDR)") from None
+        if self.agreement_min_items > self.agreement_window_items:
+            raise ValueError(
+                f"agreement_min_items ({self.agreement_min_items}) exceeds agreement_window_items "
+                f"({self.agreement_window_items}): the agreement alert could never fire"
+            )
         if self.enabled and not self.reviewers:
             raise ValueError("review is enabled but no reviewers are configured (monitors.review.reviewers)")
         return self

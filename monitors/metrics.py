@@ -133,7 +133,9 @@ class MonitorMetrics:
     reviewer_agreement: Gauge
     agreement_floor: Gauge
     agreement_min_items: Gauge
+    agreement_window_items: Gauge
     votes: Counter
+    sign_ins: Counter
     queue_items: Gauge
     queued: Counter
     shadow_requests: Counter
@@ -158,9 +160,9 @@ def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
             "agreement",
             Gauge,
             "llm_judge_human_agreement_ratio",
-            "Share of (judge verdict, reviewer vote) "
-            "comparisons on the same item that agree; ties=included counts a tie (or both bad) as an outcome, "
-            "ties=excluded leaves out every comparison where either side said tie (MT-Bench's two setups).",
+            "Share of (judge verdict, reviewer vote) comparisons on the judge's latest "
+            "monitors.review.agreement_window_items items that agree; ties=included counts a tie (or both bad) as an "
+            "outcome, ties=excluded leaves out every comparison where either side said tie (MT-Bench's two setups).",
             ["model", "judge", "ties"],
         ),
         (
@@ -168,14 +170,15 @@ def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
             Gauge,
             "llm_judge_human_kappa",
             "Cohen's kappa of judge verdicts vs reviewer votes (a, b, tie): "
-            "agreement beyond chance; 0 = chance, 1 = perfect.",
+            "agreement beyond chance; 0 = chance, 1 = perfect (over the window, as the agreement).",
             judge,
         ),
         (
             "position_bias",
             Gauge,
             "llm_judge_human_position_bias_ratio",
-            "Share of the reviewed pairs whose pairwise verdict changed when the two answers were swapped.",
+            "Share of the reviewed pairs (in the window) whose pairwise verdict changed when the two answers were "
+            "swapped.",
             judge,
         ),
         (
@@ -183,21 +186,22 @@ def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
             Gauge,
             "llm_judge_human_spearman",
             "Spearman's rank correlation of the single-answer judge's "
-            "1-10 ratings with reviewers' grades of the same answers.",
+            "1-10 ratings with reviewers' grades of the same answers (in the window).",
             judge,
         ),
         (
             "agreement_items",
             Gauge,
             "llm_judge_human_items",
-            "Items both the judge and at least one reviewer scored.",
+            "Items both the judge and at least one reviewer scored, in the window (at most "
+            "monitors.review.agreement_window_items).",
             judge,
         ),
         (
             "agreement_comparisons",
             Gauge,
             "llm_judge_human_comparisons",
-            "(judge verdict, reviewer vote) pairs behind the agreement figures.",
+            "(judge verdict, reviewer vote) pairs behind the agreement figures (in the window).",
             judge,
         ),
         (
@@ -205,8 +209,9 @@ def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
             Gauge,
             "llm_review_inter_reviewer_agreement_ratio",
             "Share of pairs of reviewers "
-            "voting on the same item who agree (ties included or excluded): the ceiling to read judge agreement "
-            "against.",
+            "voting on the same item who agree (ties included or excluded), over the latest "
+            "monitors.review.agreement_window_items pair items two reviewers voted on: the ceiling to read judge "
+            "agreement against.",
             ["model", "ties"],
         ),
         (
@@ -225,11 +230,29 @@ def review_series(m: MonitorMetrics, r: CollectorRegistry) -> None:
             [],
         ),
         (
+            "agreement_window_items",
+            Gauge,
+            "llm_judge_human_agreement_window_items",
+            "monitors.review.agreement_window_items: the judge-human figures cover each judge's latest this many "
+            "items both it and a reviewer scored (reviewer vs reviewer: the latest this many pair items two "
+            "reviewers voted on).",
+            [],
+        ),
+        (
             "votes",
             Counter,
             "llm_review_votes",
             "Reviewer votes recorded through this worker's review page.",
             ["model", "kind"],
+        ),
+        (
+            "sign_ins",
+            Counter,
+            "llm_review_sign_ins",
+            "Sign-in attempts on this worker's review page by outcome: ok, unknown_key, limited_address (the "
+            "client address made too many failed attempts), limited_overall (too many failed attempts from all "
+            "addresses this minute), unavailable (Redis could not be reached).",
+            ["outcome"],
         ),
         ("queue_items", Gauge, "llm_review_queue_items", "Items of a review queue still taking votes.", ["queue"]),
         (

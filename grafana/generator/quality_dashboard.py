@@ -246,8 +246,9 @@ def review() -> list[Any]:
             "Judge-human agreement",
             "Share of (judge verdict, reviewer vote) pairs on the same items that agree, with ties counted as an "
             "outcome and without the pairs where either side said tie (MT-Bench: GPT-4 vs experts 66% / 85%, expert "
-            "vs expert 63% / 81%). Dashed: reviewer vs reviewer (the ceiling) and the alert floor "
-            "(monitors.review.agreement_floor, alert LLMJudgeHumanAgreementLow on agreement without ties).",
+            "vs expert 63% / 81%), over each judge's latest monitors.review.agreement_window_items reviewed items. "
+            "Dashed: reviewer vs reviewer (the ceiling) and the alert floor (monitors.review.agreement_floor, alert "
+            "LLMJudgeHumanAgreementLow on agreement without ties).",
             [
                 (f"max by (model, judge, ties) (llm_judge_human_agreement_ratio{{{M}}})", judge + " ties {{ties}}"),
                 (
@@ -264,7 +265,8 @@ def review() -> list[Any]:
             "Judge-human kappa, position bias and rank correlation",
             "Cohen's kappa of the pairwise judge vs reviewers (agreement beyond chance: 0 chance, 1 perfect); the "
             "share of reviewed pairs whose judge verdict changed when the answers were swapped (position bias); "
-            "Spearman's rho of the single-answer judge's ratings vs reviewers' grades.",
+            "Spearman's rho of the single-answer judge's ratings vs reviewers' grades; over the same window as the "
+            "agreement.",
             [
                 (f"max by (model, judge) (llm_judge_human_kappa{{{M}}})", judge + " kappa"),
                 (f"max by (model, judge) (llm_judge_human_position_bias_ratio{{{M}}})", judge + " position bias"),
@@ -277,11 +279,14 @@ def review() -> list[Any]:
         Series(
             "Review votes and queues",
             "Reviewer votes per hour (side by side, single answer), items of each review queue still taking votes, "
-            "and items both a judge and a reviewer scored (the base of the agreement figures).",
+            "items both a judge and a reviewer scored in the agreement window (the base of the agreement figures), "
+            "and sign-in attempts per hour by outcome (limited_address, limited_overall: refused by the sign-in "
+            "limits; unavailable: Redis unreachable).",
             [
                 (f"sum by (model, kind) (increase(llm_review_votes_total{{{M}}}[1h]))", "{{model}} {{kind}} votes/h"),
                 ("max by (queue) (llm_review_queue_items)", "queue {{queue}}"),
                 (f"max by (model, judge) (llm_judge_human_items{{{M}}})", judge + " items compared"),
+                ("sum by (outcome) (increase(llm_review_sign_ins_total[1h]))", "sign-ins {{outcome}}/h"),
             ],
             "short",
         ),

@@ -12,9 +12,10 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from monitors.bradley_terry import Standing
+from monitors.review.agreement import PairAgreement
 from monitors.review.items import ReviewItem
 from monitors.review.markup import render
-from monitors.review.scoreboard import ModelCheck
+from monitors.review.scoreboard import JudgeCheck, ModelCheck
 
 HERE = Path(__file__).resolve().parent
 STATIC = {"review.js": "application/javascript", "review.css": "text/css"}
@@ -116,23 +117,46 @@ def leaderboard(standings: dict[str, dict[str, dict[str, Standing]]], checks: di
             if by_source.get(source)
         ]
         check = checks.get(model)
+        all_time = check.all_time if check and check.all_time else ModelCheck()
         judges = []
-        for name, entry in sorted((check.judges if check else {}).items()):
-            pair = entry.pair
+        for name in sorted(set(check.judges if check else {}) | set(all_time.judges)):
+            entry = check.judges.get(name, JudgeCheck()) if check else JudgeCheck()
+            ever = all_time.judges.get(name, JudgeCheck())
             judges.append(
                 {
                     "name": name,
-                    "items": entry.pair_items + entry.single_items,
-                    "agreement": f"{_pct(pair.with_ties)} / {_pct(pair.without_ties)}" if pair else "–",
-                    "kappa": _num(pair.kappa) if pair else "–",
-                    "bias": _pct(entry.position_bias),
-                    "spearman": _num(entry.spearman),
+                    **_figures(entry),
+                    "all_items": ever.pair_items + ever.single_items,
+                    "all_agreement": _figures(ever)["agreement"],
+                    "all_spearman": _num(ever.spearman),
                 }
             )
-        reviewers = check.reviewers if check else None
-        summary = f"{_pct(reviewers.with_ties)} / {_pct(reviewers.without_ties)}" if reviewers else None
-        boards.append({"name": model, "sources": sources, "judges": judges, "reviewers": summary})
+        boards.append(
+            {
+                "name": model,
+                "sources": sources,
+                "judges": judges,
+                "reviewers": _both(check.reviewers if check else None),
+                "all_reviewers": _both(all_time.reviewers),
+            }
+        )
     return boards
+
+
+def _figures(entry: JudgeCheck) -> dict[str, Any]:
+    pair = entry.pair
+    return {
+        "items": entry.pair_items + entry.single_items,
+        "agreement": _both(pair) or "–",
+        "kappa": _num(pair.kappa) if pair else "–",
+        "bias": _pct(entry.position_bias),
+        "spearman": _num(entry.spearman),
+    }
+
+
+def _both(pair: PairAgreement | None) -> str | None:
+    """Agreement with ties / without ties."""
+    return f"{_pct(pair.with_ties)} / {_pct(pair.without_ties)}" if pair else None
 
 
 def _standing(s: Standing) -> dict[str, float]:

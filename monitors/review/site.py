@@ -12,7 +12,10 @@
 
 Every response under ``/review`` carries a strict Content-Security-Policy (scripts and styles from this origin only,
 no inline script, no plugin, no framing, forms posting only here) and ``no-store``; model text is escaped
-(:mod:`monitors.review.pages`). Every POST needs the session's CSRF token (:mod:`monitors.review.auth`).
+(:mod:`monitors.review.pages`). Every POST needs the session's CSRF token (:mod:`monitors.review.auth`). Failed
+sign-ins are limited per client address and overall (:mod:`monitors.review.throttle`: 429 with ``Retry-After``).
+While Redis cannot be reached, every page answers 503 with ``Retry-After`` (sessions, items and limits all live
+there), and works again as soon as it answers.
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from llmops.config_review import ReviewConfig
 from monitors.metrics import MonitorMetrics
 from monitors.review import pages
 from monitors.review.auth import Reviewers, Session, Sessions, check_token, same_origin
 from monitors.review.store import ReviewStore
+from monitors.review.throttle import Attempt, Refusal, SignInLimits
 
 log = logging.getLogger("llmops.monitors.review")
 
@@ -45,6 +51,11 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 MAX_COMMENT = 2000
+#: What a Redis call raises when Redis cannot be reached or answer (redis-py wraps socket errors; OSError for safety).
+REDIS_ERRORS = (RedisError, OSError)
+UNAVAILABLE_RETRY_SECONDS = 5
+SIGN_IN_OUTCOMES = ("ok", "unknown_key", "limited_address", "limited_overall", "unavailable")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ReviewSite:
@@ -66,21 +77,24 @@ class ReviewSite:
         self.scoreboard = scoreboard
         self.sessions = Sessions(store.redis, Reviewers(config.reviewers), config.session_hours, config.secure_cookies)
         self.queues = {q.name: q for q in config.queues}
+        self.limits = SignInLimits(store.redis, config)
+        for outcome in SIGN_IN_OUTCOMES:  # at 0 from the start, so that increase() sees the first one
+            metrics.sign_ins.labels(outcome)
 
     def add_routes(self, app: web.Application) -> None:
         app.on_response_prepare.append(_secure)
         r = app.router
-        r.add_get("/review", self.home)
-        r.add_get("/review/", self.home)
-        r.add_get("/review/login", self.login_form)
-        r.add_post("/review/login", self.login)
-        r.add_post("/review/logout", self.logout)
-        r.add_get("/review/leaderboard", self.leaderboard)
+        r.add_get("/review", _guarded(self.home))
+        r.add_get("/review/", _guarded(self.home))
+        r.add_get("/review/login", _guarded(self.login_form))
+        r.add_post("/review/login", _guarded(self.login))
+        r.add_post("/review/logout", _guarded(self.logout))
+        r.add_get("/review/leaderboard", _guarded(self.leaderboard))
         r.add_get("/review/static/{name}", self.static)
-        r.add_get("/review/q/{queue}", self.next_item)
-        r.add_post("/review/q/{queue}/{item}/vote", self.vote)
-        r.add_get("/review/q/{queue}/{item}/reveal", self.reveal)
-        r.add_post("/review/q/{queue}/{item}/skip", self.skip)
+        r.add_get("/review/q/{queue}", _guarded(self.next_item))
+        r.add_post("/review/q/{queue}/{item}/vote", _guarded(self.vote))
+        r.add_get("/review/q/{queue}/{item}/reveal", _guarded(self.reveal))
+        r.add_post("/review/q/{queue}/{item}/skip", _guarded(self.skip))
 
     # ---- sign-in ----------------------------------------------------------------------------------------------
     async def _session(self, request: web.Request) -> Session:
@@ -111,12 +125,66 @@ class ReviewSite:
             request.cookies.get("llmops_review_login"), _text(form.get("csrf"))
         ):
             raise web.HTTPForbidden(text="cross-site request refused: reload the sign-in page and try again")
-        reviewer = self.sessions.reviewers.authenticate(_text(form.get("key")) or "")
-        if reviewer is None:
-            return await self.login_form(request, "Unknown reviewer key · 알 수 없는 키입니다", 401)
-        response = _redirect("/review")
-        await self.sessions.start(reviewer, response)
-        log.info("reviewer %s signed in", reviewer)
+        address = self.limits.client_address(request)
+        try:
+            attempt = await self.limits.attempt(address)
+            if isinstance(attempt, Refusal):
+                return await self._refused(request, address, attempt)
+            reviewer = self.sessions.reviewers.authenticate(_text(form.get("key")) or "")
+            if reviewer is None:
+                return await self._failed(request, address, attempt)
+            await self.limits.succeeded(attempt)
+            response = _redirect("/review")
+            await self.sessions.start(reviewer, response)
+        except REDIS_ERRORS as error:
+            self.metrics.sign_ins.labels("unavailable").inc()
+            log.warning("review sign-in from %s not checked: Redis unreachable (%s)", address, type(error).__name__)
+            message = (
+                "The review store cannot be reached: try again in a moment · "
+                "저장소에 연결할 수 없습니다. 잠시 후 다시 시도하세요"
+            )
+            refused = await self.login_form(request, message, 503)
+            refused.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
+            return refused
+        self.metrics.sign_ins.labels("ok").inc()
+        log.info("reviewer %s signed in from %s", reviewer, address)
+        return response
+
+    async def _failed(self, request: web.Request, address: str, attempt: Attempt) -> web.Response:
+        """An unknown key (never logged): 401, and a line saying how many failures the address has left."""
+        self.metrics.sign_ins.labels("unknown_key").inc()
+        limit, window = self.config.login_failures_per_address, self.config.login_failure_window_seconds
+        log.warning(
+            "review sign-in with an unknown key from %s (failure %d of %d allowed in %g s)",
+            address,
+            attempt.failures,
+            limit,
+            window,
+        )
+        if attempt.failures == limit:
+            log.warning("review sign-ins from %s refused for up to %g s: too many failures", address, window)
+        if attempt.overall == self.config.login_failures_per_minute:
+            log.warning("review sign-ins from every address refused until the minute ends: too many failures")
+        return await self.login_form(request, "Unknown reviewer key · 알 수 없는 키입니다", 401)
+
+    async def _refused(self, request: web.Request, address: str, refusal: Refusal) -> web.Response:
+        """Over a limit: 429 with ``Retry-After``; the key was not checked."""
+        self.metrics.sign_ins.labels(f"limited_{refusal.scope}").inc()
+        log.debug("review sign-in from %s refused (%s limit) for %d s", address, refusal.scope, refusal.retry_after)
+        wait = refusal.retry_after
+        en, ko = (f"{-(-wait // 60)} min", f"{-(-wait // 60)}분") if wait >= 60 else (f"{wait} s", f"{wait}초")
+        if refusal.scope == "address":
+            message = (
+                f"Too many failed sign-ins from your address: try again in {en} · "
+                f"로그인 실패가 너무 많습니다. {ko} 후에 다시 시도하세요"
+            )
+        else:
+            message = (
+                f"Too many failed sign-ins on this page right now: try again in {en} · "
+                f"지금은 로그인 실패가 너무 많습니다. {ko} 후에 다시 시도하세요"
+            )
+        response = await self.login_form(request, message, 429)
+        response.headers["Retry-After"] = str(wait)
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
@@ -230,7 +298,11 @@ class ReviewSite:
         standings = self.ratings.latest if self.ratings is not None else {}
         checks = self.scoreboard.latest if self.scoreboard is not None else {}
         boards = pages.leaderboard(standings, checks)
-        return self._html(pages.page("leaderboard.html", models=boards, reviewer=session.reviewer, csrf=session.csrf))
+        window = self.config.agreement_window_items
+        body = pages.page(
+            "leaderboard.html", models=boards, window=window, reviewer=session.reviewer, csrf=session.csrf
+        )
+        return self._html(body)
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -238,6 +310,23 @@ class ReviewSite:
             raise web.HTTPNotFound()
         body = (pages.HERE / "static" / name).read_bytes()
         return web.Response(body=body, content_type=pages.STATIC[name], charset="utf-8")
+
+
+def _guarded(handler: Handler) -> Handler:
+    """``handler``, answering 503 with ``Retry-After`` (not a stack trace) while Redis cannot be reached."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except REDIS_ERRORS as error:
+            log.warning("review page %s: Redis unreachable (%s: %s)", request.path, type(error).__name__, error)
+            return web.Response(
+                status=503,
+                text="The review store (Redis) cannot be reached right now: try again in a moment.",
+                headers={"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)},
+            )
+
+    return guarded
 
 
 async def _secure(request: web.Request, response: web.StreamResponse) -> None:

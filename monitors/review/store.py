@@ -17,7 +17,13 @@ Keys (all durable unless said otherwise):
 - ``llmops:agreement:<model>``: judge-human contingency counts ``pair|<judge>|<judge outcome>|<human outcome>``, items
   ``pair_items|<judge>`` and ``single_items|<judge>``, position bias ``bias|<judge>|consistent|inconsistent``, and
   reviewer-reviewer counts ``humans|<outcome>|<outcome>``; ``llmops:agreement_single:<model>``: the last 10,000
-  ``<judge>|<judge rating>|<grade>`` of graded items.
+  ``<judge>|<judge rating>|<grade>`` of graded items. These all-time tallies are shown on the review page.
+- ``llmops:agreement_recent:<judge>:<model>``: the window the exported agreement is computed over (sorted set, the
+  item's creation time as score: the latest items the judge judged and a reviewer scored; members
+  ``<item>|<kind>|<judge outcome>|<1 if the judge's orders agreed>``), added at an item's first vote;
+  ``llmops:agreement_recent:humans:<model>``: pair items at their second vote (reviewer vs reviewer). Each keeps
+  the latest 10,000; :mod:`monitors.review.scoreboard` reads the latest ``agreement_window_items`` and the items'
+  votes (``llmops:review:votes:<id>``).
 """
 
 from __future__ import annotations
@@ -41,7 +47,10 @@ REQUEST_VOTES = "llmops:votes:"
 AGREEMENT = "llmops:agreement:"
 AGREEMENT_SINGLE = "llmops:agreement_single:"
 AGREEMENT_MODELS = "llmops:agreement_models"
+RECENT = "llmops:agreement_recent:"
+RECENT_HUMANS = RECENT + "humans:"
 SINGLE_KEPT = 10_000
+RECENT_KEPT = 10_000
 
 # KEYS: item, queue. ARGV: item id, created, json, kind, model, a, b, judge, judge outcome, consistent, max items.
 # An item queued again (the same answers seen by another sample's processing) only gains the judge's verdict it lacked.
@@ -84,7 +93,8 @@ return 1
 """
 
 # KEYS: item, item votes, lease, queue, human tally, agreement, single pairs, log, votes of request 1, of request 2,
-# current. ARGV: item id, reviewer, outcome, vote json, max reviewers.
+# current, the judge's recent items, the model's recent items two reviewers voted on. ARGV: item id, reviewer,
+# outcome, vote json, max reviewers, the judge the keys were named for, the item's creation time.
 _VOTE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
@@ -98,6 +108,15 @@ if KEYS[10] ~= KEYS[9] then redis.call('HSET', KEYS[10], field, ARGV[4]) end
 redis.call('XADD', KEYS[8], 'MAXLEN', '~', 1000000, '*', 'item', ARGV[1], 'reviewer', ARGV[2], 'vote', ARGV[4])
 local f = redis.call('HMGET', KEYS[1], 'kind', 'a', 'b', 'judge', 'judge_outcome', 'judge_consistent')
 local judge = f[4] or ''
+if votes == 1 and judge ~= '' and judge == ARGV[6] then
+  local member = ARGV[1] .. '|' .. f[1] .. '|' .. (f[5] or '') .. '|' .. (f[6] or '')
+  redis.call('ZADD', KEYS[12], ARGV[7], member)
+  redis.call('ZREMRANGEBYRANK', KEYS[12], 0, -RECENT_KEPT - 1)
+end
+if votes == 2 and f[1] == 'pair' then
+  redis.call('ZADD', KEYS[13], ARGV[7], ARGV[1])
+  redis.call('ZREMRANGEBYRANK', KEYS[13], 0, -RECENT_KEPT - 1)
+end
 if f[1] == 'pair' then
   redis.call('HINCRBY', KEYS[5], f[2] .. '|' .. f[3] .. '|' .. ARGV[3], 1)
   local mine = ARGV[3]
@@ -126,7 +145,7 @@ elseif judge ~= '' then
   if votes == 1 then redis.call('HINCRBY', KEYS[6], 'single_items|' .. judge, 1) end
 end
 return 1
-""".replace("SINGLE_LAST", str(SINGLE_KEPT - 1))
+""".replace("SINGLE_LAST", str(SINGLE_KEPT - 1)).replace("RECENT_KEPT", str(RECENT_KEPT))
 
 
 class ReviewStore:
@@ -225,8 +244,18 @@ class ReviewStore:
             REQUEST_VOTES + ids[0],
             REQUEST_VOTES + ids[-1],
             f"{CURRENT}{reviewer}:{item.queue}",
+            f"{RECENT}{item.judge or ''}:{item.model}",
+            RECENT_HUMANS + item.model,
         ]
-        args: list[Any] = [item.id, reviewer, outcome, orjson.dumps(vote), max_reviewers]
+        args: list[Any] = [
+            item.id,
+            reviewer,
+            outcome,
+            orjson.dumps(vote),
+            max_reviewers,
+            item.judge or "",
+            item.created,
+        ]
         return int(await self._vote(keys=keys, args=args))
 
     async def vote_of(self, item_id: str, reviewer: str) -> str | None:

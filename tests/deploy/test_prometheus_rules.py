@@ -90,6 +90,7 @@ COUNTERS_AND_GAUGES = {
     "llm_judge_human_agreement_min_items",
     "llm_review_inter_reviewer_agreement_ratio",
     "llm_review_votes_total",
+    "llm_review_sign_ins_total",
     "llm_review_queue_items",
     "llm_shadow_requests_total",
     "llm_gateway_traffic_cost_usd_total",

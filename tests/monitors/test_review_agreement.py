@@ -1,6 +1,7 @@
 """Judges checked against people: agreement with and without ties, Cohen's kappa, position bias and Spearman's rho
-equal hand-computed values on a fixed set, through the real vote script and a real Redis; and the queues' rules
-(each item shown to a reviewer once, at most N reviewers, one vote each)."""
+equal hand-computed values on a fixed set, through the real vote script and a real Redis, over the whole set and over
+a window of the latest items (older items stop counting; figures the window no longer defines are removed); and the
+queues' rules (each item shown to a reviewer once, at most N reviewers, one vote each)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from llmops.config_review import ReviewConfig
 from monitors.metrics import MonitorMetrics
+from monitors.review import pages
 from monitors.review.agreement import cohen_kappa, pair_agreement, position_bias, spearman
 from monitors.review.items import Answer, ReviewItem
 from monitors.review.scoreboard import Scoreboard
@@ -158,3 +160,118 @@ async def test_full_queues_drop_their_oldest_unreviewed_items(store: SampleStore
     assert await store.redis.zcard("llmops:review:queue:ab") == 10
     assert await review.item("pair0") is not None  # dropped from the queue, kept: it has a vote
     assert await review.item("pair1") is None  # dropped unreviewed
+
+
+# The window: 10 items. Ten old pairs on which the judge and both reviewers said "a", then six new ones.
+OLD = [("a", True, {"alice": "a", "bob": "a"})] * 10
+NEW = [
+    ("a", True, {"alice": "b", "bob": "b"}),
+    ("b", False, {"alice": "a"}),
+    ("tie", False, {"alice": "tie", "bob": "a"}),
+    ("a", True, {"alice": "a", "bob": "bothbad"}),
+    ("b", True, {"alice": "b"}),
+    ("a", False, {"alice": "b", "bob": "b"}),
+]
+# Twelve graded answers: two old ones the judge got backwards, then ten in nearly the reviewers' order.
+OLD_SINGLES = [(9, 1), (1, 10)]
+NEW_SINGLES = [(1, 2), (2, 1), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8), (9, 10), (10, 9)]
+
+
+async def vote_all(review: ReviewStore, items: list[tuple[ReviewItem, dict[str, str]]]) -> None:
+    for item, votes in items:
+        assert await review.enqueue(item, 1000)
+        for reviewer, vote in votes.items():
+            assert await review.vote(item, reviewer, vote, {"reviewer": reviewer}, 3) == 1
+
+
+async def test_agreement_over_the_window_only(store: SampleStore) -> None:
+    review = ReviewStore(store.redis)
+    pairs = []
+    for i, (judge, consistent, votes) in enumerate(OLD + NEW):
+        item = pair(i, judge, consistent)
+        item.created = 1000.0 + i  # when the judge ran: the window's order
+        pairs.append((item, votes))
+    singles = []
+    for i, (rating, grade) in enumerate(OLD_SINGLES + NEW_SINGLES):
+        item = single(i, rating)
+        item.created = 1000.0 + i
+        singles.append((item, {"alice": str(grade)}))
+    # votes come in any order: the window follows when the items were judged, not when they were voted on
+    await vote_all(review, pairs[::-1] + singles[::-1])
+
+    metrics = MonitorMetrics()
+    settings = ReviewConfig(enabled=True, reviewers=reviewers(), agreement_window_items=10, agreement_min_items=5)
+    board = Scoreboard(store.redis, metrics, settings)
+    await board.refresh_all()
+    app = board.latest["app"].judges["pairwise"]
+    # the window: old items 7-10 (8 comparisons, all (a, a)) and the six new ones (10 comparisons)
+    assert app.pair_items == 10 and app.pair is not None and app.pair.comparisons == 18
+    # equal: (a, a) x 8 + 1, (b, b) x 1, (tie, tie) x 1
+    assert app.pair.with_ties == pytest.approx(11 / 18)
+    # without ties (neither side tie; both bad is a tie): 15 comparisons, 10 of them (a, a) or (b, b)
+    assert app.pair.comparisons_without_ties == 15 and app.pair.without_ties == pytest.approx(2 / 3)
+    # judge a 14, b 2, tie 2; reviewers a 11, b 5, tie 2: p_e = 168/324, p_o = 198/324
+    assert app.pair.kappa == pytest.approx((198 - 168) / (324 - 168)) == pytest.approx(5 / 26)
+    assert app.position_bias == pytest.approx(3 / 10)  # new items 2, 3 and 6 changed with the order
+    # reviewer vs reviewer: the latest 10 items two reviewed: old 5-10 (agree), new 1 and 6 (agree), 3 and 4 (not)
+    humans = board.latest["app"].reviewers
+    assert humans is not None and humans.comparisons == 10
+    assert humans.with_ties == pytest.approx(8 / 10) and humans.without_ties == pytest.approx(8 / 8)
+    # Spearman over the ten new grades only: d^2 = 4, rho = 1 - 6 * 4 / (10 * 99)
+    chat = board.latest["chat"].judges["llm_single"]
+    assert chat.single_items == 10 and chat.single_comparisons == 10
+    assert chat.spearman == pytest.approx(1 - 24 / 990)
+    # all time, kept for the page: every item
+    ever = board.latest["app"].all_time
+    assert ever is not None and ever.judges["pairwise"].pair_items == 16
+    assert ever.judges["pairwise"].pair is not None and ever.judges["pairwise"].pair.with_ties == pytest.approx(23 / 30)
+    assert ever.judges["pairwise"].position_bias == pytest.approx(3 / 16)
+    [app_board] = [b for b in pages.leaderboard({}, board.latest) if b["name"] == "app"]
+    assert app_board["judges"][0] | {"kappa": None} == {
+        "name": "pairwise",
+        "items": 10,
+        "agreement": "61% / 67%",
+        "kappa": None,
+        "bias": "30%",
+        "spearman": "–",
+        "all_items": 16,
+        "all_agreement": "77% / 81%",  # 23 of 30 with ties; without: 20 old + 2 new of 20 + 7
+        "all_spearman": "–",
+    }
+    html = pages.page("leaderboard.html", models=[app_board], window=10, reviewer="alice", csrf="t")
+    assert "latest 10 reviewed items" in html and "All time" in html and "80% / 100%" in html
+
+    text = metrics.render().decode()
+    assert 'llm_judge_human_agreement_ratio{judge="pairwise",model="app",ties="excluded"} 0.6666' in text
+    assert 'llm_judge_human_agreement_ratio{judge="pairwise",model="app",ties="included"} 0.6111' in text
+    assert 'llm_judge_human_kappa{judge="pairwise",model="app"} 0.1923' in text
+    assert 'llm_judge_human_position_bias_ratio{judge="pairwise",model="app"} 0.3' in text
+    assert 'llm_judge_human_items{judge="pairwise",model="app"} 10.0' in text
+    assert 'llm_judge_human_comparisons{judge="pairwise",model="app"} 18.0' in text
+    assert 'llm_judge_human_items{judge="llm_single",model="chat"} 10.0' in text
+    assert 'llm_judge_human_spearman{judge="llm_single",model="chat"} 0.9757' in text
+    assert 'llm_review_inter_reviewer_agreement_ratio{model="app",ties="excluded"} 1.0' in text
+    assert "llm_judge_human_agreement_window_items 10.0" in text
+
+    # ten more items, all ties: the decisive ones leave the window and agreement without ties is no longer defined
+    # (its series goes, rather than keep its last value); a larger window takes the older items back at once
+    ties = []
+    for i in range(20, 30):
+        item = pair(i, "tie", True)
+        item.created = 2000.0 + i
+        ties.append((item, {"alice": "tie"}))
+    await vote_all(review, ties)
+    await board.refresh("app")
+    app = board.latest["app"].judges["pairwise"]
+    assert app.pair is not None and app.pair.with_ties == 1.0 and app.pair.without_ties is None
+    text = metrics.render().decode()
+    assert 'llm_judge_human_agreement_ratio{judge="pairwise",model="app",ties="included"} 1.0' in text
+    assert 'judge="pairwise",model="app",ties="excluded"' not in text
+    assert 'llm_judge_human_kappa{judge="pairwise",model="app"}' not in text  # all ties: chance agreement is 1
+    wide = ReviewConfig(agreement_window_items=26, agreement_min_items=5)
+    assert (await Scoreboard(store.redis, MonitorMetrics(), wide).refresh("app")).judges["pairwise"].pair_items == 26
+
+
+def test_the_window_holds_the_alerts_minimum() -> None:
+    with pytest.raises(ValueError, match=r"agreement_min_items \(50\) exceeds agreement_window_items \(20\)"):
+        ReviewConfig(agreement_window_items=20, agreement_min_items=50)
