@@ -53,7 +53,8 @@ from overhead.processes import Gateway, Upstream, log, parse_cpus, pin_prefix, p
 from overhead.report import fmt, machine_meta
 from overhead.runner import Runner, plan, progress_bar
 
-SERVERS = ("uvicorn", "granian", "granian-rust", "hypercorn")
+SERVERS = ("uvicorn", "granian", "granian-rust", "granian-cli", "hypercorn")
+CONFIG_ENV = "ASGI_SERVERS_CONFIG"  # granian-cli: the config its worker loads (cli_app)
 ENTRY = Path(__file__).resolve()
 
 
@@ -116,6 +117,28 @@ def serve_granian(config_path: str, host: str, port: int, log_level: str, task_i
     uvloop.run(main())
 
 
+def cli_app() -> Any:
+    """granian-cli's app factory (in its worker process): the gateway of the config in ``$ASGI_SERVERS_CONFIG``."""
+    return _gateway_app(os.environ[CONFIG_ENV], "warning").asgi
+
+
+def serve_granian_cli(config_path: str, host: str, port: int, log_level: str) -> None:
+    """granian's own command line (a supervisor process and one worker process, where the Rust runtime serves on
+    its own thread: ``serve_str``), on uvloop, with the same limits as :func:`serve_granian`. This process becomes
+    the supervisor; SIGTERM stops the worker after its requests end, without the gateway's drain deadline."""
+    from llmops.config import load_config
+
+    limits = load_config(config_path).server
+    os.environ[CONFIG_ENV] = str(Path(config_path).resolve())
+    argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", host, "--port", str(port)]
+    argv += ["--workers", "1", "--loop", "uvloop", "--http", "1", "--no-ws", "--log-level", log_level]
+    argv += ["--backpressure", str(limits.max_connections), "--backlog", "1024"]
+    argv += ["--http1-header-read-timeout", str(max(1, round(limits.header_timeout_seconds * 1000)))]
+    argv += ["--http1-buffer-size", str(max(8192, limits.max_header_bytes))]
+    argv += ["--working-dir", str(ENTRY.parent), "asgi_servers:cli_app"]
+    os.execv(sys.executable, argv)
+
+
 def serve_hypercorn(config_path: str, host: str, port: int, log_level: str) -> None:
     """``hypercorn.asyncio.serve`` in this process, on a uvloop loop."""
     import uvloop
@@ -160,11 +183,34 @@ def serve_main(argv: list[str]) -> None:
         serve_uvicorn(a.config, a.host, a.port, a.log_level)
     elif a.server in ("granian", "granian-rust"):
         serve_granian(a.config, a.host, a.port, a.log_level, "rust" if a.server == "granian-rust" else "asyncio")
+    elif a.server == "granian-cli":
+        serve_granian_cli(a.config, a.host, a.port, a.log_level)
     else:
         serve_hypercorn(a.config, a.host, a.port, a.log_level)
 
 
 # ---- the benchmark ---------------------------------------------------------------------------------------------------
+class _Worker:
+    """A supervisor's Popen with the pid of the worker process that serves (what the CPU meter reads)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], pid: int) -> None:
+        self._proc = proc
+        self.pid = pid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._proc, name)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{d}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d))
+    return out
+
+
 class ServerGateway(Gateway):
     """One gateway process served by ``server`` (this file's ``_serve``), running this checkout's code."""
 
@@ -185,6 +231,12 @@ class ServerGateway(Gateway):
         if not wait_for(self.base + "/ready", 30, self.proc):
             self.stop()
             sys.exit(f"{self.server} did not become ready; see {self.log_path}:\n{self.log_path.read_text()[-2000:]}")
+        if self.server == "granian-cli":  # measure its worker (the supervisor idles)
+            workers = _children(self.proc.pid)
+            if len(workers) != 1:
+                self.stop()
+                sys.exit(f"granian-cli: expected one worker process, found {workers}")
+            self.proc = _Worker(self.proc, workers[0])  # type: ignore[assignment]
         return self.proc.pid
 
 
