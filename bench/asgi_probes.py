@@ -279,11 +279,23 @@ def p_conn_limit(gw: str) -> tuple[bool, str]:
     return status == 503, f"status {status}"
 
 
-def p_stall(gw: str) -> tuple[bool, str]:
-    """Clients that stop reading a big stream: cut after client_stall_seconds (3 s), counted 499 client_stalled."""
+def rss_mb(pid: int) -> float:
+    """VmRSS of ``pid`` and its children (granian-cli's worker), in MB."""
+    total = 0
+    for p in [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+        with contextlib.suppress(OSError), open(f"/proc/{p}/status") as f:
+            total += sum(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return total / 1024
+
+
+def p_stall(gw: str, proc: subprocess.Popen[bytes]) -> tuple[bool, str]:
+    """Clients that stop reading a big stream (60,000 tokens, ~13 MB of events each): cut after
+    client_stall_seconds (3 s), counted 499 client_stalled; the server's memory stays bounded."""
     body = json.dumps({"model": "big", "messages": [{"role": "user", "content": "go"}], "stream": True,
-                       "max_tokens": 8000}).encode()  # fmt: skip
+                       "max_tokens": 60000}).encode()  # fmt: skip
     before = scrape(gw)
+    rss0 = rss_mb(proc.pid)
+    peak = rss0
     socks = []
     for _ in range(2):
         s = socket.socket()
@@ -307,6 +319,8 @@ def p_stall(gw: str) -> tuple[bool, str]:
         while time.monotonic() < t0 + 10 and metric(after, "llm_gateway_requests_in_flight", model="big") > 0:
             time.sleep(0.25)
             after = scrape(gw)
+            peak = max(peak, rss_mb(proc.pid))
+        peak = max(peak, rss_mb(proc.pid))
         took = time.monotonic() - t0
     finally:
         for s in socks:
@@ -320,7 +334,8 @@ def p_stall(gw: str) -> tuple[bool, str]:
     in_flight = metric(after, "llm_gateway_requests_in_flight", model="big")
     d200 = delta("llm_gateway_requests_total", model="big", status="200")
     ok = stalls == 2 and d499 == 2 and in_flight == 0
-    return ok, f"after {took:.1f} s: stalls +{stalls:g}, 499 +{d499:g}, 200 +{d200:g}, in flight {in_flight:g}"
+    seen = f"after {took:.1f} s: stalls +{stalls:g}, 499 +{d499:g}, 200 +{d200:g}, in flight {in_flight:g}"
+    return ok, seen + f"; server RSS {rss0:.0f} -> {peak:.0f} MB"
 
 
 def p_drain(gw: str, proc: subprocess.Popen[bytes], log: Path) -> tuple[bool, str]:
@@ -422,6 +437,8 @@ def run_server(server: str, tmp: Path, fast: str, slow: str, only: str = "") -> 
             args: list[Any] = [gw]
             if probe is p_disconnect:
                 args.append(slow)
+            elif probe is p_stall:
+                args.append(proc)
             elif probe is p_drain:
                 args += [proc, log]
             try:
