@@ -2,11 +2,11 @@
 """The gateway's HTTP server: uvicorn as ``gateway/server.py`` runs it, against other ASGI servers, on the same app
 (``Gateway(config).asgi``), the same config and the same upstream. Not part of the test suite.
 
-    .venv/bin/python bench/asgi_servers.py                          # uvicorn vs granian, ~10 min on a quiet box
-    .venv/bin/python bench/asgi_servers.py --servers uvicorn,granian,hypercorn --json /tmp/servers.json
+    .venv/bin/python bench/asgi_servers.py                          # uvicorn vs granian, ~6 min on a quiet box
+    .venv/bin/python bench/asgi_servers.py --servers uvicorn,granian,granian-cli,hypercorn --json /tmp/servers.json
     .venv/bin/python bench/asgi_servers.py _serve --server granian --config gw.yaml --port 8080   # one server
 
-Servers (each one process, one event loop: uvloop):
+Servers (each one process, but granian-cli's supervisor, and one event loop: uvloop):
   * ``uvicorn``: ``gateway.server.serve`` itself (httptools, the limits of ``gateway/http_protocol.py``, the drain
     hook of ``GatewayServer``): what ``llmops gateway`` runs;
   * ``granian``: granian's embedded server (``granian.server.embed.Server``: its Rust HTTP stack, hyper, on a Rust
@@ -14,8 +14,10 @@ Servers (each one process, one event loop: uvloop):
     has an option for (header time, header buffer, requests in progress); SIGTERM starts the gateway's drain clock
     and stops the server;
   * ``granian-rust``: the same with granian's Rust task implementation (``task_impl=rust``);
+  * ``granian-cli``: granian's own command line, one worker (``serve_str``), the same limits; its worker is measured;
   * ``hypercorn``: ``hypercorn.asyncio.serve`` (h11), keep-alive, header size and graceful timeout from the config.
   granian and hypercorn are not dependencies of the project: ``pip install granian hypercorn`` into the venv.
+  Which behaviours each keeps: ``asgi_probes.py``. Results and the decision: bench/README.md, "ASGI servers".
 
 What a run does, with bench/overhead's pieces (everything on 127.0.0.1, every step bounded):
   * starts the upstream as ``gateway_overhead.py`` does (gwbench's nginx with GWBENCH_DIR, else ``llmops simulate
