@@ -57,7 +57,8 @@ def plan(a: argparse.Namespace, targets: tuple[str, ...] | None = None) -> list[
 
 
 class Runner:
-    """Runs steps against the upstream and the gateways (target name -> gateway; "gateway" is the one under test)."""
+    """Runs steps against the upstream and the gateways (target name -> gateway; "gateway", else the first, is the
+    one under test)."""
 
     def __init__(self, a: argparse.Namespace, console: Any, upstream: Upstream, gateways: dict[str, Gateway]) -> None:
         self.a = a
@@ -65,8 +66,9 @@ class Runner:
         self.upstream = upstream
         self.gateways = gateways
         self.pids = {name: gw.proc.pid for name, gw in gateways.items() if gw.proc is not None}
-        self.gw = gateways["gateway"]
-        self.gw_pid = self.pids["gateway"]
+        main = "gateway" if "gateway" in gateways else next(iter(gateways))  # asgi_servers.py names them by server
+        self.gw = gateways[main]
+        self.gw_pid = self.pids[main]
         self.ours = [*self.pids.values(), *upstream.pids]
         self.gw_cpus = parse_cpus(a.gw_cpus) if a.gw_cpus else set()
         self.wrk = None if a.no_wrk else shutil.which(a.wrk)
