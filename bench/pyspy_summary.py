@@ -23,6 +23,7 @@ from collections import Counter
 LAYERS: list[tuple[str, str]] = [
     ("gc (cyclic garbage collector)", r"^(gc_collect|collect|_PyGC|gc_collect_main|deduce_unreachable|subtract_refs)"),
     ("prometheus_client (metrics)", r"prometheus_client/"),
+    ("redis-py (limits, charges, samples, feedback index)", r"redis/"),
     ("aiohttp client (upstream call)", r"(aiohttp/|yarl/|multidict/|aiohappyeyeballs/|propcache/|attr/)"),
     ("gateway: request_id middleware", r"gateway/request_id\.py"),
     ("gateway: proxy/upstream/sse code", r"gateway/"),
@@ -33,7 +34,7 @@ LAYERS: list[tuple[str, str]] = [
     ("python stdlib (other)", r"python3\.\d+/"),
 ]
 
-FUNCS = [
+FUNCS: list[tuple[str, str | None]] = [  # None: a heading
     ("uvicorn RequestResponseCycle.run_asgi (whole ASGI app per request)", r"^RequestResponseCycle\.run_asgi "),
     ("uvicorn HttpToolsProtocol.data_received (parse request)", r"^HttpToolsProtocol\.data_received "),
     ("uvicorn RequestResponseCycle.send (write response)", r"^RequestResponseCycle\.send "),
@@ -60,6 +61,18 @@ FUNCS = [
     ("StreamRelay._pump (relay loop)", r"^StreamRelay\._pump "),
     ("  StreamRelay._relay_event", r"^StreamRelay\._relay_event "),
     ("Response.__call__ (starlette response send)", r"^Response\.__call__ "),
+    ("Keys, limits, budgets (production config):", None),
+    ("  AccessControl.authenticate (sha256 of the bearer key)", r"^AccessControl\.authenticate "),
+    ("  AccessControl.admit (the limit check, on the request path)", r"^AccessControl\.admit "),
+    ("  Admission rounds (reservations in Redis)", r"^Admission\.(_round|_reserve) "),
+    ("  AccessControl._charge (before: one pipeline per request)", r"^AccessControl\._charge "),
+    ("  ChargeBatcher (after: charges in batches)", r"^ChargeBatcher\.(flush|_run) "),
+    ("  RedisGuard.call (pool slot, circuit breaker)", r"^RedisGuard\.call "),
+    ("  redis-py, all of it", r"redis/"),
+    ("Sampling and the feedback index:", None),
+    ("  sample content (PII masking)", r"^sample_content "),
+    ("  SampleWriter._drain (XADD pipelines)", r"^SampleWriter\._drain "),
+    ("  RequestIndex._flush (feedback index in Redis)", r"^RequestIndex\._flush"),
 ]
 
 
@@ -97,6 +110,9 @@ def main() -> None:
         print(f"  {100 * n / total:5.1f}%  {name}")
     print("\nInclusive time of request-path functions:")
     for name, rx in FUNCS:
+        if rx is None:
+            print(f"  {name}")
+            continue
         r = re.compile(rx)
         n = sum(c for frames, c in stacks if any(r.search(f) for f in frames))
         print(f"  {100 * n / total:5.1f}%  {name}")

@@ -3,9 +3,11 @@
 Keys are configured as SHA-256 hashes with a bounded name (the ``key`` metric label); the bearer token's hash is
 compared with every configured hash in constant time. With no keys configured the gateway is open.
 
-Limits live in Redis so that several gateway processes enforce them together: a Lua script checks the key's spend
-budget and tokens-per-minute and counts the request against its requests-per-minute in one atomic step (fixed
-one-minute windows). Tokens and spend are charged after the response from the exact final usage, streams included.
+Limits live in Redis so that several gateway processes enforce them together (fixed one-minute windows). A process
+reserves a key's requests per minute in chunks and admits from them locally
+(:class:`~gateway.admission.Admission`: rpm exact, tpm and budgets checked against a view at most 0.1 s old); tokens
+and spend are charged after the response from the exact final usage, streams included, in batches
+(:class:`~gateway.charges.ChargeBatcher`).
 
 Redis is reached through a :class:`~gateway.redis_guard.RedisGuard`: a burst of requests waits for a connection
 (bounded; beyond the bound a request gets 503, never an unchecked pass), and only a Redis that is really unreachable
@@ -19,9 +21,10 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import time
 from typing import Any
 
+from gateway.admission import ADMITTED, BUDGET_USED_UP, RESERVE, RPM_EXCEEDED, Admission, KeyState
+from gateway.charges import ChargeBatcher
 from gateway.errors import GatewayError
 from gateway.redis_guard import RedisBusy, RedisGuard, RedisUnavailable
 from gateway.spend_ledger import SpendLedger
@@ -32,41 +35,9 @@ log = logging.getLogger("llmops.gateway.access")
 
 ANONYMOUS = "anonymous"
 
-# KEYS: rpm counter, tpm counter, spend. ARGV: rpm limit, tpm limit, budget (-1: none), window ms.
-# Returns {verdict, retry-after ms}: 0 admitted, 1 rpm exceeded, 2 budget used up, 3 tpm exceeded.
-_ADMIT = """
-local rpm = tonumber(ARGV[1])
-local tpm = tonumber(ARGV[2])
-local budget = tonumber(ARGV[3])
-if budget >= 0 then
-  local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if spent >= budget then return {2, 0} end
-end
-if tpm > 0 then
-  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if used >= tpm then return {3, redis.call('PTTL', KEYS[2])} end
-end
-if rpm > 0 then
-  local n = redis.call('INCR', KEYS[1])
-  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-  if n > rpm then return {1, redis.call('PTTL', KEYS[1])} end
-end
-return {0, 0}
-"""
-
-_PERIOD_TTL = {"day": 2 * 86400, "month": 40 * 86400, "total": None}
-
 
 def _unauthorized(message: str) -> GatewayError:
     return GatewayError(401, message, type="invalid_request_error", code="invalid_api_key")
-
-
-def period_id(period: str, now: float | None = None) -> str:
-    """The current budget period's id (UTC): ``20261126`` for day, ``202611`` for month, ``total``."""
-    if period == "total":
-        return "total"
-    stamp = time.gmtime(now if now is not None else time.time())
-    return time.strftime("%Y%m%d" if period == "day" else "%Y%m", stamp)
 
 
 class AccessControl:
@@ -78,6 +49,11 @@ class AccessControl:
         self.open = not keys
         self.metrics = metrics
         self.guard: RedisGuard | None = None
+        self.uncharged = SpendLedger()
+        # keys with a limit -> their state in this process
+        self.states = {k.name: KeyState(k.name, k) for k in keys if k.rpm or k.tpm or k.budget_usd is not None}
+        self.admission: Admission | None = None
+        self.charges: ChargeBatcher | None = None
         if redis is not None and self.limited:
             self.guard = RedisGuard(
                 redis.url,
@@ -87,8 +63,8 @@ class AccessControl:
                 retry_seconds=redis.limits_retry_seconds,
                 on_up=self._settle_soon,
             )
-        self.uncharged = SpendLedger()
-        self._admit: Any = None
+            self.charges = ChargeBatcher(self.guard, self.uncharged, self._spent, self._settle_soon)
+            self.admission = Admission(self.guard, self.uncharged, self.charges.hold)
         self._pending: set[asyncio.Task[None]] = set()
         for key in keys:
             metrics.key_budget.labels(key.name).set(key.budget_usd or 0)
@@ -96,7 +72,7 @@ class AccessControl:
 
     @property
     def limited(self) -> bool:
-        return any(k.rpm or k.tpm or k.budget_usd is not None for _, _, k in self.keys)
+        return bool(self.states)
 
     async def start(self) -> None:
         """Connect to Redis and learn whether it answers before the first request (it may be away: limits then fail
@@ -105,12 +81,16 @@ class AccessControl:
             return
 
         async def load(client: Any) -> None:
-            await client.script_load(_ADMIT)
+            await client.script_load(RESERVE)
 
         await self.guard.start(load)
-        self._admit = self.guard.client.register_script(_ADMIT)
+        assert self.admission is not None and self.charges is not None
+        self.admission.start()
+        self.charges.start()
 
     async def close(self) -> None:
+        if self.charges is not None:
+            await self.charges.close()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         if self.guard is not None:
@@ -151,32 +131,14 @@ class AccessControl:
         return config is not None and config.variant_pin
 
     # ---- limits -----------------------------------------------------------------------------------------------
-    def _keys(self, name: str, config: KeyConfig, now: float) -> list[str]:
-        minute = int(now // 60)
-        return [
-            f"llmops:rl:{name}:rpm:{minute}",
-            f"llmops:rl:{name}:tpm:{minute}",
-            f"llmops:spend:{name}:{period_id(config.budget_period, now)}",
-        ]
-
     async def admit(self, name: str, metrics: Any) -> None:
         """Count the request against the key's limits; 429 (with Retry-After) when one is exceeded, 503 when the
         check found no free Redis connection in time. While Redis is unreachable, requests pass unchecked."""
-        config = self.by_name.get(name)
-        guard = self.guard
-        if config is None or guard is None or not (config.rpm or config.tpm or config.budget_usd is not None):
+        state = self.states.get(name)
+        if state is None or self.admission is None:
             return
-        now = time.time()
-        keys = self._keys(name, config, now)
-        # spend not yet charged to Redis (kept during an outage) counts against the budget too
-        budget = -1.0 if config.budget_usd is None else max(config.budget_usd - self.uncharged.pending(keys[2]), 0.0)
-        args = [config.rpm or 0, config.tpm or 0, budget, 61_000]
-
-        async def check(client: Any) -> Any:
-            return await self._admit(keys=keys, args=args, client=client)
-
         try:
-            verdict, retry_ms = await guard.call(check)
+            verdict = await self.admission.admit(state)
         except RedisUnavailable:
             metrics.limits_unavailable.inc()
             return
@@ -189,10 +151,10 @@ class AccessControl:
                 code="limits_busy",
                 headers={"Retry-After": "1"},
             ) from None
-        if verdict == 0:
+        if verdict.code == ADMITTED:
             return
-        retry_after = str(max(1, int(retry_ms // 1000) + 1)) if retry_ms and retry_ms > 0 else str(60 - int(now % 60))
-        if verdict == 2:
+        config = state.config
+        if verdict.code == BUDGET_USED_UP:
             metrics.budget_exceeded.labels(name).inc()
             raise GatewayError(
                 429,
@@ -201,8 +163,9 @@ class AccessControl:
                 code="insufficient_quota",
             )
         metrics.rate_limited.labels(name).inc()
-        what = "requests" if verdict == 1 else "tokens"
-        limit = config.rpm if verdict == 1 else config.tpm
+        what = "requests" if verdict.code == RPM_EXCEEDED else "tokens"
+        limit = config.rpm if verdict.code == RPM_EXCEEDED else config.tpm
+        retry_after = str(verdict.retry_after)
         raise GatewayError(
             429,
             f"Rate limit reached for key '{name}': {limit} {what} per minute. Try again in {retry_after} s.",
@@ -213,49 +176,22 @@ class AccessControl:
 
     # ---- charges ----------------------------------------------------------------------------------------------
     def charge(self, name: str, tokens: int, cost: float) -> None:
-        """Charge a finished request's tokens and cost to the key (in the background; never waits). While Redis is
-        unreachable the spend is kept in memory and charged when it is back."""
-        config = self.by_name.get(name)
-        if config is None or self.guard is None or not (config.tpm or config.budget_usd is not None):
+        """Charge a finished request's tokens and cost to the key (in batches, in the background; never waits).
+        While Redis is unreachable the spend is kept in memory and charged when it is back."""
+        state = self.states.get(name)
+        if state is None or self.charges is None or not (state.config.tpm or state.config.budget_usd is not None):
             return
-        if not self.guard.up:
-            self.uncharged.add(self._keys(name, config, time.time())[2], cost, _PERIOD_TTL[config.budget_period])
-            return
-        self._background(self._charge(name, config, tokens, cost))
+        self.charges.add(state, tokens, cost)
 
-    def _background(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _charge(self, name: str, config: KeyConfig, tokens: int, cost: float) -> None:
-        tpm_key, spend_key = self._keys(name, config, time.time())[1:]
-        ttl = _PERIOD_TTL[config.budget_period]
-
-        async def write(client: Any) -> Any:
-            pipe = client.pipeline(transaction=False)
-            if config.tpm and tokens:
-                pipe.incrby(tpm_key, tokens)
-                pipe.pexpire(tpm_key, 61_000)
-            pipe.incrbyfloat(spend_key, cost)
-            if ttl:
-                pipe.expire(spend_key, ttl)
-            return await pipe.execute()
-
-        assert self.guard is not None
-        try:  # a charge may wait longer than an admission for a connection: nobody waits for it
-            results = await self.guard.call(write, wait_seconds=10 * self.guard.wait_seconds)
-        except (RedisUnavailable, RedisBusy):  # kept; a lost reply (timeout) may charge it twice: budgets err high
-            self.uncharged.add(spend_key, cost, ttl)
-            self._settle_soon()
-            return
-        spent = results[2] if config.tpm and tokens else results[0]
-        self.metrics.key_spend.labels(name).set(float(spent))
+    def _spent(self, name: str, spent: float) -> None:
+        self.metrics.key_spend.labels(name).set(spent)
 
     def _settle_soon(self) -> None:
         """Charge the spend kept in memory now that Redis answers again (in the background)."""
         if len(self.uncharged):
-            self._background(self._settle())
+            task = asyncio.get_running_loop().create_task(self._settle())
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def _settle(self) -> None:
         entries = self.uncharged.take()

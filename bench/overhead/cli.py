@@ -13,9 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .ab import overall_ratio, print_ab, run_ab, start_ab
+from .ab import overall_ratios, print_matrix, run_matrix, start_matrix
+from .configs import CONFIGS
 from .load import MODEL, SOAK_MAX_S, STEP_MAX_S, load_main
-from .processes import Gateway, Upstream, log, parse_cpus, sanity
+from .processes import BenchRedis, Gateway, Upstream, log, parse_cpus, sanity
 from .report import machine_meta, print_results
 from .runner import Runner, run_steps
 from .soak import print_soak, run_soak
@@ -71,8 +72,15 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
         type=int,
         default=0,
         metavar="PORT",
-        help="A/B: the old gateway's port (default --gw-port + 1)",
+        help="A/B: the old gateway's port, then one per further config (default: after the new gateways' ports)",
     )
+    ap.add_argument(
+        "--configs",
+        default="bare",
+        help="gateway configurations, comma-separated: bare (no keys, no Redis), production (keys with rpm/tpm "
+        "limits and a budget in Redis, 10%% sampling); two of them run side by side with the ratio production/bare",
+    )
+    ap.add_argument("--redis-port", type=int, default=18379, help="the production config's private redis-server")
     a = ap.parse_args(argv)
     a.rates = [float(x) for x in a.rates.split(",") if x.strip()]
     a.conns = [int(x) for x in a.conns.split(",") if x.strip()]
@@ -81,9 +89,13 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
         ap.error(f"bounded loads only: --duration <= {STEP_MAX_S}, --ol-warmup <= 10, --warmup <= 30")
     if a.soak < 0 or a.soak > SOAK_MAX_S:
         ap.error(f"--soak must be <= {SOAK_MAX_S} s")
-    if a.baseline_ref and (a.soak or not 1 <= a.ab_rounds <= 20):
-        ap.error("--baseline-ref: not with --soak, and 1 <= --ab-rounds <= 20")
-    a.baseline_port = a.baseline_port or a.gw_port + 1
+    a.configs = [x.strip() for x in a.configs.split(",") if x.strip()]
+    if not a.configs or any(c not in CONFIGS for c in a.configs) or len(set(a.configs)) != len(a.configs):
+        ap.error(f"--configs: one or more of {', '.join(CONFIGS)}")
+    a.side_by_side = bool(a.baseline_ref) or len(a.configs) > 1
+    if a.side_by_side and (a.soak or not 1 <= a.ab_rounds <= 20):
+        ap.error("--baseline-ref or several --configs: not with --soak, and 1 <= --ab-rounds <= 20")
+    a.baseline_port = a.baseline_port or a.gw_port + len(a.configs)
     return a
 
 
@@ -94,24 +106,30 @@ def run(a: argparse.Namespace, console: Any, tmp: Path, stack: contextlib.ExitSt
     problem = sanity(upstream.base, a.model)
     if problem:
         sys.exit(f"the upstream does not answer properly: {problem}")
-    ab_meta: dict[str, str] = {}
-    if a.baseline_ref:
-        gateways, ab_meta = start_ab(a, console, upstream, tmp, stack)
+    meta: dict[str, Any] = {}
+    extra_pids: list[int] = []
+    if a.side_by_side:
+        gateways, meta, extra_pids = start_matrix(a, console, upstream, tmp, stack)
     else:
-        gw = Gateway(a, upstream, tmp)
+        redis_url = None
+        if a.configs[0] == "production":
+            redis = BenchRedis(a.redis_port, a.load_cpus, tmp)
+            stack.callback(redis.stop)
+            redis_url, extra_pids = redis.url(0), [redis.proc.pid]
+        gw = Gateway(a, upstream, tmp, config=a.configs[0], redis_url=redis_url)
         stack.callback(gw.stop)
         gateways = {"gateway": gw}
-        gw.launch(console, "gateway")
-    runner = Runner(a, console, upstream, gateways)
+        gw.launch(console, f"gateway ({a.configs[0]})")
+    runner = Runner(a, console, upstream, gateways, extra_pids)
     result: dict[str, Any] = {"meta": machine_meta(a, upstream)}
     if a.soak:
         result["soak"] = run_soak(a, console, runner)
         print_soak(console, result["soak"])
-    elif a.baseline_ref:
-        ab = {**ab_meta, "rounds": a.ab_rounds, **run_ab(a, console, runner)}
-        ab["cpu_ratio_new_old"] = overall_ratio(ab["summary"])
-        result["ab"] = ab
-        print_ab(console, ab)
+    elif a.side_by_side:
+        side = {**meta, "rounds": a.ab_rounds, **run_matrix(a, console, runner)}
+        side["overall"] = overall_ratios(side["summary"])
+        result["side_by_side"] = side
+        print_matrix(console, side)
     else:
         result.update(run_steps(a, console, runner))
         print_results(console, result, a)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .configs import config_yaml
 from .load import API_KEY, CHAT_PATH, chat_body
 
 
@@ -191,7 +192,8 @@ class Upstream:
 
 class Gateway:
     """One ``llmops gateway`` process (one uvicorn worker) routing ``--model`` to the upstream. ``source``: a checkout
-    whose code it runs (first on its PYTHONPATH, and its working directory: the A/B mode); ``name`` names its files."""
+    whose code it runs (first on its PYTHONPATH, and its working directory: the A/B mode); ``name`` names its files;
+    ``config``: ``bare`` or ``production`` (with ``redis_url``)."""
 
     def __init__(
         self,
@@ -201,19 +203,17 @@ class Gateway:
         port: int | None = None,
         source: Path | None = None,
         name: str = "gateway",
+        config: str = "bare",
+        redis_url: str | None = None,
     ) -> None:
         self.a = a
         self.port = a.gw_port if port is None else port
         self.port_flag = "--gw-port" if port is None else "--baseline-port"
         self.source = source
         self.base = f"http://127.0.0.1:{self.port}"
+        self.kind = config  # bare | production (configs.py)
         self.config = tmp / f"{name}.yaml"
-        self.config.write_text(
-            "models:\n"
-            f"  - name: {a.model}\n"
-            "    deployments:\n"
-            f"      - {{name: up, base_url: {upstream.base}/v1, model: {a.model}}}\n"
-        )
+        self.config.write_text(config_yaml(config, a.model, upstream.base, redis_url))
         self.log_path = tmp / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -263,6 +263,34 @@ class Gateway:
         cpus = self.a.gw_cpus or "any"
         log(console, f"{what}: pid {pid} on :{self.port}, cpus {cpus}; load on cpus {self.a.load_cpus}")
         return pid
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+class BenchRedis:
+    """A private redis-server (no persistence) pinned to the load CPUs, for the production configuration."""
+
+    def __init__(self, port: int, cpus: str, tmp: Path) -> None:
+        self.port = port
+        binary = shutil.which("redis-server") or "/usr/sbin/redis-server"
+        if not Path(binary).exists():
+            sys.exit("--configs production needs redis-server (apt-get install redis-server)")
+        if port_busy(port):
+            sys.exit(f"port {port} is taken; pick another with --redis-port")
+        cmd = [*pin_prefix(cpus), binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        cmd += ["--appendonly", "no", "--databases", "4"]
+        logf = open(tmp / "redis.log", "wb")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        end = time.monotonic() + 10
+        while not port_busy(port):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                stop_process(self.proc)
+                sys.exit(f"redis-server did not start; see {tmp / 'redis.log'}")
+            time.sleep(0.05)
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
 
     def stop(self) -> None:
         stop_process(self.proc)

@@ -57,19 +57,26 @@ def plan(a: argparse.Namespace, targets: tuple[str, ...] | None = None) -> list[
 
 
 class Runner:
-    """Runs steps against the upstream and the gateways (target name -> gateway; "gateway", else the first, is the
+    """Runs steps against the upstream and the gateways (target name -> gateway; "gateway", or else the first, is the
     one under test)."""
 
-    def __init__(self, a: argparse.Namespace, console: Any, upstream: Upstream, gateways: dict[str, Gateway]) -> None:
+    def __init__(
+        self,
+        a: argparse.Namespace,
+        console: Any,
+        upstream: Upstream,
+        gateways: dict[str, Gateway],
+        extra_pids: list[int] | None = None,
+    ) -> None:
         self.a = a
         self.console = console
         self.upstream = upstream
         self.gateways = gateways
         self.pids = {name: gw.proc.pid for name, gw in gateways.items() if gw.proc is not None}
-        main = "gateway" if "gateway" in gateways else next(iter(gateways))  # asgi_servers.py names them by server
-        self.gw = gateways[main]
-        self.gw_pid = self.pids[main]
-        self.ours = [*self.pids.values(), *upstream.pids]
+        first = "gateway" if "gateway" in gateways else next(iter(gateways))
+        self.gw = gateways[first]
+        self.gw_pid = self.pids[first]
+        self.ours = [*self.pids.values(), *upstream.pids, *(extra_pids or [])]  # extra: the bench's Redis
         self.gw_cpus = parse_cpus(a.gw_cpus) if a.gw_cpus else set()
         self.wrk = None if a.no_wrk else shutil.which(a.wrk)
         self.label_width = max(7, *(len(t) for t in gateways))
