@@ -218,6 +218,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--simulator-port", type=int, default=8000)
     p.add_argument("--once", action="store_true", help="stop everything after the summary instead of staying up")
     p.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the gateway as N worker processes on one port (llmops gateway --workers N; default 1)",
+    )
+    p.add_argument(
         "--redis",
         default="auto",
         choices=["auto", "server", "local", "embedded"],
@@ -237,6 +244,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         simulator_port=args.simulator_port,
         stay_up=not args.once,
         redis=args.redis,
+        gateway_workers=args.gateway_workers,
     )
 
 

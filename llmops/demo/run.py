@@ -27,6 +27,7 @@ def run_demo(
     simulator_port: int = 8000,
     stay_up: bool = True,
     redis: str = "auto",
+    gateway_workers: int = 1,
 ) -> int:
     """Run the demo; returns the process exit code."""
     console = Console()
@@ -46,7 +47,9 @@ def run_demo(
             str(workdir / "drift"),
         )
         config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-        processes = parts(urls, workdir, config_path)
+        processes = parts(urls, workdir, config_path, gateway_workers)
+        if gateway_workers > 1:
+            console.print(f"gateway: {gateway_workers} worker processes on one port, one /metrics for them all")
         with run_processes(processes):
             _drive(console, urls, requests, concurrency)
             if stay_up:

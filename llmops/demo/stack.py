@@ -100,10 +100,10 @@ def _copy_data(name: str, path: Path) -> Path:
     return path
 
 
-def parts(urls: Urls, workdir: Path, config_path: Path) -> list[DemoProcess]:
+def parts(urls: Urls, workdir: Path, config_path: Path, gateway_workers: int = 1) -> list[DemoProcess]:
     """The demo's processes in start order: the simulator (scripted answers for the prompts with a reference, ~3%
-    injected faults), the judge simulator (scripted verdicts), the gateway and a monitors worker; logs in
-    ``workdir``."""
+    injected faults), the judge simulator (scripted verdicts), the gateway (``gateway_workers`` processes on one
+    port, one ``/metrics`` for them all) and a monitors worker; logs in ``workdir``."""
     answers = _copy_data("demo_answers.yaml", workdir / "answers.yaml")
     judge = _copy_data("demo_judge.yaml", workdir / "judge.yaml")
     simulator = ["simulate", "--port", str(urls.port("simulator")), "--ttft-ms", "60"]
@@ -114,9 +114,10 @@ def parts(urls: Urls, workdir: Path, config_path: Path) -> list[DemoProcess]:
     judge_args = ["simulate", "--port", str(urls.port("judge")), "--model", "judge"]
     judge_args += ["--script", str(judge), "--ttft-ms", "20", "--tokens-per-second", "0"]
     config = str(config_path)
+    gateway = ["gateway", "--config", config, *(["--workers", str(gateway_workers)] if gateway_workers > 1 else [])]
     return [
         DemoProcess("simulator", simulator, f"{urls.simulator}/health", workdir / "simulator.log"),
         DemoProcess("judge simulator", judge_args, f"{urls.judge}/health", workdir / "judge-simulator.log"),
-        DemoProcess("gateway", ["gateway", "--config", config], f"{urls.gateway}/ready", workdir / "gateway.log"),
+        DemoProcess("gateway", gateway, f"{urls.gateway}/ready", workdir / "gateway.log"),
         DemoProcess("monitors", ["monitors", "--config", config], f"{urls.monitors}/health", workdir / "monitors.log"),
     ]

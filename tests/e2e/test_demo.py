@@ -29,11 +29,12 @@ def run_demo(*args: str) -> str:
 
 
 def test_demo_runs_and_prints_measured_summary() -> None:
-    out = run_demo("--requests", "40", "--concurrency", "8")
+    out = run_demo("--requests", "40", "--concurrency", "8", "--gateway-workers", "2")
+    assert "gateway: 2 worker processes on one port" in out
     assert "What the gateway measured" in out
     rows = {m.group(1): m for m in re.finditer(r"│ (llama-3-8b|gpt-4o-mini)\s+│\s+(\d+) │\s+(\d+) │", out)}
     assert set(rows) == {"llama-3-8b", "gpt-4o-mini"}
-    assert sum(int(m.group(2)) for m in rows.values()) == 40  # every request counted once
+    assert sum(int(m.group(2)) for m in rows.values()) == 40  # every request counted once, over both workers
     assert "/metrics" in out
     # some traffic goes through the Responses and Messages APIs: the same models, counted alike
     apis = re.search(r"(\d+) succeeded \((\d+) chat completions, (\d+) through the Responses API, (\d+) through", out)
