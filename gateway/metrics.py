@@ -46,7 +46,7 @@ class LabelCache:
     every value with ``str()`` on each call (~1-2 µs with eight labels, several times per request). The values must
     be strings. A child stays valid as long as nobody removes it from its metric (the gateway never does)."""
 
-    __slots__ = ("metric", "children")
+    __slots__ = ("children", "metric")
 
     def __init__(self, metric: Any) -> None:
         self.metric = metric
