@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,6 +37,28 @@ TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 UPSTREAM_ERROR_REASONS = ("timeout", "connect", "http_4xx", "http_5xx", "invalid_response")
+
+_MAX_CHILDREN = 10_000  # label combinations one LabelCache keeps (past that it starts again: still correct)
+
+
+class LabelCache:
+    """A labelled metric's children by label values, each looked up once: ``labels()`` takes a lock and converts
+    every value with ``str()`` on each call (~1-2 µs with eight labels, several times per request). The values must
+    be strings. A child stays valid as long as nobody removes it from its metric (the gateway never does)."""
+
+    __slots__ = ("children", "metric")
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], Any] = {}
+
+    def get(self, *labels: str) -> Any:
+        child = self.children.get(labels)
+        if child is None:
+            if len(self.children) >= _MAX_CHILDREN:
+                self.children.clear()
+            child = self.children[labels] = self.metric.labels(*labels)
+        return child
 
 
 class GatewayMetrics:

@@ -37,7 +37,7 @@ from gateway.errors import (
 from gateway.exchange import CHAT, Endpoint, Exchange, SampleDraft
 from gateway.health import DeploymentHealth
 from gateway.inbound import TRANSLATORS
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, LabelCache
 from gateway.recording import Recorder
 from gateway.relay import StreamRelay, TranslatedEvents
 from gateway.request_id import request_id_of
@@ -107,6 +107,7 @@ class Proxy:
         self.recorder = Recorder(
             metrics, access=access, sampler=sampler, index=index, capture_content=self.capture_content
         )
+        self._in_flight = LabelCache(metrics.in_flight)
         self.health = DeploymentHealth(self.routing, on_change=self._health_changed)
         self.calibration = PromptCalibration()  # per deployment: real prompt tokens / the character rule's
         self.failures = FailureLog()  # deployments failing on their side, said in the log (rate-limited)
@@ -157,7 +158,7 @@ class Proxy:
             if self.access is not None:
                 await self.access.admit(ex.key, self.metrics)
             assert ex.model is not None  # _prepare resolved it
-            in_flight = self.metrics.in_flight.labels(ex.model.name)
+            in_flight = self._in_flight.get(ex.model.name)
             in_flight.inc()
             response = await self._attempts(ex, payload, in_flight)
             if isinstance(response, StreamRelay):

@@ -9,6 +9,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from gateway.exchange import Exchange
+from gateway.metrics import LabelCache
 from gateway.privacy import INLINE_MASK_CHARS, Content, content_chars, sample_content
 from llmops.sample import Sample
 
@@ -42,6 +43,16 @@ class Recorder:
         self.index = index  # request id → model, variant, for feedback
         self.capture_content = capture_content
         self._masking: set[asyncio.Future[Content | None]] = set()  # large samples being masked in a thread
+        # the series every answered request touches, by label values (prometheus' labels() costs more than a dict)
+        self._requests = LabelCache(metrics.requests)
+        self._traffic_requests = LabelCache(metrics.traffic_requests)
+        self._duration = LabelCache(metrics.duration)
+        self._overhead = LabelCache(metrics.overhead)
+        self._ttft = LabelCache(metrics.ttft)
+        self._tpot = LabelCache(metrics.tpot)
+        self._tokens = LabelCache(metrics.tokens)
+        self._cost = LabelCache(metrics.cost)
+        self._traffic_cost = LabelCache(metrics.traffic_cost)
 
     def finish(self, ex: Exchange) -> None:
         """Record one finished request, once: a failure after the first recording never records it again."""
@@ -58,8 +69,8 @@ class Recorder:
         route = ex.deployment
         provider = route.provider if route is not None else NO_DEPLOYMENT
         deployment = route.name if route is not None else NO_DEPLOYMENT
-        m.requests.labels(model, provider, deployment, endpoint, stream, str(ex.status), ex.key, ex.variant).inc()
-        m.traffic_requests.labels(model, ex.traffic).inc()
+        self._requests.get(model, provider, deployment, endpoint, stream, str(ex.status), ex.key, ex.variant).inc()
+        self._traffic_requests.get(model, ex.traffic).inc()
         if ex.upstream_reason is not None and route is not None:
             m.upstream_errors.labels(deployment, ex.upstream_reason).inc()
         if ex.disconnected:
@@ -73,30 +84,31 @@ class Recorder:
             total = now - ex.start
             # a recorded trace: the latency buckets point at it (exemplars); no trace, no work
             exemplar = ex.span.exemplar(ex.request_id) if ex.span is not None else None
-            m.duration.labels(model, provider, endpoint, stream).observe(total, exemplar)
-            m.overhead.labels(endpoint, stream).observe(ex.own_seconds)
+            self._duration.get(model, provider, endpoint, stream).observe(total, exemplar)
+            self._overhead.get(endpoint, stream).observe(ex.own_seconds)
             if ex.first_token_at is not None:
                 ttft = ex.first_token_at - ex.start
-                m.ttft.labels(model, provider).observe(ttft, exemplar)
+                self._ttft.get(model, provider).observe(ttft, exemplar)
                 if ex.usage is not None and ex.usage.output > 1 and ex.status == 200:
-                    m.tpot.labels(model, provider).observe((total - ttft) / (ex.usage.output - 1), exemplar)
+                    self._tpot.get(model, provider).observe((total - ttft) / (ex.usage.output - 1), exemplar)
             usage = ex.usage
             if usage is not None:
                 key = ex.key
+                tokens = self._tokens
                 if usage.uncached_input:
-                    m.tokens.labels(model, provider, key, "input").inc(usage.uncached_input)
+                    tokens.get(model, provider, key, "input").inc(usage.uncached_input)
                 if usage.cached_input:
-                    m.tokens.labels(model, provider, key, "cached_input").inc(usage.cached_input)
+                    tokens.get(model, provider, key, "cached_input").inc(usage.cached_input)
                 if usage.cache_write:
-                    m.tokens.labels(model, provider, key, "cache_write").inc(usage.cache_write)
+                    tokens.get(model, provider, key, "cache_write").inc(usage.cache_write)
                 if usage.visible_output:
-                    m.tokens.labels(model, provider, key, "output").inc(usage.visible_output)
+                    tokens.get(model, provider, key, "output").inc(usage.visible_output)
                 if usage.reasoning:
-                    m.tokens.labels(model, provider, key, "reasoning").inc(usage.reasoning)
+                    tokens.get(model, provider, key, "reasoning").inc(usage.reasoning)
                 cost = route.cost.cost(usage)
                 if cost:
-                    m.cost.labels(model, provider, key, ex.variant).inc(cost)
-                    m.traffic_cost.labels(model, ex.traffic).inc(cost)
+                    self._cost.get(model, provider, key, ex.variant).inc(cost)
+                    self._traffic_cost.get(model, ex.traffic).inc(cost)
                     if ex.usage_estimated:
                         m.estimated_cost.labels(model).inc(cost)
                 prices = route.cost.prices

@@ -37,6 +37,9 @@ class Answered(NamedTuple):
     key: str | None  # the key that made the request (None: written by a gateway that did not record it)
 
 
+_new_answered = tuple.__new__
+
+
 class RequestIndex:
     """request id → (model, variant, key), for feedback."""
 
@@ -51,7 +54,7 @@ class RequestIndex:
 
     def remember(self, request_id: str, model: str, variant: str, key: str) -> None:
         memory = self._memory
-        answered = Answered(model, variant, key)
+        answered = _new_answered(Answered, (model, variant, key))  # a NamedTuple's __new__ is a Python call
         memory[request_id] = answered
         if len(memory) > _MEMORY_ENTRIES:
             memory.popitem(last=False)

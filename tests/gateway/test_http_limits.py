@@ -134,6 +134,33 @@ def test_slow_headers_get_408_and_the_connection_is_closed(gw: str) -> None:
     sock.close()
 
 
+def test_slow_headers_of_a_later_request_get_their_own_deadline(gw: str) -> None:
+    """On a kept-alive connection the header time counts from the request's first byte: not from the connection's
+    start (the one timer a connection keeps looks again when it fires early)."""
+    sock = _connect(gw)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"200"
+    length = int(
+        next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1]
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    time.sleep(0.6)  # within keep_alive_seconds: 1; the connection's first timer is due in ~0.4 s
+    started = time.monotonic()
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n")
+    for _ in range(10):
+        if select.select([sock], [], [], 0.3)[0]:
+            break
+        sock.sendall(b"X-Slow: 1\r\n")
+    assert _status(sock) == 408
+    assert 0.9 < time.monotonic() - started < 1.6  # header_timeout_seconds: 1, from this request's first byte
+    sock.close()
+
+
 def test_idle_connections_are_closed(gw: str) -> None:
     silent = _connect(gw)  # never sends a byte
     kept = _connect(gw)  # one request, then idle
