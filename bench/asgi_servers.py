@@ -37,21 +37,19 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from overhead.cli import run_session
 from overhead.load import MODEL, REPO, STEP_MAX_S
-from overhead.processes import Gateway, Upstream, log, parse_cpus, pin_prefix, port_busy, sanity, wait_for
+from overhead.processes import Gateway, Upstream, log, pin_prefix, port_busy, sanity, wait_for
 from overhead.report import fmt, machine_meta
 from overhead.runner import Runner, plan, progress_bar
 
@@ -427,30 +425,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["_serve"]:
         serve_main(argv[1:])
         return 0
-    a = parse_args(argv)
-    from rich.console import Console
-
-    console = Console(width=None if sys.stdout.isatty() else 220)
-    if a.load_cpus:
-        with contextlib.suppress(OSError, ValueError):
-            os.sched_setaffinity(0, parse_cpus(a.load_cpus))
-    tmp = Path(tempfile.mkdtemp(prefix="asgi-servers-"))
-
-    def on_term(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-        try:
-            result = run(a, console, tmp, stack)
-            if a.json:
-                Path(a.json).write_text(json.dumps(result, indent=1))
-                log(console, f"results written to {a.json}")
-        except KeyboardInterrupt:
-            console.print("[red]interrupted")
-            return 130
-    return 0
+    return run_session(parse_args(argv), run, "asgi-servers-", width=220)
 
 
 if __name__ == "__main__":

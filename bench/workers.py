@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from overhead.cli import parse_args
+from overhead.cli import parse_args, run_session
 from overhead.load import REPO
 from overhead.processes import Gateway, Upstream, listeners, log, parse_cpus, port_busy, sanity
 from overhead.report import fmt, machine_meta
@@ -163,36 +160,20 @@ def main(argv: list[str]) -> int:
     a = parse_args([*defaults, *rest, "--gw-cpus", mine.cpus, "--load-cpus", mine.cpus], __doc__)
     if a.baseline_ref or a.soak:
         sys.exit("bench/workers.py runs steps only (no --baseline-ref, no --soak)")
-    from rich.console import Console
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    with contextlib.suppress(OSError, ValueError):
-        os.sched_setaffinity(0, parse_cpus(a.load_cpus))
-    tmp = Path(tempfile.mkdtemp(prefix="gw-workers-"))
+    def run(a: argparse.Namespace, console: Any, tmp: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
+        upstream = Upstream.start(a, console, tmp)
+        stack.callback(upstream.stop)
+        problem = sanity(upstream.base, a.model)
+        if problem:
+            sys.exit(f"the upstream does not answer properly: {problem}")
+        log(console, f"all on CPUs {a.gw_cpus} (taskset): gateway, upstream ({upstream.kind}) and load generator")
+        results = {variant: run_variant(a, console, upstream, tmp, variant) for variant in variants}
+        result = {"meta": machine_meta(a, upstream), "variants": results, "ratios": summarize(results)}
+        print_report(console, a, upstream, result)
+        return result
 
-    def on_term(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-        try:
-            upstream = Upstream.start(a, console, tmp)
-            stack.callback(upstream.stop)
-            problem = sanity(upstream.base, a.model)
-            if problem:
-                sys.exit(f"the upstream does not answer properly: {problem}")
-            log(console, f"all on CPUs {a.gw_cpus} (taskset): gateway, upstream ({upstream.kind}) and load generator")
-            results = {variant: run_variant(a, console, upstream, tmp, variant) for variant in variants}
-            result = {"meta": machine_meta(a, upstream), "variants": results, "ratios": summarize(results)}
-            print_report(console, a, upstream, result)
-            if a.json:
-                Path(a.json).write_text(json.dumps(result, indent=1))
-                log(console, f"results written to {a.json}")
-        except KeyboardInterrupt:
-            console.print("[red]interrupted")
-            return 130
-    return 0
+    return run_session(a, run, "gw-workers-")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,20 +137,20 @@ def run(a: argparse.Namespace, console: Any, tmp: Path, stack: contextlib.ExitSt
     return result
 
 
-def main(argv: list[str], description: str | None = None) -> int:
-    """``_load ...`` runs the load generator; anything else is a benchmark run."""
-    if argv[:1] == ["_load"]:
-        load_main(argv[1:])
-        return 0
-    a = parse_args(argv, description)
+RunFn = Callable[[argparse.Namespace, Any, Path, contextlib.ExitStack], dict[str, Any]]
+
+
+def run_session(a: argparse.Namespace, run_fn: RunFn, prefix: str, width: int = 200) -> int:
+    """What every bench entry point does around its run: a rich console, this script (progress display, /proc
+    sampling) off the gateway's CPU (``--load-cpus``), a temporary folder removed at the end, SIGTERM taken as Ctrl+C,
+    then ``run_fn(a, console, tmp, stack)`` (its clean-ups go on ``stack``) and its result written to ``--json``."""
     from rich.console import Console
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(width=None if sys.stdout.isatty() else width)
     if a.load_cpus:
-        # this script (progress display, /proc sampling) stays off the gateway's CPU
         with contextlib.suppress(OSError, ValueError):
             os.sched_setaffinity(0, parse_cpus(a.load_cpus))
-    tmp = Path(tempfile.mkdtemp(prefix="gw-overhead-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
 
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -158,7 +159,7 @@ def main(argv: list[str], description: str | None = None) -> int:
     with contextlib.ExitStack() as stack:  # unwinds in reverse: gateways, upstream, baseline worktree, temp folder
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
         try:
-            result = run(a, console, tmp, stack)
+            result = run_fn(a, console, tmp, stack)
             if a.json:
                 Path(a.json).write_text(json.dumps(result, indent=1))
                 log(console, f"results written to {a.json}")
@@ -166,3 +167,11 @@ def main(argv: list[str], description: str | None = None) -> int:
             console.print("[red]interrupted")
             return 130
     return 0
+
+
+def main(argv: list[str], description: str | None = None) -> int:
+    """``_load ...`` runs the load generator; anything else is a benchmark run."""
+    if argv[:1] == ["_load"]:
+        load_main(argv[1:])
+        return 0
+    return run_session(parse_args(argv, description), run, "gw-overhead-")
