@@ -8,6 +8,7 @@ scrapes them and every query of the LLM Evaluation dashboard returns data. Then 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -132,11 +133,16 @@ def _check_dashboard(prom: str) -> None:
     names = ["llm-evaluation.json"]
     queries = panel_queries(names)
     assert len(queries) >= 9
-    missing = []
-    for _, title, ref, expr in queries:
-        answer = vector(prom, expr)
-        if not finite(answer):
-            missing.append(f"{title} [{ref}]: {expr}")
+
+    def without_data() -> list[str]:
+        return [f"{title} [{ref}]: {expr}" for _, title, ref, expr in queries if not finite(vector(prom, expr))]
+
+    # a series born during the run (the eval traffic's cost) has a rate() only after its second scrape
+    deadline = time.monotonic() + 20
+    missing = without_data()
+    while missing and time.monotonic() < deadline:
+        time.sleep(0.5)
+        missing = without_data()
     assert not missing, "queries without data:\n" + "\n".join(missing)
     for _, name, selector, label in variable_queries(names):
         values = get_json(f"{prom}/api/v1/label/{label}/values?match[]={selector}")["data"]
