@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -32,6 +33,9 @@ from llmops.config_server import ServerConfig
 
 #: Set in a request's ASGI scope when its client was cut off for not reading its response.
 CLIENT_STALLED = "llmops.client_stalled"
+#: In every request's ASGI scope: the connection (a :class:`ClientConnection`), which calls its ``on_client_lost``
+#: once when the client goes away, so that a streamed response needs no task waiting for ``http.disconnect``.
+CONNECTION = "llmops.connection"
 _LINGER_SECONDS = 2.0  # how long a refused connection keeps reading (and dropping) before it closes
 _LINGER_BYTES = 1024 * 1024  # and how much it drops at most
 
@@ -52,6 +56,12 @@ _on_header = HttpToolsProtocol.on_header
 _on_headers_complete = HttpToolsProtocol.on_headers_complete
 
 
+class ClientConnection(Protocol):
+    """What a response may hook into: ``on_client_lost`` is called (once, then cleared) when the client goes away."""
+
+    on_client_lost: Callable[[], None] | None
+
+
 class _Refused(Exception):
     """Raised inside a parser callback to stop parsing a refused request."""
 
@@ -61,6 +71,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     :func:`protocol_class`)."""
 
     limits: ServerConfig = ServerConfig()
+    on_client_lost: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -87,6 +98,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         super().connection_lost(exc)
+        callback, self.on_client_lost = self.on_client_lost, None
+        if callback is not None:
+            callback()
 
     def _cancel_timers(self) -> None:
         for timer in (self._header_timer, self._stall_timer):
@@ -130,6 +144,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._tail = b""
         self._header_started = None  # the timer, when it fires, finds nothing to enforce
+        self.scope[CONNECTION] = self  # type: ignore[literal-required]
         _on_headers_complete(self)
 
     def send_400_response(self, msg: str) -> None:
