@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -91,12 +92,65 @@ def run_variant(a: argparse.Namespace, console: Any, upstream: Upstream, tmp: Pa
             time.sleep(0.2)
 
 
+_POOLED = ("rps", "gw_cpu_ms_per_req", "gw_cpu_cores", "machine_busy_cores", "foreign_cores", "p50_ms", "p99_ms")
+
+
+def run_rounds(
+    a: argparse.Namespace, console: Any, upstream: Upstream, tmp: Path, variants: list[str], rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Every variant ``rounds`` times, the order reversed every other round (a VM's speed drifts over minutes); per
+    step the median of the rounds for each figure, and every round's step under ``rounds``."""
+    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants}
+    for number in range(rounds):
+        order = variants if number % 2 == 0 else variants[::-1]
+        if rounds > 1:
+            log(console, f"round {number + 1} of {rounds}: {', '.join(order)}")
+        for variant in order:
+            runs[variant].append(run_variant(a, console, upstream, tmp, variant))
+    if rounds == 1:
+        return {variant: steps[0] for variant, steps in runs.items()}
+    results: dict[str, dict[str, Any]] = {}
+    for variant, per_round in runs.items():
+        results[variant] = {}
+        for key in per_round[0]:
+            steps = [r[key] for r in per_round if key in r]
+            merged = dict(steps[0], rounds=steps)
+            for field in _POOLED:
+                found = [s[field] for s in steps if s.get(field) is not None]
+                merged[field] = statistics.median(found) if found else None
+            merged["errors"] = sum(s.get("errors") or 0 for s in steps)
+            merged["noisy"] = any(s.get("noisy") for s in steps)
+            results[variant][key] = merged
+    return results
+
+
 def ratio(new: float | None, old: float | None) -> float | None:
     return round(new / old, 3) if new and old else None
 
 
-def summarize(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Per step: w2 / single (rps at max; CPU per request) and mp1 / single (CPU per request)."""
+def others_ms_per_request(step: dict[str, Any]) -> float | None:
+    """CPU ms per request of everything on the cores but the gateway and foreign work: the upstream and the load
+    generator (this script's generators or wrk)."""
+    busy, gateway, rps = step.get("machine_busy_cores"), step.get("gw_cpu_cores"), step.get("rps")
+    if busy is None or gateway is None or not rps:
+        return None
+    return max(busy - gateway - (step.get("foreign_cores") or 0.0), 0.0) / rps * 1000
+
+
+def scaling_bound(single: dict[str, Any], w2: dict[str, Any], cores: int) -> float | None:
+    """The w2 / single throughput ratio if the two workers spent exactly the single process's CPU per request, with
+    the upstream and the load generator costing what they did in w2's run: ``cores / (g1 + u2)`` over single's
+    requests/s. Whatever the gateway does, its scaling on shared cores stays below this."""
+    g1, u2, r1 = single.get("gw_cpu_ms_per_req"), others_ms_per_request(w2), single.get("rps")
+    if not g1 or u2 is None or not r1:
+        return None
+    return round(cores * 1000 / (g1 + u2) / r1, 3)
+
+
+def summarize(results: dict[str, dict[str, Any]], cores: int = 2) -> dict[str, dict[str, float | None]]:
+    """Per step: w2 / single (rps at max; CPU per request) and mp1 / single (CPU per request); at max load, what the
+    upstream and the load generator cost per request in w2's run, and the ratio they leave room for
+    (:func:`scaling_bound`)."""
     out: dict[str, dict[str, float | None]] = {}
     for key in results.get("single", {}):
         row: dict[str, float | None] = {}
@@ -110,6 +164,10 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float |
             )
             if key.endswith("/max"):
                 row[f"{variant}/single rps"] = ratio(other.get("rps"), single.get("rps"))
+                if variant == "w2":
+                    others = others_ms_per_request(other)
+                    row["w2 upstream+load ms/req"] = round(others, 3) if others is not None else None
+                    row["w2/single rps bound"] = scaling_bound(single, other, cores)
         out[key] = row
     return out
 
@@ -123,7 +181,14 @@ def print_report(console: Any, a: argparse.Namespace, upstream: Upstream, result
     for variant in results:
         table.add_column(f"{variant} rps", justify="right")
         table.add_column(f"{variant} CPU ms/req", justify="right")
-    for column in ("w2/single rps", "w2/single cpu per req", "mp1/single cpu per req"):
+    columns = (
+        "w2/single rps",
+        "w2/single rps bound",
+        "w2 upstream+load ms/req",
+        "w2/single cpu per req",
+        "mp1/single cpu per req",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     for key in next(iter(results.values()), {}):
         row = [key]
@@ -131,16 +196,15 @@ def print_report(console: Any, a: argparse.Namespace, upstream: Upstream, result
             r = steps.get(key, {})
             errors = f" [red]({r['errors']} errors)[/red]" if r.get("errors") else ""
             row += [f"{r.get('rps', 0):.0f}{errors}", fmt(r.get("gw_cpu_ms_per_req"), 3)]
-        row += [
-            fmt(ratios.get(key, {}).get(c), 3)
-            for c in ("w2/single rps", "w2/single cpu per req", "mp1/single cpu per req")
-        ]
+        row += [fmt(ratios.get(key, {}).get(c), 3) for c in columns]
         table.add_row(*row)
     console.print(table)
     console.print(
         f"  Everything ran pinned with taskset to CPUs {a.gw_cpus}: the gateway's processes, the upstream "
         f"({upstream.kind}) and the load generator share those {len(parse_cpus(a.gw_cpus))} cores, so a second "
-        "worker competes with the load and the upstream. Ratios are from this run, variant against single."
+        "worker competes with the load and the upstream. Ratios are from this run, variant against single. "
+        "Bound: the w2/single rps that two workers spending single's CPU per request would reach, with the upstream "
+        "and the load costing what they did in w2's run (cores / (single CPU ms/req + upstream+load ms/req))."
     )
     noisy = [f"{v} {k}" for v, steps in results.items() for k, r in steps.items() if r.get("noisy")]
     if noisy:
@@ -151,6 +215,7 @@ def main(argv: list[str]) -> int:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--cpus", default="0,1", help="taskset CPU list shared by everything (default 0,1)")
     own.add_argument("--variants", default="single,mp1,w2", help="which gateways, in order (single, mp1, w2)")
+    own.add_argument("--rounds", type=int, default=1, help="run every variant this often, alternating; medians")
     mine, rest = own.parse_known_args(argv)
     variants = [v.strip() for v in mine.variants.split(",") if v.strip()]
     unknown = set(variants) - set(VARIANTS)
@@ -168,8 +233,12 @@ def main(argv: list[str]) -> int:
         if problem:
             sys.exit(f"the upstream does not answer properly: {problem}")
         log(console, f"all on CPUs {a.gw_cpus} (taskset): gateway, upstream ({upstream.kind}) and load generator")
-        results = {variant: run_variant(a, console, upstream, tmp, variant) for variant in variants}
-        result = {"meta": machine_meta(a, upstream), "variants": results, "ratios": summarize(results)}
+        results = run_rounds(a, console, upstream, tmp, variants, mine.rounds)
+        result = {
+            "meta": machine_meta(a, upstream),
+            "variants": results,
+            "ratios": summarize(results, len(parse_cpus(a.gw_cpus))),
+        }
         print_report(console, a, upstream, result)
         return result
 

@@ -44,7 +44,13 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
     ap.add_argument("--gw-cpus", default="0", help="taskset CPU list for the gateway ('' = no pinning)")
     ap.add_argument("--load-cpus", default="1", help="CPU list for this script, the load and the upstream")
     ap.add_argument("--gw-port", type=int, default=18080)
-    ap.add_argument("--upstream", choices=("auto", "nginx", "simulate"), default="auto")
+    ap.add_argument(
+        "--upstream",
+        choices=("auto", "nginx", "nginx-one-write", "simulate"),
+        default="auto",
+        help="the fake upstream: gwbench's nginx (auto, when there), the same with each stream in one write "
+        "(overhead/one_write.py), or llmops simulate",
+    )
     ap.add_argument("--upstream-port", type=int, default=18000)
     ap.add_argument(
         "--gwbench",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import one_write
 from .configs import config_yaml
 from .load import API_KEY, CHAT_PATH, chat_body
 
@@ -119,7 +120,7 @@ def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> N
 class Upstream:
     """The fake upstream: started here (nginx or simulate) or found already answering on the port (external)."""
 
-    kind: str  # nginx | simulate | external
+    kind: str  # nginx | nginx-one-write | simulate | external
     base: str
     port: int
     gwbench: Path | None = None
@@ -138,6 +139,18 @@ class Upstream:
                 sys.exit(f"port {port} is taken by something that is not a usable upstream: {problem}")
             log(console, f"[yellow]reusing the upstream already on :{port}[/yellow] (its CPU pinning is unknown)")
             return cls("external", base, port, pids=listeners(port))
+        if a.upstream == "nginx-one-write":
+            problem = one_write.missing(gwb)
+            if problem or gwb is None:
+                sys.exit(f"--upstream nginx-one-write: {problem}")
+            proc = one_write.start(gwb, port, tmp, pin_prefix(a.load_cpus))
+            if not wait_for(base + "/health", 10, proc):
+                stop_process(proc)
+                sys.exit(f"the one-write nginx did not come up; see {tmp / 'nginx-one-write'}")
+            up = cls("nginx-one-write", base, port, proc=proc, started=True)
+            up.pids = listeners(port)
+            log(console, f"upstream: nginx, one write per stream, on :{port} (pids {up.pids}, cpus {a.load_cpus})")
+            return up
         nginx_ok = (
             gwb is not None
             and (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
@@ -186,7 +199,7 @@ class Upstream:
         if self.kind == "nginx" and self.started and self.gwbench is not None:
             env = dict(os.environ, UPSTREAM_PORT=str(self.port))
             subprocess.run([str(self.gwbench / "upstream.sh"), "stop"], env=env, capture_output=True)
-        elif self.kind == "simulate":
+        elif self.kind in ("simulate", "nginx-one-write"):
             stop_process(self.proc)
 
 
