@@ -53,6 +53,17 @@ class Entry:
     raw: bytes | None
 
 
+#: How long a worker waits for any Redis reply (its longest blocking read is 0.5 s): a Redis that hangs without
+#: refusing (stopped, swapping, a network that drops packets) fails commands after this, as an unreachable one does,
+#: instead of holding the worker's loop and its review pages for ever.
+REPLY_TIMEOUT_SECONDS = 5.0
+
+
+def redis_client(url: str, reply_timeout: float = REPLY_TIMEOUT_SECONDS) -> aioredis.Redis:
+    """A worker's Redis client: connecting gives up after 2 s, a reply after ``reply_timeout``."""
+    return aioredis.from_url(url, socket_connect_timeout=2.0, socket_timeout=reply_timeout)
+
+
 class SampleStore:
     """The worker's view of Redis."""
 
@@ -68,7 +79,7 @@ class SampleStore:
 
     @classmethod
     def connect(cls, url: str, group: str, consumer: str, stream: str = SAMPLES_STREAM) -> SampleStore:
-        return cls(aioredis.from_url(url, socket_connect_timeout=2.0), group, consumer, stream, redis_address(url))
+        return cls(redis_client(url), group, consumer, stream, redis_address(url))
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -82,6 +83,15 @@ class PersistentRedis:
             self._process.terminate()
             self._process.wait(10)
         self._process = None
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP): connections are still accepted by the kernel, nothing answers; a hung Redis."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> PersistentRedis:
         self.start()

@@ -200,7 +200,7 @@ def pin_reference(
     import redis.asyncio as aioredis
 
     async def main() -> dict[str, Any]:
-        client = aioredis.from_url(redis_url, socket_connect_timeout=2.0)
+        client = aioredis.from_url(redis_url, socket_connect_timeout=2.0, socket_timeout=10.0)
         try:
             return await pin_reference_async(client, model, start, end, file, **options)
         finally:

@@ -83,12 +83,25 @@ async def _never() -> Any:
     await asyncio.Event().wait()
 
 
+class _Streaming:
+    """A relay started under our HTTP protocol (a connection hook in its scope), its first chunk sent."""
+
+    def __init__(self, drain: Drain | None = None) -> None:
+        self.upstream = _Upstream([b'data: {"a":1}\n\n'])
+        self.relay, self.ended = _relay(self.upstream, drain)
+        self.client, self.connection = _Client(), _Connection()
+
+    async def start(self) -> asyncio.Future[None]:
+        scope = {"type": "http", CONNECTION: self.connection}
+        task = asyncio.ensure_future(self.relay(scope, _never, self.client.send))  # type: ignore[arg-type]
+        await asyncio.wait_for(self.client.first.wait(), 2)
+        return task
+
+
 async def test_the_connection_hook_ends_a_stream_whose_client_left() -> None:
-    upstream = _Upstream([b'data: {"a":1}\n\n'])
-    relay, ended = _relay(upstream)
-    client, connection = _Client(), _Connection()
-    task = asyncio.ensure_future(relay({"type": "http", CONNECTION: connection}, _never, client.send))
-    await asyncio.wait_for(client.first.wait(), 2)
+    stream = _Streaming()
+    task = await stream.start()
+    connection, ended, upstream = stream.connection, stream.ended, stream.upstream
     assert connection.on_client_lost is not None, "the relay listens for the client leaving"
     connection.on_client_lost()
     await asyncio.wait_for(task, 2)  # ends by itself: the cancellation was the relay's own, not the server's
@@ -128,41 +141,32 @@ async def test_a_complete_stream_ends_cleanly_and_a_late_hook_call_does_nothing(
 
 
 async def test_the_shutdown_deadline_ends_the_stream_with_an_error_event() -> None:
-    upstream = _Upstream([b'data: {"a":1}\n\n'])
     drain = Drain()
-    relay, ended = _relay(upstream, drain)
-    client, connection = _Client(), _Connection()
-    task = asyncio.ensure_future(relay({"type": "http", CONNECTION: connection}, _never, client.send))
-    await asyncio.wait_for(client.first.wait(), 2)
+    stream = _Streaming(drain)
+    task = await stream.start()
     drain._cut()  # what the deadline's timer calls
     await asyncio.wait_for(task, 2)
-    ex = ended[0]
+    ex = stream.ended[0]
     assert ex.shutdown_cut and ex.status == 503 and ex.error_type == "server_shutting_down"
-    assert b"server_shutting_down" in client.body()
-    assert client.sent[-1]["more_body"] is False
+    assert b"server_shutting_down" in stream.client.body()
+    assert stream.client.sent[-1]["more_body"] is False
     assert not drain._running, "the relay left the drain"
 
 
 async def test_the_server_cancelling_the_request_still_records_it() -> None:
-    upstream = _Upstream([b'data: {"a":1}\n\n'])
-    relay, ended = _relay(upstream)
-    client, connection = _Client(), _Connection()
-    task = asyncio.ensure_future(relay({"type": "http", CONNECTION: connection}, _never, client.send))
-    await asyncio.wait_for(client.first.wait(), 2)
+    stream = _Streaming()
+    task = await stream.start()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert len(ended) == 1 and upstream.closed and connection.on_client_lost is None
+    assert len(stream.ended) == 1 and stream.upstream.closed and stream.connection.on_client_lost is None
 
 
 async def test_a_client_leaving_while_the_server_cancels_too_still_propagates_the_cancellation() -> None:
-    upstream = _Upstream([b'data: {"a":1}\n\n'])
-    relay, ended = _relay(upstream)
-    client, connection = _Client(), _Connection()
-    task = asyncio.ensure_future(relay({"type": "http", CONNECTION: connection}, _never, client.send))
-    await asyncio.wait_for(client.first.wait(), 2)
+    stream = _Streaming()
+    task = await stream.start()
     task.cancel()
-    connection.on_client_lost()
+    stream.connection.on_client_lost()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [ex.status for ex in ended] == [499]
+    assert [ex.status for ex in stream.ended] == [499]

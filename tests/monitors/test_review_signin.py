@@ -24,6 +24,7 @@ from monitors.metrics import MonitorMetrics
 from monitors.review.site import ReviewSite
 from monitors.review.store import ReviewStore
 from monitors.review.throttle import ADDRESS, SignInLimits
+from monitors.store import REPLY_TIMEOUT_SECONDS, redis_client
 from tests.monitors.review_support import REVIEWER_KEYS, reviewers
 from tests.monitors.test_review_site import token
 
@@ -36,9 +37,11 @@ def config(**limits: Any) -> ReviewConfig:
 
 
 @asynccontextmanager
-async def page(redis_url: str, settings: ReviewConfig) -> AsyncIterator[tuple[TestClient, MonitorMetrics]]:
-    """The review page over HTTP on its own Redis client (as a worker's), with its metrics."""
-    client = aioredis.from_url(redis_url, socket_connect_timeout=2.0)
+async def page(
+    redis_url: str, settings: ReviewConfig, reply_timeout: float = REPLY_TIMEOUT_SECONDS
+) -> AsyncIterator[tuple[TestClient, MonitorMetrics]]:
+    """The review page over HTTP on its own Redis client (a worker's), with its metrics."""
+    client = redis_client(redis_url, reply_timeout)
     metrics = MonitorMetrics()
     app = web.Application()
     ReviewSite(settings, ReviewStore(client), metrics).add_routes(app)
@@ -182,6 +185,28 @@ async def test_a_redis_outage_answers_503_and_locks_nobody_out() -> None:
             assert (await sign_in(http, ALICE)).status == 303
             assert (await http.get("/review")).status == 200
     finally:
+        server.__exit__(None, None, None)
+
+
+async def test_a_hung_redis_answers_503_within_the_reply_timeout() -> None:
+    """A Redis that accepts connections but never answers (frozen) costs a page its reply timeout, not for ever."""
+    server = PersistentRedis()
+    try:
+        server.start()
+        async with page(server.url, config(), reply_timeout=0.5) as (http, metrics):
+            assert (await sign_in(http, ALICE)).status == 303
+            server.pause()
+            began = time.monotonic()
+            hung = await asyncio.wait_for(http.get("/review", allow_redirects=False), 10)
+            assert hung.status == 503 and "cannot be reached" in await hung.text()
+            refused = await asyncio.wait_for(sign_in(http, ALICE), 10)
+            assert refused.status == 503 and sign_ins(metrics)["unavailable"] == 1
+            assert time.monotonic() - began < 5, "each request waited about the reply timeout"
+            server.resume()
+            assert (await sign_in(http, ALICE)).status == 303  # answers again: nothing was locked
+            assert (await http.get("/review")).status == 200
+    finally:
+        server.resume()
         server.__exit__(None, None, None)
 
 
