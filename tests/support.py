@@ -126,7 +126,56 @@ def metric(samples: dict, name: str, **labels: str) -> float:
     return total
 
 
-class ScriptedUpstream:
+class ThreadServer:
+    """A real aiohttp server in a thread of its own, for tests that call it from synchronous code (and from
+    subprocesses): :meth:`routes` adds the handlers; a context manager that starts and stops it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.port = free_port()
+        self._ready = threading.Event()
+        self._stop: Any = None
+        self._loop: Any = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def routes(self, app: Any) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        async def main() -> None:
+            app = web.Application()
+            self.routes(app)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self._stop = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+            self._ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        asyncio.run(main())
+
+    def __enter__(self) -> Any:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+class ScriptedUpstream(ThreadServer):
     """A real HTTP server (aiohttp, in a thread) that records what the gateway sends and answers as scripted.
 
     ``reply`` is ``(status, headers, body_bytes)``, or a list of ``bytes`` chunks sent as a stream with a pause
@@ -135,22 +184,11 @@ class ScriptedUpstream:
     """
 
     def __init__(self) -> None:
-        import queue
-        import threading
-
+        super().__init__()
         self.received: list[dict[str, Any]] = []
         self.reply: Any = (200, {"Content-Type": "application/json"}, b"{}")
-        self._ready = threading.Event()
-        self._stop: Any = None
-        self._queue = queue.Queue()
-        self.port = free_port()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _run(self) -> None:
+    def routes(self, app: Any) -> None:
         import asyncio
 
         from aiohttp import web
@@ -177,28 +215,10 @@ class ScriptedUpstream:
             status, headers, body = reply
             return web.Response(status=status, headers=headers, body=body)
 
-        async def main() -> None:
-            app = web.Application()
-            app.router.add_route("POST", "/{tail:.*}", handle)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self._stop = asyncio.Event()
-            self._loop = asyncio.get_running_loop()
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
-
-        asyncio.run(main())
+        app.router.add_route("POST", "/{tail:.*}", handle)
 
     def __enter__(self) -> ScriptedUpstream:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        return super().__enter__()
 
 
 @contextmanager

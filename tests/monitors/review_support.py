@@ -3,9 +3,7 @@ level (a real OpenAI-compatible HTTP server whose verdicts follow a marker in th
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +14,7 @@ import redis
 
 from llmops.contract import SAMPLES_STREAM
 from llmops.sample import Sample
-from tests.support import free_port, gateway_config
+from tests.support import ThreadServer, gateway_config
 
 REVIEWER_KEYS = {"alice": "rk-alice-7f3c9e1d2b", "bob": "rk-bob-0a8d4c6e5f"}
 BEST = "(best)"  # the fake judge prefers the answer holding this marker, and rates it 8 (else 3)
@@ -103,22 +101,16 @@ def verdict_for(prompt: str) -> str:
     return "Graded.\nRating: [[8]]" if BEST in prompt else "Graded.\nRating: [[3]]"
 
 
-class FakeJudge:
+class FakeJudge(ThreadServer):
     """An OpenAI-compatible chat completions server (aiohttp in a thread) answering with ``reply`` (the messages'
     text in, the reply out; default :func:`verdict_for`)."""
 
     def __init__(self, reply: Callable[[str], str] = verdict_for) -> None:
+        super().__init__()
         self.reply = reply
-        self.port = free_port()
         self.calls = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _run(self) -> None:
+    def routes(self, app: Any) -> None:
         from aiohttp import web
 
         async def complete(request: web.Request) -> web.Response:
@@ -136,25 +128,7 @@ class FakeJudge:
             }
             return web.json_response(reply)
 
-        async def main() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", complete)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
-
-        asyncio.run(main())
+        app.router.add_post("/v1/chat/completions", complete)
 
     def __enter__(self) -> FakeJudge:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        return super().__enter__()
