@@ -34,6 +34,8 @@ from overhead.load import REPO
 from overhead.processes import llmops_cmd, stop_process, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmops.testing.http_probes import closed_by_server, connect, response_status, send_huge_header
+
 SERVER = {
     "max_body_bytes": 2048,
     "max_header_bytes": 16384,
@@ -85,36 +87,6 @@ def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def metric(samples: dict[Any, float], name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and all((k, x) in ls for k, x in labels.items()))
-
-
-def connect(base: str, timeout: float = 10) -> socket.socket:
-    host, port = base.removeprefix("http://").split(":")
-    return socket.create_connection((host, int(port)), timeout=timeout)
-
-
-def status_of(sock: socket.socket) -> int | None:
-    """The status of the response on ``sock``; None when the server closed (or reset) without one."""
-    data = b""
-    while b"\r\n" not in data:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError):
-            return None
-        if not chunk:
-            return None
-        data += chunk
-    return int(data.split(b" ", 2)[1])
-
-
-def closed(sock: socket.socket) -> bool:
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
-    except TimeoutError:
-        return False
-    return True
 
 
 # ---- the probes: each returns (kept, what was seen) ----------------------------------------------------------------
@@ -179,55 +151,21 @@ def p_body_limit(gw: str) -> tuple[bool, str]:
 
 def p_huge_header(gw: str) -> tuple[bool, str]:
     """A 64 MiB header: 431 within 1 s, < 8 MiB taken, other clients unaffected (health p100 < 0.5 s)."""
-    probes: list[float] = []
-    stop = threading.Event()
-
-    def probe() -> None:
-        while not stop.is_set():
-            t = time.monotonic()
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"{gw}/health", timeout=10)
-            probes.append(time.monotonic() - t)
-            time.sleep(0.01)
-
-    prober = threading.Thread(target=probe)
-    prober.start()
-    sock = connect(gw)
-    sent = 0
-
-    def send() -> None:
-        nonlocal sent
-        try:
-            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nX-Big: ")
-            chunk = b"a" * 65536
-            for _ in range(1024):
-                sock.sendall(chunk)
-                sent += len(chunk)
-        except OSError:
-            pass
-
-    sender = threading.Thread(target=send)
-    t0 = time.monotonic()
-    sender.start()
-    try:
-        status = status_of(sock)
-        answered = time.monotonic() - t0
-        sender.join(15)
-    finally:
-        sock.close()
-        stop.set()
-        prober.join()
-    worst = max(probes) if probes else float("nan")
-    ok = status == 431 and answered < 1.0 and sent < 8 * 1024 * 1024 and worst < 0.5
-    return ok, f"status {status} after {answered:.2f} s, {sent / 1048576:.1f} MiB taken, health up to {worst:.2f} s"
+    seen = send_huge_header(gw)
+    worst = seen.worst_health_seconds
+    ok = seen.status == 431 and seen.answered_seconds < 1.0 and seen.sent_bytes < 8 * 1024 * 1024 and worst < 0.5
+    return ok, (
+        f"status {seen.status} after {seen.answered_seconds:.2f} s, {seen.sent_bytes / 1048576:.1f} MiB taken, "
+        f"health up to {worst:.2f} s"
+    )
 
 
 def p_many_headers(gw: str) -> tuple[bool, str]:
     """More than max_headers (50) headers: 431, connection closed."""
     sock = connect(gw)
     sock.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(60)) + b"\r\n")
-    status = status_of(sock)
-    gone = closed(sock)
+    status = response_status(sock)
+    gone = closed_by_server(sock)
     sock.close()
     return status == 431 and gone, f"status {status}, closed {gone}"
 
@@ -244,7 +182,7 @@ def p_slow_headers(gw: str) -> tuple[bool, str]:
             sock.sendall(b"X-Slow: 1\r\n")
         except OSError:
             break
-    status = status_of(sock)
+    status = response_status(sock)
     took = time.monotonic() - t0
     sock.close()
     return status == 408 and took < 1.6, f"status {status} after {took:.2f} s"
@@ -255,9 +193,9 @@ def p_idle(gw: str) -> tuple[bool, str]:
     silent = connect(gw, timeout=5)
     kept = connect(gw, timeout=5)
     kept.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
-    first = status_of(kept)
+    first = response_status(kept)
     t0 = time.monotonic()
-    a, b = closed(silent), closed(kept)
+    a, b = closed_by_server(silent), closed_by_server(kept)
     took = time.monotonic() - t0
     silent.close()
     kept.close()
@@ -271,7 +209,7 @@ def p_conn_limit(gw: str) -> tuple[bool, str]:
         time.sleep(0.2)
         extra = connect(gw, timeout=3)
         extra.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
-        status = status_of(extra)
+        status = response_status(extra)
         extra.close()
     finally:
         for s in held:

@@ -4,8 +4,6 @@ headers, idle connections, too many connections."""
 from __future__ import annotations
 
 import select
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llmops.testing.http_probes import closed_by_server, connect, response_status, send_huge_header
 from tests.support import gateway, gateway_config, simulator
 
 SERVER = {
@@ -36,100 +35,33 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
 
 
-def _connect(gw: str) -> socket.socket:
-    host, port = gw.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    return sock
-
-
-def _status(sock: socket.socket) -> int | None:
-    """The status of the response on ``sock``, or None when the server closed without one."""
-    data = b""
-    while b"\r\n" not in data:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return None
-        if not chunk:
-            return None
-        data += chunk
-    return int(data.split(b" ", 2)[1])
-
-
-def _closed(sock: socket.socket) -> bool:
-    """Whether the server closes ``sock`` (what it still sends is read and ignored) before the socket's timeout."""
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
-    except TimeoutError:
-        return False
-    return True
-
-
 def test_a_huge_header_gets_431_without_stalling_other_clients(gw: str) -> None:
-    probes: list[float] = []
-    stop = threading.Event()
-
-    def probe() -> None:
-        while not stop.is_set():
-            started = time.monotonic()
-            assert httpx.get(f"{gw}/health", timeout=10).status_code == 200
-            probes.append(time.monotonic() - started)
-            time.sleep(0.01)
-
-    prober = threading.Thread(target=probe)
-    prober.start()
-    sock = _connect(gw)
-    sent = 0
-
-    def send() -> None:  # 64 MiB of one header, unless the gateway closes first
-        nonlocal sent
-        try:
-            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nX-Big: ")
-            chunk = b"a" * 65536
-            for _ in range(1024):
-                sock.sendall(chunk)
-                sent += len(chunk)
-        except OSError:
-            pass
-
-    sender = threading.Thread(target=send)
-    started = time.monotonic()
-    sender.start()
-    try:
-        status = _status(sock)
-        answered = time.monotonic() - started
-        sender.join(10)
-    finally:
-        sock.close()
-        stop.set()
-        prober.join()
-    assert status == 431
-    assert answered < 1.0
-    assert sent < 8 * 1024 * 1024, f"the gateway took {sent} bytes of headers before closing"
-    assert probes and max(probes) < 0.5, f"health probes took up to {max(probes):.2f} s"
+    seen = send_huge_header(gw)  # 64 MiB of one header, unless the gateway closes first
+    assert seen.status == 431
+    assert seen.answered_seconds < 1.0
+    assert seen.sent_bytes < 8 * 1024 * 1024, f"the gateway took {seen.sent_bytes} bytes of headers before closing"
+    assert seen.health_seconds and seen.health_failures == 0
+    assert seen.worst_health_seconds < 0.5, f"health probes took up to {seen.worst_health_seconds:.2f} s"
 
 
 def test_too_many_headers_get_431(gw: str) -> None:
-    sock = _connect(gw)
+    sock = connect(gw)
     headers = b"".join(b"X-H%d: v\r\n" % i for i in range(60))
     sock.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n" + headers + b"\r\n")
-    assert _status(sock) == 431
-    assert _closed(sock)
+    assert response_status(sock) == 431
+    assert closed_by_server(sock)
     sock.close()
 
 
 def test_slow_headers_get_408_and_the_connection_is_closed(gw: str) -> None:
-    sock = _connect(gw)
+    sock = connect(gw)
     started = time.monotonic()
     sock.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n")
     for _ in range(10):  # a header line every 0.3 s, never the end of the headers, until the gateway answers
         if select.select([sock], [], [], 0.3)[0]:
             break
         sock.sendall(b"X-Slow: 1\r\n")
-    assert _status(sock) == 408
+    assert response_status(sock) == 408
     assert time.monotonic() - started < 1.6  # header_timeout_seconds: 1
     sock.close()
 
@@ -137,7 +69,7 @@ def test_slow_headers_get_408_and_the_connection_is_closed(gw: str) -> None:
 def test_slow_headers_of_a_later_request_get_their_own_deadline(gw: str) -> None:
     """On a kept-alive connection the header time counts from the request's first byte: not from the connection's
     start (the one timer a connection keeps looks again when it fires early)."""
-    sock = _connect(gw)
+    sock = connect(gw)
     sock.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
     data = b""
     while b"\r\n\r\n" not in data:
@@ -156,33 +88,33 @@ def test_slow_headers_of_a_later_request_get_their_own_deadline(gw: str) -> None
         if select.select([sock], [], [], 0.3)[0]:
             break
         sock.sendall(b"X-Slow: 1\r\n")
-    assert _status(sock) == 408
+    assert response_status(sock) == 408
     assert 0.9 < time.monotonic() - started < 1.6  # header_timeout_seconds: 1, from this request's first byte
     sock.close()
 
 
 def test_idle_connections_are_closed(gw: str) -> None:
-    silent = _connect(gw)  # never sends a byte
-    kept = _connect(gw)  # one request, then idle
+    silent = connect(gw)  # never sends a byte
+    kept = connect(gw)  # one request, then idle
     kept.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
-    assert _status(kept) == 200
+    assert response_status(kept) == 200
     started = time.monotonic()
     silent.settimeout(5)
     kept.settimeout(5)
-    assert _closed(silent)
-    assert _closed(kept)
+    assert closed_by_server(silent)
+    assert closed_by_server(kept)
     assert time.monotonic() - started < 3
     silent.close()
     kept.close()
 
 
 def test_connections_past_the_limit_get_503(gw: str, tmp_path: Path) -> None:
-    held = [_connect(gw) for _ in range(SERVER["max_connections"])]
+    held = [connect(gw) for _ in range(SERVER["max_connections"])]
     try:
         time.sleep(0.2)
-        extra = _connect(gw)
+        extra = connect(gw)
         extra.sendall(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
-        assert _status(extra) == 503
+        assert response_status(extra) == 503
         extra.close()
     finally:
         for sock in held:
