@@ -6,6 +6,7 @@ Each subcommand imports its component lazily, so ``llmops gateway`` never pays f
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,15 @@ from llmops.simulator.errors import SimulatorSettingsError
 
 # What a command raises for a mistake of its user: printed as one line (no traceback), exit status 2.
 USAGE_ERRORS = (ConfigError, SimulatorSettingsError, EvalError)
+
+
+def _runs(module: str) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command whose component ``module`` has ``run(args)``: imported when the command runs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        return int(importlib.import_module(module).run(args))
+
+    return handler
 
 
 def _add_gateway(sub: argparse._SubParsersAction) -> None:
@@ -100,13 +110,7 @@ def _add_drift(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     pin = actions.add_parser("pin", help="pin a model's drift reference: a time range of sampled traffic, or a file")
     add_arguments(pin)
-    pin.set_defaults(handler=_run_drift_pin)
-
-
-def _run_drift_pin(args: argparse.Namespace) -> int:
-    from monitors.drift.pin import run
-
-    return run(args)
+    pin.set_defaults(handler=_runs("monitors.drift.pin"))
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -119,13 +123,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "pip install 'llmops-stack[eval]'.",
     )
     add_arguments(p)
-    p.set_defaults(handler=_run_eval)
-
-
-def _run_eval(args: argparse.Namespace) -> int:
-    from llmops.eval.command import run
-
-    return run(args)
+    p.set_defaults(handler=_runs("llmops.eval.command"))
 
 
 def _add_slo(sub: argparse._SubParsersAction) -> None:
@@ -140,13 +138,7 @@ def _add_slo(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     rules = actions.add_parser("rules", help="print the Prometheus rules of the config's quality SLOs")
     add_arguments(rules)
-    rules.set_defaults(handler=_run_slo_rules)
-
-
-def _run_slo_rules(args: argparse.Namespace) -> int:
-    from llmops.slo import run
-
-    return run(args)
+    rules.set_defaults(handler=_runs("llmops.slo"))
 
 
 def _add_judges(sub: argparse._SubParsersAction) -> None:
@@ -195,13 +187,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         help="run a vLLM-like upstream (no GPU), or with --api anthropic an Anthropic-like one, for demos and tests",
     )
     add_arguments(p)
-    p.set_defaults(handler=_run_simulate)
-
-
-def _run_simulate(args: argparse.Namespace) -> int:
-    from llmops.simulator.command import run
-
-    return run(args)
+    p.set_defaults(handler=_runs("llmops.simulator.command"))
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
