@@ -26,7 +26,6 @@ from typing import Any
 
 import openai
 
-from llmops.contract import JUDGE_HEADER
 from monitors.judges.base import JudgeError
 
 LOCAL = "local"
@@ -38,14 +37,10 @@ class GatewayEmbedder:
     english_only = False
 
     def __init__(self, gateway_url: str, model: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        from monitors.judge_llm import gateway_client
+
         self.name = model
-        self._client = openai.AsyncOpenAI(
-            base_url=gateway_url,
-            api_key=api_key or "judge",
-            max_retries=2,
-            timeout=timeout,
-            default_headers={JUDGE_HEADER: "1"},
-        )
+        self._client = gateway_client(gateway_url, api_key, timeout)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         from monitors.judge_llm import is_unavailable

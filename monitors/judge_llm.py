@@ -37,18 +37,24 @@ def is_unavailable(error: openai.APIError) -> bool:
     return isinstance(status, int) and (status == 429 or status == 408 or status >= 500)
 
 
+def gateway_client(gateway_url: str, api_key: str | None, timeout: float) -> openai.AsyncOpenAI:
+    """An OpenAI client for the monitors' calls through the gateway: marked as judge traffic (never sampled), two
+    retries, ``timeout`` seconds per call."""
+    return openai.AsyncOpenAI(
+        base_url=gateway_url,
+        api_key=api_key or "judge",
+        max_retries=2,
+        timeout=timeout,
+        default_headers={JUDGE_HEADER: "1"},
+    )
+
+
 class GatewayJudgeLLM:
     """:class:`monitors.judges.base.JudgeLLM` over the gateway's OpenAI-compatible API, temperature 0."""
 
     def __init__(self, gateway_url: str, model: str, api_key: str | None = None, timeout: float = 120.0) -> None:
         self.model = model
-        self._client = openai.AsyncOpenAI(
-            base_url=gateway_url,
-            api_key=api_key or "judge",
-            max_retries=2,
-            timeout=timeout,
-            default_headers={JUDGE_HEADER: "1"},
-        )
+        self._client = gateway_client(gateway_url, api_key, timeout)
         self.trace_id: str | None = None
 
     async def complete(self, messages: list[dict[str, str]], *, max_tokens: int = 512) -> str:
