@@ -49,6 +49,7 @@ from llmops.config import RoutingConfig
 from llmops.contract import JUDGE_HEADER, TRAFFIC_HEADER, sampled, sampling_key, traffic_kind
 
 if TYPE_CHECKING:
+    import aiohttp
     from prometheus_client.metrics import Gauge
 
     from gateway.access import AccessControl
@@ -390,20 +391,8 @@ class Proxy:
         self, ex: Exchange, route: DeploymentRoute, body: bytes, traceparent: str | None, tracestate: str | None
     ) -> Answer:
         """One unary exchange with the deployment, decoded by its provider."""
-        upstream = await self.client.post(
-            route,
-            route.adapter.path(ex.upstream_endpoint),
-            body,
-            ex.request_id,
-            traceparent,
-            tracestate,
-            fields.relayed_headers(ex),
-        )
+        upstream = await self._post(ex, route, body, traceparent, tracestate)
         raw = await self.client.read(route, upstream)
-        if upstream.status >= 400:
-            raise self.client.http_error(
-                route, upstream.status, raw, upstream.headers, ex.request_id, fields.names_upstream_state(ex)
-            )
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -412,15 +401,10 @@ class Proxy:
             raise _invalid(route, "answered with a body that is not a JSON object")
         return route.adapter.decode_response(ex, raw, data, route)
 
-    # ---- streaming responses -----------------------------------------------------------------------------------
-    async def _stream(
-        self, ex: Exchange, body: bytes, in_flight: Gauge, attempt_span: AttemptSpan | None, began: float
-    ) -> StreamRelay:
-        route = ex.deployment
-        assert route is not None and ex.model is not None
-        sent_at = perf_counter()
-        ex.own_seconds = sent_at - ex.start - ex.retry_seconds
-        traceparent, tracestate = self._trace_headers(ex, attempt_span)
+    async def _post(
+        self, ex: Exchange, route: DeploymentRoute, body: bytes, traceparent: str | None, tracestate: str | None
+    ) -> aiohttp.ClientResponse:
+        """Send the attempt's request; its response once the headers came, or the upstream's HTTP error raised."""
         upstream = await self.client.post(
             route,
             route.adapter.path(ex.upstream_endpoint),
@@ -435,6 +419,18 @@ class Proxy:
             raise self.client.http_error(
                 route, upstream.status, raw, upstream.headers, ex.request_id, fields.names_upstream_state(ex)
             )
+        return upstream
+
+    # ---- streaming responses -----------------------------------------------------------------------------------
+    async def _stream(
+        self, ex: Exchange, body: bytes, in_flight: Gauge, attempt_span: AttemptSpan | None, began: float
+    ) -> StreamRelay:
+        route = ex.deployment
+        assert route is not None and ex.model is not None
+        sent_at = perf_counter()
+        ex.own_seconds = sent_at - ex.start - ex.retry_seconds
+        traceparent, tracestate = self._trace_headers(ex, attempt_span)
+        upstream = await self._post(ex, route, body, traceparent, tracestate)
         if not upstream.content_type.startswith("text/event-stream"):
             upstream.close()
             raise _invalid(
