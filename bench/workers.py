@@ -19,7 +19,10 @@ load and the upstream for them; the output says so. For each gateway, non-stream
 fixed rates (--rates, 1000 and 2000 requests/s, our generator) and max throughput (closed loop, --conns
 connections; wrk when installed). Per step: requests/s, latency, and the gateway's CPU per request (utime + stime of
 its whole process tree from /proc, over the step, divided by the requests completed). Then the ratios of this run:
-w2 / single (throughput at max, CPU per request) and mp1 / single (CPU per request: the multiprocess metrics' cost).
+w2 / single (throughput at max, CPU per request) and mp1 / single (CPU per request: the multiprocess metrics' cost);
+at max load also what the upstream and the load generator cost per request and the w2 / single ratio that leaves
+room for. --rounds N runs every variant N times (order reversed every other round) and reports medians; --upstream
+nginx-one-write writes each stream in one piece (overhead/one_write.py says why).
 Steps, warm-up, noise handling and loopback-only bounds are bench/overhead's (bench/README.md).
 """
 
@@ -217,6 +220,8 @@ def main(argv: list[str]) -> int:
     own.add_argument("--variants", default="single,mp1,w2", help="which gateways, in order (single, mp1, w2)")
     own.add_argument("--rounds", type=int, default=1, help="run every variant this often, alternating; medians")
     mine, rest = own.parse_known_args(argv)
+    if mine.rounds < 1:
+        sys.exit("--rounds: at least 1")
     variants = [v.strip() for v in mine.variants.split(",") if v.strip()]
     unknown = set(variants) - set(VARIANTS)
     if unknown or not variants:
