@@ -49,7 +49,7 @@ from typing import Any
 
 from overhead.cli import run_session
 from overhead.load import MODEL, REPO, STEP_MAX_S
-from overhead.processes import Gateway, Upstream, log, pin_prefix, port_busy, sanity, wait_for
+from overhead.processes import Gateway, Upstream, log, pin_prefix, port_busy, wait_for
 from overhead.report import fmt, machine_meta
 from overhead.runner import Runner, plan, progress_bar
 
@@ -380,11 +380,7 @@ def print_summary(console: Any, summary: dict[str, dict[str, dict[str, Any]]], s
 
 def run(a: argparse.Namespace, console: Any, tmp: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
     up_args = argparse.Namespace(**{**vars(a), "load_cpus": a.upstream_cpus or a.load_cpus})
-    upstream = Upstream.start(up_args, console, tmp)
-    stack.callback(upstream.stop)
-    problem = sanity(upstream.base, a.model)
-    if problem:
-        sys.exit(f"the upstream does not answer properly: {problem}")
+    upstream = Upstream.running(up_args, console, tmp, stack)
     gateways: dict[str, Gateway] = {}
     for i, server in enumerate(a.servers):
         gw = ServerGateway(a, upstream, tmp, server, a.gw_port + i)

@@ -40,7 +40,7 @@ from typing import Any
 
 from overhead.cli import parse_args, run_session
 from overhead.load import REPO
-from overhead.processes import Gateway, Upstream, listeners, log, parse_cpus, port_busy, sanity
+from overhead.processes import Gateway, Upstream, listeners, log, parse_cpus, port_busy
 from overhead.report import fmt, machine_meta
 from overhead.runner import Runner, plan, progress_bar
 
@@ -232,11 +232,7 @@ def main(argv: list[str]) -> int:
         sys.exit("bench/workers.py runs steps only (no --baseline-ref, no --soak)")
 
     def run(a: argparse.Namespace, console: Any, tmp: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
-        upstream = Upstream.start(a, console, tmp)
-        stack.callback(upstream.stop)
-        problem = sanity(upstream.base, a.model)
-        if problem:
-            sys.exit(f"the upstream does not answer properly: {problem}")
+        upstream = Upstream.running(a, console, tmp, stack)
         log(console, f"all on CPUs {a.gw_cpus} (taskset): gateway, upstream ({upstream.kind}) and load generator")
         results = run_rounds(a, console, upstream, tmp, variants, mine.rounds)
         result = {

@@ -17,7 +17,7 @@ from typing import Any
 from .ab import overall_ratios, print_matrix, run_matrix, start_matrix
 from .configs import CONFIGS
 from .load import MODEL, SOAK_MAX_S, STEP_MAX_S, load_main
-from .processes import BenchRedis, Gateway, Upstream, log, parse_cpus, sanity
+from .processes import BenchRedis, Gateway, Upstream, log, parse_cpus
 from .report import machine_meta, print_results
 from .runner import Runner, run_steps
 from .soak import print_soak, run_soak
@@ -108,11 +108,7 @@ def parse_args(argv: list[str], description: str | None = None) -> argparse.Name
 
 def run(a: argparse.Namespace, console: Any, tmp: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
     """Start the upstream and the gateway(s), run the steps, the soak or the A/B, print, return every number."""
-    upstream = Upstream.start(a, console, tmp)
-    stack.callback(upstream.stop)
-    problem = sanity(upstream.base, a.model)
-    if problem:
-        sys.exit(f"the upstream does not answer properly: {problem}")
+    upstream = Upstream.running(a, console, tmp, stack)
     meta: dict[str, Any] = {}
     extra_pids: list[int] = []
     if a.side_by_side:

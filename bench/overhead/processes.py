@@ -4,6 +4,7 @@ CPUs with taskset, plus the small HTTP helpers that check they answer."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -194,6 +195,16 @@ class Upstream:
             sys.exit(f"llmops simulate did not come up; see {tmp / 'simulate.log'}")
         log(console, f"upstream: llmops simulate on :{port} (pid {proc.pid}, cpus {a.load_cpus or 'any'})")
         return cls("simulate", base, port, proc=proc, started=True, pids=[proc.pid])
+
+    @classmethod
+    def running(cls, a: argparse.Namespace, console: Any, tmp: Path, stack: contextlib.ExitStack) -> Upstream:
+        """:meth:`start`, stopped when ``stack`` closes, and checked to answer a chat request (or exit with why)."""
+        upstream = cls.start(a, console, tmp)
+        stack.callback(upstream.stop)
+        problem = sanity(upstream.base, a.model)
+        if problem:
+            sys.exit(f"the upstream does not answer properly: {problem}")
+        return upstream
 
     def stop(self) -> None:
         if self.kind == "nginx" and self.started and self.gwbench is not None:
