@@ -16,7 +16,7 @@ from monitors.checks import load_monitors_config
 from monitors.embedder import build_embedder
 from monitors.judge_llm import GatewayJudgeLLM
 from monitors.metrics import MonitorMetrics
-from monitors.store import SampleStore, fetch_results, redis_address
+from monitors.store import SampleStore, fetch_results, redis_address, redis_client
 from monitors.worker import Worker, consumer_name
 
 log = logging.getLogger("llmops.monitors")
@@ -139,14 +139,13 @@ def serve(
 def show(request_id: str, redis_url: str, source: str = "the default") -> int:
     """``llmops monitors show REQUEST_ID``: every judge result kept for one sampled request. An unreachable Redis is
     said in one line that names it and where its URL came from (``source``)."""
-    import redis.asyncio as aioredis
     from rich.console import Console
     from rich.table import Table
 
     async def load() -> tuple[dict | None, dict]:
         from monitors.review.store import ReviewStore
 
-        client = aioredis.from_url(redis_url, socket_connect_timeout=5.0, socket_timeout=10.0)
+        client = redis_client(redis_url, reply_timeout=10.0, connect_timeout=5.0)
         try:
             return await fetch_results(client, request_id), await ReviewStore(client).votes_of_request(request_id)
         finally:

@@ -59,9 +59,12 @@ class Entry:
 REPLY_TIMEOUT_SECONDS = 5.0
 
 
-def redis_client(url: str, reply_timeout: float = REPLY_TIMEOUT_SECONDS) -> aioredis.Redis:
-    """A worker's Redis client: connecting gives up after 2 s, a reply after ``reply_timeout``."""
-    return aioredis.from_url(url, socket_connect_timeout=2.0, socket_timeout=reply_timeout)
+def redis_client(
+    url: str, reply_timeout: float = REPLY_TIMEOUT_SECONDS, connect_timeout: float = 2.0
+) -> aioredis.Redis:
+    """A Redis client of the monitors (the worker's, its commands'): connecting gives up after ``connect_timeout``,
+    a reply after ``reply_timeout``."""
+    return aioredis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=reply_timeout)
 
 
 class SampleStore:

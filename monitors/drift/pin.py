@@ -197,10 +197,10 @@ def pin_reference(
 ) -> dict[str, Any]:
     """Pin ``model``'s reference (see :func:`pin_reference_async`); for synchronous callers."""
 
-    import redis.asyncio as aioredis
+    from monitors.store import redis_client
 
     async def main() -> dict[str, Any]:
-        client = aioredis.from_url(redis_url, socket_connect_timeout=2.0, socket_timeout=10.0)
+        client = redis_client(redis_url, reply_timeout=10.0)
         try:
             return await pin_reference_async(client, model, start, end, file, **options)
         finally:
