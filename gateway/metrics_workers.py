@@ -17,32 +17,17 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.metrics_values import WorkerValue
+
 REFRESH_SECONDS = 1.0
 _collector: Callable[[CollectorRegistry, str], object] = MultiProcessCollector  # (untyped in prometheus_client)
-_multiprocess_value: Callable[..., type] = values.MultiProcessValue
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-class _ProcessId:
-    """This process's id, remembered (and renewed in a forked child). prometheus_client's multiprocess values ask
-    for the process id at every update, to notice a fork; ``os.getpid()`` is a system call, which cost ~1.7 % of a
-    worker's CPU under streamed load."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        os.register_at_fork(after_in_child=self.renew)
-
-    def renew(self) -> None:
-        self.pid = os.getpid()
-
-    def __call__(self) -> int:
-        return self.pid
-
-
-def remember_process_id() -> None:
-    """Make the multiprocess series of this worker process use :class:`_ProcessId`. Call it first thing in the
-    worker, before any series exists: series of two value classes in one process would write one file apart."""
-    values.ValueClass = _multiprocess_value(process_identifier=_ProcessId())
+def use_worker_values() -> None:
+    """Keep this worker process's series in its multiprocess files with :class:`WorkerValue`. Call it first thing in
+    the worker, before any series exists: series of two value classes in one process would write one file apart."""
+    values.ValueClass = WorkerValue
 
 
 def multiprocess_registry(path: str) -> CollectorRegistry:

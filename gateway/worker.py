@@ -22,7 +22,7 @@ import uvicorn
 
 from gateway.app import Gateway
 from gateway.metrics import GatewayMetrics
-from gateway.metrics_workers import remember_process_id
+from gateway.metrics_workers import use_worker_values
 from gateway.server import GatewayServer, uvicorn_config
 from llmops.config import ConfigError, load_config
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if not directory:
         log.error("%s is not set: a worker is started by llmops gateway --workers N", MULTIPROC_ENV)
         return 2
-    remember_process_id()  # before any series exists
+    use_worker_values()  # before any series exists
     try:
         config = load_config(args.config)
     except ConfigError as error:
