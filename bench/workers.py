@@ -18,7 +18,8 @@ names it, else ``llmops simulate``) and the load generator share those cores, so
 load and the upstream for them; the output says so. For each gateway, non-streaming and streaming: open loop at the
 fixed rates (--rates, 1000 and 2000 requests/s, our generator) and max throughput (closed loop, --conns
 connections; wrk when installed). Per step: requests/s, latency, and the gateway's CPU per request (utime + stime of
-its whole process tree from /proc, over the step, divided by the requests completed). Then the ratios of this run:
+its whole process tree from /proc, over the step, divided by the requests completed) and its wake-ups per request
+(voluntary context switches, the same way). Then the ratios of this run:
 w2 / single (throughput at max, CPU per request) and mp1 / single (CPU per request: the multiprocess metrics' cost);
 at max load also what the upstream and the load generator cost per request and the w2 / single ratio that leaves
 room for. --rounds N runs every variant N times (order reversed every other round) and reports medians; --upstream
@@ -95,7 +96,16 @@ def run_variant(a: argparse.Namespace, console: Any, upstream: Upstream, tmp: Pa
             time.sleep(0.2)
 
 
-_POOLED = ("rps", "gw_cpu_ms_per_req", "gw_cpu_cores", "machine_busy_cores", "foreign_cores", "p50_ms", "p99_ms")
+_POOLED = (
+    "rps",
+    "gw_cpu_ms_per_req",
+    "gw_wakeups_per_req",
+    "gw_cpu_cores",
+    "machine_busy_cores",
+    "foreign_cores",
+    "p50_ms",
+    "p99_ms",
+)
 
 
 def run_rounds(
@@ -184,6 +194,7 @@ def print_report(console: Any, a: argparse.Namespace, upstream: Upstream, result
     for variant in results:
         table.add_column(f"{variant} rps", justify="right")
         table.add_column(f"{variant} CPU ms/req", justify="right")
+        table.add_column(f"{variant} wake-ups/req", justify="right")
     columns = (
         "w2/single rps",
         "w2/single rps bound",
@@ -198,7 +209,11 @@ def print_report(console: Any, a: argparse.Namespace, upstream: Upstream, result
         for steps in results.values():
             r = steps.get(key, {})
             errors = f" [red]({r['errors']} errors)[/red]" if r.get("errors") else ""
-            row += [f"{r.get('rps', 0):.0f}{errors}", fmt(r.get("gw_cpu_ms_per_req"), 3)]
+            row += [
+                f"{r.get('rps', 0):.0f}{errors}",
+                fmt(r.get("gw_cpu_ms_per_req"), 3),
+                fmt(r.get("gw_wakeups_per_req"), 2),
+            ]
         row += [fmt(ratios.get(key, {}).get(c), 3) for c in columns]
         table.add_row(*row)
     console.print(table)
@@ -207,7 +222,9 @@ def print_report(console: Any, a: argparse.Namespace, upstream: Upstream, result
         f"({upstream.kind}) and the load generator share those {len(parse_cpus(a.gw_cpus))} cores, so a second "
         "worker competes with the load and the upstream. Ratios are from this run, variant against single. "
         "Bound: the w2/single rps that two workers spending single's CPU per request would reach, with the upstream "
-        "and the load costing what they did in w2's run (cores / (single CPU ms/req + upstream+load ms/req))."
+        "and the load costing what they did in w2's run (cores / (single CPU ms/req + upstream+load ms/req)). "
+        "Wake-ups: the gateway's voluntary context switches per request (each costs CPU on a VM: below saturation "
+        "an event loop wakes about once per request and per upstream answer, a busy one handles several per wake-up)."
     )
     noisy = [f"{v} {k}" for v, steps in results.items() for k, r in steps.items() if r.get("noisy")]
     if noisy:

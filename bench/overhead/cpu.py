@@ -126,12 +126,32 @@ def tree_mem_kb(pid: int) -> dict[str, int]:
     return out
 
 
+def wakeups(pid: int) -> int:
+    """How many times ``pid``'s threads went to sleep waiting for something (voluntary context switches): an event
+    loop's wake-ups."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
+
+
+def tree_wakeups(pid: int) -> int:
+    """:func:`wakeups` summed over ``pid`` and its live descendants."""
+    return sum(wakeups(p) for p in [pid, *descendants(pid)])
+
+
 class CpuWindow:
     """CPU used between ``start()`` and ``stop()``: by the gateway (its process tree: with several workers, the
-    supervisor and every worker), by us (this script, the load generators it has
-    reaped, the upstream), and by everything else ("foreign" = machine busy time from /proc/stat minus ours, so
-    short-lived processes of other jobs count too). ``gw_core_other_cores`` is what ran on the gateway's CPUs besides
-    the gateway: the interference that matters most. The top foreign processes are named for the log."""
+    supervisor and every worker), by us (this script, the load generators it has reaped, the upstream), and by
+    everything else ("foreign" = machine busy time from /proc/stat minus ours, so short-lived processes of other jobs
+    count too). ``gw_core_other_cores`` is what ran on the gateway's CPUs besides the gateway: the interference that
+    matters most. ``gw_wakeups``: the gateway's voluntary context switches, its processes' wake-ups (a process that
+    ended within the window is not counted). The top foreign processes are named for the log."""
 
     def __init__(self, gw_pid: int | None, ours: list[int], gw_cpus: set[int]) -> None:
         self.gw_pid = gw_pid
@@ -149,6 +169,7 @@ class CpuWindow:
             self.t0_ticks = float(f.read().split()[0]) * TCK
         self.snap0 = proc_snapshot()
         self.gw0 = tree_cpu_ticks(self.gw_pid) if self.gw_pid else 0
+        self.gw_wakeups0 = tree_wakeups(self.gw_pid) if self.gw_pid else 0
         self.ours0 = self._ours_ticks()
         self.busy0 = per_cpu_busy()
 
@@ -156,6 +177,7 @@ class CpuWindow:
         busy1 = per_cpu_busy()
         ours1 = self._ours_ticks()
         gw = (tree_cpu_ticks(self.gw_pid) - self.gw0) if self.gw_pid else 0
+        gw_wakeups = (tree_wakeups(self.gw_pid) - self.gw_wakeups0) if self.gw_pid else 0
         el = max(time.monotonic() - self.t0, 1e-3)
         snap1 = proc_snapshot()
         busy = {k: busy1[k] - self.busy0.get(k, 0) for k in busy1}
@@ -176,6 +198,7 @@ class CpuWindow:
             "seconds": round(el, 3),
             "gw_cpu_s": round(gw / TCK, 3),
             "gw_cpu_cores": round(gw / TCK / el, 3),
+            "gw_wakeups": gw_wakeups,
             "foreign_cores": round(foreign / TCK / el, 3),
             "gw_core_other_cores": round(max(0, gw_core - gw) / TCK / el, 3) if self.gw_cpus else None,
             "foreign_top": {k: round(v / TCK / el, 3) for k, v in top},

@@ -152,6 +152,7 @@ class Runner:
         res["gw_cpu_ms_per_req"] = (
             round(cpu["gw_cpu_s"] * 1e3 / total, 4) if total and step.target != "direct" else None
         )
+        res["gw_wakeups_per_req"] = round(cpu["gw_wakeups"] / total, 3) if total and step.target != "direct" else None
         res["foreign_before"] = before["foreign_cores"]
         mem = tree_mem_kb(pid)
         res["gw_rss_kb"] = mem.get("VmRSS")
