@@ -6,12 +6,14 @@ run. Not part of the test suite.
     .venv/bin/python bench/workers.py --duration 2 --ol-warmup 0.5 --warmup 1 --quiet-wait 1 --retries 0  # runs?
     .venv/bin/python bench/workers.py --json /tmp/workers.json
 
-Three gateways, one after the other, on the same port, the same upstream and the same CPUs (--cpus, "0,1"):
+Gateways (--variants; single,mp1,w2 by default), one after the other, on the same port, the same upstream and the
+same CPUs (--cpus, "0,1"):
 
   single  ``llmops gateway``: one process, the plain registry (today's gateway, exemplars possible)
   mp1     ``python -m gateway.workers --workers 1``: a supervisor and one worker whose series are prometheus_client
           multiprocess files, merged at each scrape (what every worker of a multi-worker gateway does)
   w2      ``llmops gateway --workers 2``: a supervisor and two workers on one port (SO_REUSEPORT)
+  w2pin   the same with ``server.pin_workers``: each worker on one of the CPUs
 
 Everything is pinned with taskset to --cpus: the gateway's processes, the upstream (gwbench's nginx when GWBENCH_DIR
 names it, else ``llmops simulate``) and the load generator share those cores, so a second worker competes with the
@@ -49,8 +51,9 @@ VARIANTS = {
     "single": "llmops gateway (one process, plain registry)",
     "mp1": "python -m gateway.workers --workers 1 (supervisor + 1 worker, multiprocess metrics)",
     "w2": "llmops gateway --workers 2 (supervisor + 2 workers)",
+    "w2pin": "llmops gateway --workers 2 with server.pin_workers (each worker on one of the CPUs)",
 }
-WORKERS = {"single": 1, "mp1": 1, "w2": 2}
+WORKERS = {"single": 1, "mp1": 1, "w2": 2, "w2pin": 2}
 
 
 class VariantGateway(Gateway):
@@ -59,11 +62,13 @@ class VariantGateway(Gateway):
     def __init__(self, a: argparse.Namespace, upstream: Upstream, tmp: Path, variant: str) -> None:
         super().__init__(a, upstream, tmp, name=variant)
         self.variant = variant
+        if variant == "w2pin":
+            self.config.write_text(self.config.read_text() + "server: {pin_workers: true}\n")
 
     def command(self) -> list[str]:
         if self.variant == "single":
             return super().command()
-        if self.variant == "w2":
+        if self.variant in ("w2", "w2pin"):
             return [*super().command(), "--workers", "2"]
         where = ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         return [sys.executable, "-m", "gateway.workers", "--config", str(self.config), *where, "--workers", "1"]
@@ -161,14 +166,14 @@ def scaling_bound(single: dict[str, Any], w2: dict[str, Any], cores: int) -> flo
 
 
 def summarize(results: dict[str, dict[str, Any]], cores: int = 2) -> dict[str, dict[str, float | None]]:
-    """Per step: w2 / single (rps at max; CPU per request) and mp1 / single (CPU per request); at max load, what the
-    upstream and the load generator cost per request in w2's run, and the ratio they leave room for
-    (:func:`scaling_bound`)."""
+    """Per step: w2 / single and w2pin / single (rps at max; CPU per request) and mp1 / single (CPU per request); at
+    max load, what the upstream and the load generator cost per request in w2's run, and the ratio they leave room
+    for (:func:`scaling_bound`)."""
     out: dict[str, dict[str, float | None]] = {}
     for key in results.get("single", {}):
         row: dict[str, float | None] = {}
         single = results["single"][key]
-        for variant in ("w2", "mp1"):
+        for variant in ("w2", "w2pin", "mp1"):
             other = results.get(variant, {}).get(key)
             if other is None:
                 continue
@@ -195,13 +200,19 @@ def print_report(console: Any, a: argparse.Namespace, upstream: Upstream, result
         table.add_column(f"{variant} rps", justify="right")
         table.add_column(f"{variant} CPU ms/req", justify="right")
         table.add_column(f"{variant} wake-ups/req", justify="right")
-    columns = (
-        "w2/single rps",
-        "w2/single rps bound",
-        "w2 upstream+load ms/req",
-        "w2/single cpu per req",
-        "mp1/single cpu per req",
-    )
+    columns = [
+        column
+        for column in (
+            "w2/single rps",
+            "w2pin/single rps",
+            "w2/single rps bound",
+            "w2 upstream+load ms/req",
+            "w2/single cpu per req",
+            "w2pin/single cpu per req",
+            "mp1/single cpu per req",
+        )
+        if any(column in row for row in ratios.values())
+    ]
     for column in columns:
         table.add_column(column, justify="right")
     for key in next(iter(results.values()), {}):
@@ -234,7 +245,7 @@ def print_report(console: Any, a: argparse.Namespace, upstream: Upstream, result
 def main(argv: list[str]) -> int:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--cpus", default="0,1", help="taskset CPU list shared by everything (default 0,1)")
-    own.add_argument("--variants", default="single,mp1,w2", help="which gateways, in order (single, mp1, w2)")
+    own.add_argument("--variants", default="single,mp1,w2", help="which gateways, in order (single, mp1, w2, w2pin)")
     own.add_argument("--rounds", type=int, default=1, help="run every variant this often, alternating; medians")
     mine, rest = own.parse_known_args(argv)
     if mine.rounds < 1:

@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--supervisor", type=int, required=True, help="the supervisor's pid")
     parser.add_argument("--announce", action="store_true", help="log the gateway's start messages")
     parser.add_argument("--replacement", action="store_true", help="this worker replaces one that died")
+    parser.add_argument("--cpu", type=int, help="run on this CPU only (server.pin_workers)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     directory = os.environ.get(MULTIPROC_ENV)
@@ -78,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s is not set: a worker is started by llmops gateway --workers N", MULTIPROC_ENV)
         return 2
     use_worker_values()  # before any series exists
+    if args.cpu is not None:
+        try:
+            os.sched_setaffinity(0, {args.cpu})
+        except OSError as error:
+            log.error("cannot run on CPU %d (server.pin_workers): %s", args.cpu, error.strerror or error)
+            return 2
     try:
         config = load_config(args.config)
     except ConfigError as error:

@@ -133,10 +133,12 @@ def supervise(text: str, config: Config, host: str, port: int, log_level: str, c
         env = {**os.environ, MULTIPROC_ENV: metrics_dir}
         env["PYTHONPATH"] = worker_pythonpath(os.environ.get("PYTHONPATH"))
         me = os.getpid()
+        cpus = worker_cpus(count) if config.server.pin_workers else []
 
         def spawn(index: int, replacement: bool) -> subprocess.Popen[bytes]:
             args = ["--config", config_copy, "--host", host, "--port", str(port), "--log-level", log_level]
             args += ["--supervisor", str(me)]
+            args += ["--cpu", str(cpus[index])] if cpus else []
             args += ["--replacement"] if replacement else ["--announce"] if index == 0 else []
             # its own process group: a terminal's Ctrl+C reaches the supervisor only, which stops the workers
             return subprocess.Popen(
@@ -154,6 +156,9 @@ def supervise(text: str, config: Config, host: str, port: int, log_level: str, c
             port,
             metrics_dir,
         )
+        if cpus:
+            shared = " (more workers than CPUs: some share one)" if len(set(cpus)) < count else ""
+            log.info("each worker on one CPU (server.pin_workers): %s%s", ", ".join(map(str, cpus)), shared)
         supervisor = Supervisor(spawn, count, metrics_dir, drain, stop_seconds=drain + flush + STOP_MARGIN_SECONDS)
         status, message = supervisor.run()
         if message:
@@ -161,6 +166,13 @@ def supervise(text: str, config: Config, host: str, port: int, log_level: str, c
         return status
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def worker_cpus(count: int) -> list[int]:
+    """``server.pin_workers``: the CPU of each of ``count`` workers, in turn over the CPUs this process may run on
+    (its affinity: a container's or taskset's set), so a replaced worker takes its slot's CPU again."""
+    available = sorted(os.sched_getaffinity(0))
+    return [available[index % len(available)] for index in range(count)]
 
 
 def worker_pythonpath(current: str | None) -> str:

@@ -77,6 +77,11 @@ class ServerConfig(Strict):
         description="gateway processes serving the port (1: one process, as before); auto: one per available CPU",
     )
 
+    pin_workers: bool = Field(
+        default=False,
+        description="several workers: each on one CPU of those the gateway may run on (worker i on the i-th, round)",
+    )
+
     @field_validator("workers", mode="before")
     @classmethod
     def _worker_count(cls, value: object) -> int | Literal["auto"]:

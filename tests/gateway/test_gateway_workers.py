@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.workers import Supervisor, check_workers
+from gateway.workers import Supervisor, check_workers, worker_cpus
 from llmops.cli import build_parser
 from llmops.config import ConfigError, parse_config
 from llmops.config_server import MAX_WORKERS, available_cpus, resolve_workers
@@ -339,6 +339,48 @@ def test_a_taken_port_is_one_line_and_a_failure(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"llmops gateway: cannot listen on 127.0.0.1:{port}: address already in use"
     ], result.stderr
+
+
+def test_pinned_workers_each_run_on_one_cpu_and_a_replacement_takes_its_slots(sim: str, tmp_path: Path) -> None:
+    deployment = {"name": "sim", "base_url": f"{sim}/v1", "model": "sim-model"}
+    models = [{"name": "m", "deployments": [deployment], "pricing": PRICING}]
+    config = gateway_config(tmp_path / "config.yaml", models, server={"workers": 2, "pin_workers": True})
+    expected = worker_cpus(2)  # the CPUs this test may run on, in turn: the gateway inherits them
+    with _gateway(config, tmp_path / "gateway.log", 2) as gateway:
+        workers = sorted(_children(gateway.process.pid))
+        pinned = {pid: os.sched_getaffinity(pid) for pid in workers}
+        assert sorted(min(cpus) for cpus in pinned.values()) == sorted(expected)
+        assert all(len(cpus) == 1 for cpus in pinned.values()), pinned
+        killed = workers[0]
+        os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)  # its socket closed with it
+        wait_until(lambda: _listeners(gateway.port) == 2, 30, "a replacement worker listening")
+        (replacement,) = _children(gateway.process.pid) - set(workers)
+        assert os.sched_getaffinity(replacement) == pinned[killed]
+        assert _request(gateway.url, "ok").status == 200
+        assert "each worker on one CPU (server.pin_workers): " + ", ".join(map(str, expected)) in gateway.text()
+
+
+def test_worker_cpus_go_round_the_available_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5, 2})
+    assert worker_cpus(3) == [2, 5, 2]
+    assert worker_cpus(1) == [2]
+
+
+def test_a_cpu_a_worker_may_not_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = gateway_config(tmp_path / "config.yaml", [MODEL])
+    args = ["--config", str(config), "--host", "127.0.0.1", "--port", "9", "--supervisor", "1", "--cpu", "4096"]
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.worker", *args],
+        cwd=REPO,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("cannot run on CPU 4096 (server.pin_workers): Invalid argument")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def _fake_workers(code: str) -> Any:
