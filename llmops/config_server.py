@@ -76,10 +76,9 @@ class ServerConfig(Strict):
         default=1,
         description="gateway processes serving the port (1: one process, as before); auto: one per available CPU",
     )
-
     pin_workers: bool = Field(
         default=False,
-        description="several workers: each on one CPU of those the gateway may run on (worker i on the i-th, round)",
+        description="several workers: each on one of the CPUs the gateway may run on (worker i on the i-th, in turn)",
     )
 
     @field_validator("workers", mode="before")
