@@ -61,8 +61,16 @@ def _counter(url: str, kind: str) -> float:
     return sum(float(client.get(k) or 0) for k in client.keys(f"llmops:{kind}:k*"))
 
 
-async def _flood(access: AccessControl, seconds: float, workers: int, charge: tuple[int, float] | None = None) -> int:
-    """``workers`` loops admitting (and charging ``(tokens, cost)`` per answer) for ``seconds``: the admitted count."""
+async def _flood(
+    access: AccessControl,
+    seconds: float,
+    workers: int,
+    charge: tuple[int, float] | None = None,
+    times: list[float] | None = None,
+    answer_seconds: float = 0.001,
+) -> int:
+    """``workers`` loops admitting (and charging ``(tokens, cost)`` per answer) for ``seconds``: the admitted count
+    (and, in ``times``, when each was admitted)."""
     admitted = 0
     end = time.monotonic() + seconds
 
@@ -71,7 +79,9 @@ async def _flood(access: AccessControl, seconds: float, workers: int, charge: tu
         while time.monotonic() < end:
             if await _admit(access) == 200:
                 admitted += 1
-                await asyncio.sleep(0.001)  # the answer
+                if times is not None:
+                    times.append(time.monotonic())
+                await asyncio.sleep(answer_seconds)  # the answer
                 if charge is not None:
                     access.charge("k", *charge)
             else:
@@ -79,6 +89,16 @@ async def _flood(access: AccessControl, seconds: float, workers: int, charge: tu
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     return admitted
+
+
+def _most_within(times: list[float], seconds: float) -> int:
+    """The most of ``times`` (ascending) that fall within any ``seconds``."""
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] > seconds:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
 def test_rpm_is_never_exceeded_across_processes_and_unused_slots_come_back(url: str) -> None:
@@ -137,20 +157,29 @@ def test_at_low_rates_every_request_asks_redis(url: str) -> None:
 @pytest.mark.parametrize("limit", ["budget", "tpm"])
 def test_budget_and_tpm_overshoot_at_most_the_slots_the_other_process_held(url: str, limit: str) -> None:
     """Two processes at over 1,000 requests a second each against a budget (tpm) of 400 requests' worth: what passes
-    the limit is at most the requests in flight plus, per process, the slots it held: 1/8 of the room it saw."""
+    the limit is at most (docs/configuration.md) the requests in flight, plus per process the slots it held (1/8 of the
+    room it saw), plus the charges of the other process not yet written (what it admitted within one flush time)."""
     _fresh_minute(8)
     limits = {"budget_usd": 400 * 1e-6, "budget_period": "day"} if limit == "budget" else {"tpm": 400 * 10}
+    times: tuple[list[float], list[float]] = ([], [])
 
     async def run() -> tuple[int, float]:
         first, second = await _processes(url, **limits)
-        admitted = await asyncio.gather(*(_flood(p, 1.0, 4, charge=(10, 1e-6)) for p in (first, second)))
+        admitted = await asyncio.gather(
+            *(
+                _flood(p, 1.0, 4, charge=(10, 1e-6), times=t, answer_seconds=0.003)
+                for p, t in zip((first, second), times, strict=True)
+            )
+        )
         for access in (first, second):
             await access.close()
         return sum(admitted), _counter(url, "spend" if limit == "budget" else "rl")
 
     admitted, counted = asyncio.run(run())
     in_flight = 2 * 4
-    assert 400 <= admitted <= 400 + in_flight + 2 * (400 // 8), admitted
+    unwritten = sum(_most_within(t, FLUSH_SECONDS) for t in times)
+    assert unwritten < 400 // 2, unwritten  # (so that the bound below means something)
+    assert 400 <= admitted <= 400 + in_flight + 2 * (400 // 8) + unwritten, (admitted, unwritten)
     per_request = 1e-6 if limit == "budget" else 10
     assert counted == pytest.approx(admitted * per_request)  # every answer charged, once
 
