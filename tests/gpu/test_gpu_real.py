@@ -5,7 +5,8 @@ exactly these; ``tests/gpu/test_gpu_standalone.py`` checks that nothing else is 
 
     python3 -m pytest -p no:cacheprovider -m gpu -v -rsP tests/gpu/test_gpu_real.py
 
-``-rP`` prints what each passing test scraped, for the record.
+``-rP`` prints what each passing test scraped, for the record: every ``llm_gpu_*`` reading, the peak utilisation
+under a matmul loop, power, temperature and memory used idle and under that load, and what a scrape costs.
 """
 
 from __future__ import annotations
@@ -147,12 +148,10 @@ def _nvml_uuid_of_torch_device(torch: Any, real_gpus: list[RealGpu]) -> RealGpu 
     return None
 
 
-def test_utilization_rises_under_matmul_load(real_gpus: list[RealGpu]) -> None:
-    torch = pytest.importorskip("torch", reason="torch is not installed: no GPU load to generate")
-    if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
-    target = _nvml_uuid_of_torch_device(torch, real_gpus)
-
+@contextmanager
+def matmul_load(torch: Any) -> Iterator[list[BaseException]]:
+    """A loop of fp16 8192x8192 matmuls on CUDA device 0 in a thread, running once the block starts, stopped at its
+    end; yields the list the loop's failure goes to (checked here at start and at the end)."""
     stop = threading.Event()
     started = threading.Event()
     failure: list[BaseException] = []
@@ -173,32 +172,44 @@ def test_utilization_rises_under_matmul_load(real_gpus: list[RealGpu]) -> None:
 
     thread = threading.Thread(target=load, daemon=True)
     thread.start()
-    peak = 0.0
-    readings = 0  # utilisation samples seen (NVML gives none for a MIG-enabled GPU)
-    seen_pid: dict[str, str] | None = None
     try:
         assert started.wait(timeout=60), "the matmul loop did not start"
         assert not failure, f"the matmul loop failed: {failure}"
-        with running_exporter() as base:
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline and peak <= 0.5:
-                time.sleep(0.5)
-                samples = scrape(base)
-                gpus = [target] if target is not None else real_gpus
-                for gpu in gpus:
-                    labels = {"gpu": str(gpu.index), "uuid": gpu.uuid}
-                    utilization = value(samples, "llm_gpu_utilization_ratio", **labels)
-                    if utilization is not None:
-                        readings += 1
-                        peak = max(peak, utilization)
-                for metric, label_set in samples:
-                    process = dict(label_set)
-                    if metric == "llm_gpu_process_memory_used_bytes" and process["pid"] == str(os.getpid()):
-                        seen_pid = process
+        yield failure
     finally:
         stop.set()
         thread.join(timeout=30)
     assert not failure, f"the matmul loop failed: {failure}"
+
+
+def _cuda(real_gpus: list[RealGpu]) -> tuple[Any, RealGpu | None]:
+    torch = pytest.importorskip("torch", reason="torch is not installed: no GPU load to generate")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    return torch, _nvml_uuid_of_torch_device(torch, real_gpus)
+
+
+def test_utilization_rises_under_matmul_load(real_gpus: list[RealGpu]) -> None:
+    torch, target = _cuda(real_gpus)
+    peak = 0.0
+    readings = 0  # utilisation samples seen (NVML gives none for a MIG-enabled GPU)
+    seen_pid: dict[str, str] | None = None
+    with matmul_load(torch), running_exporter() as base:
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and peak <= 0.5:
+            time.sleep(0.5)
+            samples = scrape(base)
+            gpus = [target] if target is not None else real_gpus
+            for gpu in gpus:
+                labels = {"gpu": str(gpu.index), "uuid": gpu.uuid}
+                utilization = value(samples, "llm_gpu_utilization_ratio", **labels)
+                if utilization is not None:
+                    readings += 1
+                    peak = max(peak, utilization)
+            for metric, label_set in samples:
+                process = dict(label_set)
+                if metric == "llm_gpu_process_memory_used_bytes" and process["pid"] == str(os.getpid()):
+                    seen_pid = process
     if readings == 0:
         pytest.skip("NVML gives no utilisation reading for this GPU (MIG enabled?): nothing to check")
     print(f"peak llm_gpu_utilization_ratio under the matmul loop: {peak}; this process seen: {seen_pid}")
@@ -207,3 +218,51 @@ def test_utilization_rises_under_matmul_load(real_gpus: list[RealGpu]) -> None:
     if seen_pid is not None:  # NVML lists host PIDs; inside a container this process may not be matched
         with open("/proc/self/comm", encoding="utf-8") as comm:
             assert seen_pid["process"] == comm.read().strip()
+
+
+_MOVES_UP = ("llm_gpu_power_watts", "llm_gpu_temperature_celsius", "llm_gpu_memory_used_bytes")
+
+
+def test_idle_and_loaded_scrapes_move_the_right_way_and_a_scrape_is_cheap(real_gpus: list[RealGpu]) -> None:
+    """Power (watts), temperature and memory used: a scrape under the matmul loop reads more than an idle one (the
+    most over up to 15 s of load); and what a scrape costs on the real NVML, over 50 scrapes."""
+    torch, target = _cuda(real_gpus)
+    gpu = target if target is not None else real_gpus[0]
+    labels = {"gpu": str(gpu.index), "uuid": gpu.uuid}
+    torch.cuda.empty_cache()  # what earlier tests left cached is not "idle" memory
+    with running_exporter() as base:
+        time.sleep(2.0)  # the GPU settles after the earlier tests
+        idle = scrape(base)
+        costs = []
+        for _ in range(50):
+            started = time.perf_counter()
+            samples = scrape(base)
+            costs.append((time.perf_counter() - started, value(samples, "llm_gpu_scrape_duration_seconds")))
+        before = {name: value(idle, name, **labels) for name in _MOVES_UP}
+        loaded: dict[str, float] = {}
+        with matmul_load(torch):
+            deadline = time.monotonic() + 15.0
+            while time.monotonic() < deadline:
+                time.sleep(1.0)
+                samples = scrape(base)
+                for name in _MOVES_UP:
+                    reading = value(samples, name, **labels)
+                    if reading is not None:
+                        loaded[name] = max(loaded.get(name, reading), reading)
+                moved = all(before[n] is None or loaded.get(n, 0.0) > (before[n] or 0.0) for n in _MOVES_UP)
+                if moved and time.monotonic() > deadline - 10.0:  # and at least 5 s of load, for the temperature
+                    break
+    walls = sorted(wall for wall, _ in costs)
+    inside = sorted(own for _, own in costs if own is not None)
+    print(f"GPU {gpu.index} ({gpu.name}) idle: {before}; under load (max): {loaded}")
+    print(
+        f"a scrape over HTTP: median {walls[len(walls) // 2] * 1e3:.2f} ms, max {walls[-1] * 1e3:.2f} ms; "
+        f"llm_gpu_scrape_duration_seconds median {inside[len(inside) // 2] * 1e3:.2f} ms"
+    )
+    assert inside and inside[len(inside) // 2] < 0.25, "a scrape of the real NVML should take milliseconds"
+    for name in _MOVES_UP:
+        if before[name] is None:  # not every GPU reports every reading (MIG, some boards)
+            continue
+        assert name in loaded and loaded[name] > before[name], f"{name}: idle {before[name]}, loaded {loaded}"
+    if before["llm_gpu_power_watts"] is not None:  # watts, not milliwatts: an H100/H200 idles at tens of watts
+        assert 1.0 < before["llm_gpu_power_watts"] < loaded["llm_gpu_power_watts"] < 2000.0
