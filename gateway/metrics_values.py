@@ -60,7 +60,6 @@ class _Files:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pid = os.getpid()
         self.files: dict[str, _File] = {}
         self.values: list[WorkerValue] = []
         os.register_at_fork(after_in_child=self.after_fork)
@@ -69,15 +68,18 @@ class _Files:
         found = self.files.get(prefix)
         if found is None:
             directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-            found = self.files[prefix] = _File(os.path.join(directory, f"{prefix}_{self.pid}.db"))
+            found = self.files[prefix] = _File(os.path.join(directory, f"{prefix}_{os.getpid()}.db"))
         return found
 
-    def after_fork(self) -> None:
-        self.lock = threading.Lock()
-        self.pid = os.getpid()
+    def close(self) -> None:
+        """Close every file (the values keep theirs until :meth:`WorkerValue.reopen`)."""
         for file in self.files.values():
             file.close()
         self.files.clear()
+
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+        self.close()
         for value in self.values:
             value.reopen()
 
@@ -145,11 +147,9 @@ def _files() -> _Files:
 
 
 def close_files() -> None:
-    """Close this process's files (tests; a worker's are closed when it exits)."""
+    """Close this process's files and forget its values (tests; a worker's are closed when it exits)."""
     global _FILES
     if _FILES is not None:
-        for file in _FILES.files.values():
-            file.close()
-        _FILES.files.clear()
+        _FILES.close()
         _FILES.values.clear()
         _FILES = None

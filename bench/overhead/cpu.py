@@ -104,17 +104,23 @@ def per_cpu_busy() -> dict[str, int]:
     return out
 
 
-def mem_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a process in kB (empty if it is gone)."""
+def status_numbers(pid: int, names: tuple[str, ...]) -> dict[str, int]:
+    """The first number of each of the ``names`` lines of ``/proc/PID/status`` (empty if the process is gone)."""
     out = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    out[line.split(":")[0]] = int(line.split()[1])
+                name, _, rest = line.partition(":")
+                if name in names:
+                    out[name] = int(rest.split()[0])
     except OSError:
         pass
     return out
+
+
+def mem_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process in kB (empty if it is gone)."""
+    return status_numbers(pid, ("VmRSS", "VmHWM"))
 
 
 def tree_mem_kb(pid: int) -> dict[str, int]:
@@ -129,15 +135,7 @@ def tree_mem_kb(pid: int) -> dict[str, int]:
 def wakeups(pid: int) -> int:
     """How many times ``pid``'s threads went to sleep waiting for something (voluntary context switches): an event
     loop's wake-ups."""
-    total = 0
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("voluntary_ctxt_switches:"):
-                    total += int(line.split()[1])
-    except OSError:
-        pass
-    return total
+    return status_numbers(pid, ("voluntary_ctxt_switches",)).get("voluntary_ctxt_switches", 0)
 
 
 def tree_wakeups(pid: int) -> int:

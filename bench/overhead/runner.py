@@ -149,10 +149,9 @@ class Runner:
             res["completed_total"] = res["ok"]
         total = res.get("completed_total") or 0
         res.update(cpu)
-        res["gw_cpu_ms_per_req"] = (
-            round(cpu["gw_cpu_s"] * 1e3 / total, 4) if total and step.target != "direct" else None
-        )
-        res["gw_wakeups_per_req"] = round(cpu["gw_wakeups"] / total, 3) if total and step.target != "direct" else None
+        per_request = bool(total) and step.target != "direct"  # the gateway's own figures, over its requests
+        res["gw_cpu_ms_per_req"] = round(cpu["gw_cpu_s"] * 1e3 / total, 4) if per_request else None
+        res["gw_wakeups_per_req"] = round(cpu["gw_wakeups"] / total, 3) if per_request else None
         res["foreign_before"] = before["foreign_cores"]
         mem = tree_mem_kb(pid)
         res["gw_rss_kb"] = mem.get("VmRSS")
